@@ -1,0 +1,247 @@
+//! Types shared by the eBPF programs (`probe-ebpf`) and userspace (`probe-user`).
+//!
+//! Everything here is `#[repr(C)]` plain data with explicit padding, so both sides agree on the
+//! bytes of every map key and value. Go-version knowledge never lives in the eBPF code: userspace
+//! writes it as data ([`HookPlan`] per hook, [`TargetConfig`] once) before attaching.
+#![no_std]
+
+/// Events a hook can report. Stored as `u32` in keys so an unknown value is never UB.
+pub mod event {
+    /// A timer was created (NewTimer, After, AfterFunc, NewTicker) and armed.
+    pub const CREATED: u32 = 0;
+    /// A pending or stopped timer was re-armed (Reset, Sleep, network deadlines).
+    pub const RESET: u32 = 1;
+    /// A timer was stopped (Stop, deadline cleared).
+    pub const STOPPED: u32 = 2;
+    /// A timer's callback is about to run.
+    pub const FIRED: u32 = 3;
+    /// The per-P timer loop ran (checkTimers / (*timers).check).
+    pub const TIMER_LOOP: u32 = 4;
+    /// Number of event kinds.
+    pub const COUNT: u32 = 5;
+}
+
+/// Where a hook reads a value at the probed instruction.
+pub mod source {
+    /// The hook has no such value.
+    pub const NONE: u32 = 0;
+    /// `index` is a slot of `struct pt_regs` (see [`super::reg`]).
+    pub const REGISTER: u32 = 1;
+    /// `index` is a byte offset from RSP (Go's stack ABI before 1.17: first argument at 8).
+    pub const STACK: u32 = 2;
+}
+
+/// Slots of the x86_64 `struct pt_regs`, in kernel order. A [`ValueSource`] of kind
+/// [`source::REGISTER`] names one of these.
+pub mod reg {
+    pub const R15: u32 = 0;
+    pub const R14: u32 = 1;
+    pub const R13: u32 = 2;
+    pub const R12: u32 = 3;
+    pub const RBP: u32 = 4;
+    pub const RBX: u32 = 5;
+    pub const R11: u32 = 6;
+    pub const R10: u32 = 7;
+    pub const R9: u32 = 8;
+    pub const R8: u32 = 9;
+    pub const RAX: u32 = 10;
+    pub const RCX: u32 = 11;
+    pub const RDX: u32 = 12;
+    pub const RSI: u32 = 13;
+    pub const RDI: u32 = 14;
+    pub const RIP: u32 = 16;
+    pub const RSP: u32 = 19;
+}
+
+/// Hook behaviour switches ([`HookPlan::flags`]).
+pub mod hook_flag {
+    /// Family B `(*timer).modify`: a call on a timer whose `f` field is still nil is the first
+    /// arm of a timer `time.newTimer` just allocated, so it counts as [`super::event::CREATED`];
+    /// any other call counts as [`super::event::RESET`].
+    pub const CREATE_IF_UNINITIALIZED: u32 = 1;
+}
+
+/// Bits of [`SiteKey::flags`].
+pub mod site_flag {
+    /// The timer is periodic (a ticker).
+    pub const PERIODIC: u32 = 1;
+    /// The timer was not seen being created or armed while we watched (it predates the attach),
+    /// so the stack is the one at this event, not its creation stack.
+    pub const UNKNOWN_ORIGIN: u32 = 2;
+}
+
+/// Reasons an event or a stack was lost, indices into the `DROPS` per-CPU array.
+pub mod drop {
+    /// The user stack could not be stored: a different stack already sits in its hash bucket.
+    pub const STACK_COLLISION: u32 = 0;
+    /// The user stack could not be read (fault, no memory).
+    pub const STACK_ERROR: u32 = 1;
+    /// The per-site count map was full: the event was not counted.
+    pub const SITE_MAP_FULL: u32 = 2;
+    /// The live-timer map was full: the timer is not tracked as live.
+    pub const LIVE_MAP_FULL: u32 = 3;
+    /// A read of target memory failed (timer fields, goroutine id).
+    pub const READ_FAULT: u32 = 4;
+    /// The per-mmap-site map was full.
+    pub const MMAP_MAP_FULL: u32 = 5;
+    /// Number of drop reasons.
+    pub const COUNT: u32 = 6;
+}
+
+/// Most hooks one target can have; sizes the `HOOKS` and `HOOK_HITS` arrays.
+pub const MAX_HOOKS: u32 = 32;
+
+/// A value's location at the probed instruction.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ValueSource {
+    /// One of [`source`].
+    pub kind: u32,
+    /// A [`reg`] slot or a stack offset in bytes.
+    pub index: u32,
+}
+
+impl ValueSource {
+    pub const NONE: Self = Self { kind: source::NONE, index: 0 };
+
+    pub const fn register(slot: u32) -> Self {
+        Self { kind: source::REGISTER, index: slot }
+    }
+
+    pub const fn stack(offset: u32) -> Self {
+        Self { kind: source::STACK, index: offset }
+    }
+}
+
+/// What one hook reads and reports; userspace writes one per hook into the `HOOKS` array, the
+/// uprobe's attach cookie is the index.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HookPlan {
+    /// One of [`event`].
+    pub event: u32,
+    /// [`hook_flag`] bits.
+    pub flags: u32,
+    /// The `*runtime.timer`.
+    pub timer: ValueSource,
+    /// The new due time passed as an argument (modify-style hooks); NONE: read `timer.when`.
+    pub when: ValueSource,
+    /// The new period passed as an argument; NONE: read `timer.period`.
+    pub period: ValueSource,
+    /// The callback funcval passed as an argument (modify-style hooks), used when non-nil;
+    /// otherwise the timer's `f` field is read.
+    pub callback: ValueSource,
+    /// The callback argument's data word passed as an argument; NONE: read `timer.arg`.
+    pub arg_data: ValueSource,
+    /// The runtime's `now` (fire hooks), compared with `when` for the fire delay.
+    pub now: ValueSource,
+}
+
+/// Offsets of the runtime structures the probes read, plus the target process. One per load,
+/// set as a global before the programs are loaded.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TargetConfig {
+    /// Process (thread group) id in the root pid namespace; events of other processes are ignored.
+    pub tgid: u32,
+    pub timer_when: u32,
+    pub timer_period: u32,
+    pub timer_f: u32,
+    /// Offset of `arg`'s data word (`arg` is an `any`: type word, then data word).
+    pub timer_arg_data: u32,
+    /// `runtime.g.goid`.
+    pub g_goid: u32,
+    /// Runtime address of `time.goFunc`: for AfterFunc timers the user's closure is `*arg.data`.
+    pub go_func_pc: u64,
+}
+
+/// Key of the per-site count map: one row per (event, place, callback).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SiteKey {
+    /// One of [`event`].
+    pub event: u32,
+    /// User stack id in the `STACKS` map; negative when the stack was lost (see [`drop`]).
+    pub stack_id: i32,
+    /// Return address at `[RSP]` at the probe: the caller a frame-pointer unwind misses because
+    /// the probed function has not pushed its frame yet. 0 when the stack is a fire-time stack.
+    pub caller: u64,
+    /// Code address of the timer's callback (`t.f.fn`), 0 when unknown.
+    pub callback: u64,
+    /// For AfterFunc timers, code address of the user's closure; otherwise 0.
+    pub user_callback: u64,
+    /// [`site_flag`] bits.
+    pub flags: u32,
+    /// Hook index that reported the event.
+    pub hook: u32,
+}
+
+/// Value of the per-site count map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SiteValue {
+    pub count: u64,
+    /// Fire events: sum over fires of (now - when) in nanoseconds, for timers that fired late.
+    pub delay_ns: u64,
+}
+
+/// Value of the live-timer map, keyed by the runtime timer address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiveTimer {
+    /// Where the timer was created (or first seen armed), with `event` = [`event::CREATED`].
+    pub site: SiteKey,
+    /// Absolute due time in the runtime's clock (CLOCK_MONOTONIC ns).
+    pub when: i64,
+    pub period: i64,
+    /// Goroutine that created or armed it.
+    pub goid: u64,
+}
+
+/// Key of the per-site mmap map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MmapSiteKey {
+    pub stack_id: i32,
+    /// 1 when the mapping is anonymous (fd == -1 or MAP_ANONYMOUS).
+    pub anonymous: u32,
+}
+
+/// Value of the per-site mmap map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MmapSiteValue {
+    pub calls: u64,
+    pub bytes: u64,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all of these are #[repr(C)] structs of integers with no implicit padding.
+    unsafe impl aya::Pod for HookPlan {}
+    unsafe impl aya::Pod for TargetConfig {}
+    unsafe impl aya::Pod for SiteKey {}
+    unsafe impl aya::Pod for SiteValue {}
+    unsafe impl aya::Pod for LiveTimer {}
+    unsafe impl aya::Pod for MmapSiteKey {}
+    unsafe impl aya::Pod for MmapSiteValue {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn layouts_have_no_implicit_padding() {
+        assert_eq!(size_of::<ValueSource>(), 8);
+        assert_eq!(size_of::<HookPlan>(), 8 + 6 * 8);
+        assert_eq!(size_of::<TargetConfig>(), 6 * 4 + 8);
+        assert_eq!(size_of::<SiteKey>(), 4 + 4 + 8 * 3 + 4 + 4);
+        assert_eq!(size_of::<SiteValue>(), 16);
+        assert_eq!(size_of::<LiveTimer>(), size_of::<SiteKey>() + 24);
+        assert_eq!(size_of::<MmapSiteKey>(), 8);
+        assert_eq!(size_of::<MmapSiteValue>(), 16);
+    }
+}

@@ -1,0 +1,106 @@
+//! Maps shared by the programs. Sizes here are defaults; userspace resizes the big ones
+//! (`SITES`, `LIVE`, `STACKS`, `MMAP_SITES`) before loading.
+
+use aya_ebpf::{
+    bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
+    macros::map,
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, StackTrace},
+    programs::tracing::StackIdContext,
+};
+use probe_common::{
+    HookPlan, LiveTimer, MAX_HOOKS, MmapSiteKey, MmapSiteValue, SiteKey, SiteValue, TargetConfig,
+    drop,
+};
+
+/// Written by userspace before load (`EbpfLoader::set_global`); read with `config()`.
+#[unsafe(no_mangle)]
+static CONFIG: TargetConfig = TargetConfig {
+    tgid: 0,
+    timer_when: 0,
+    timer_period: 0,
+    timer_f: 0,
+    timer_arg_data: 0,
+    g_goid: 0,
+    go_func_pc: 0,
+};
+
+#[inline(always)]
+pub fn config() -> TargetConfig {
+    // Volatile: the value is patched into the object after compilation.
+    unsafe { core::ptr::read_volatile(&CONFIG) }
+}
+
+/// Per-hook read plans, indexed by the uprobe's attach cookie.
+#[map]
+pub static HOOKS: Array<HookPlan> = Array::with_max_entries(MAX_HOOKS, 0);
+
+/// Probe hits per hook (includes hits later dropped), indexed like `HOOKS`.
+#[map]
+pub static HOOK_HITS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_HOOKS, 0);
+
+/// Lost events and stacks per reason (`probe_common::drop`).
+#[map]
+pub static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(drop::COUNT, 0);
+
+/// Event counts per site. Per-CPU: the BPF target has no atomic add in `core`, and per-CPU
+/// values need none; userspace sums the CPUs.
+#[map]
+pub static SITES: PerCpuHashMap<SiteKey, SiteValue> = PerCpuHashMap::with_max_entries(16384, 0);
+
+/// Timers armed and not yet stopped or fired (one-shot), by runtime timer address.
+#[map]
+pub static LIVE: HashMap<u64, LiveTimer> = HashMap::with_max_entries(65536, 0);
+
+/// User stacks referenced by `SiteKey::stack_id` and `MmapSiteKey::stack_id`.
+#[map]
+pub static STACKS: StackTrace = StackTrace::with_max_entries(16384, 0);
+
+/// mmap calls and bytes per site.
+#[map]
+pub static MMAP_SITES: PerCpuHashMap<MmapSiteKey, MmapSiteValue> =
+    PerCpuHashMap::with_max_entries(4096, 0);
+
+#[inline(always)]
+pub fn bump(array: &PerCpuArray<u64>, index: u32) {
+    if let Some(slot) = array.get_ptr_mut(index) {
+        // Per-CPU slot, and BPF programs are not re-entered on one CPU: no atomics needed.
+        unsafe { *slot += 1 };
+    }
+}
+
+#[inline(always)]
+pub fn count_drop(reason: u32) {
+    bump(&DROPS, reason);
+}
+
+/// Id of the current user stack in `STACKS`, or the negative error with the loss counted.
+#[inline(always)]
+pub fn user_stack_id<C: StackIdContext>(ctx: &C) -> i32 {
+    const EEXIST: i32 = 17;
+    match ctx.get_stackid(&STACKS, BPF_F_USER_STACK as u64) {
+        Ok(id) => id as i32,
+        Err(err) => {
+            // Without BPF_F_REUSE_STACKID a different stack in the same bucket is kept and
+            // ours is lost; reusing would silently re-point old ids at new stacks.
+            count_drop(if err == -EEXIST { drop::STACK_COLLISION } else { drop::STACK_ERROR });
+            err
+        }
+    }
+}
+
+/// This CPU's value of `key`, inserted as zero when absent; `None` (counted as `full`) when
+/// the map has no room.
+#[inline(always)]
+pub fn entry<K, V: Default>(map: &PerCpuHashMap<K, V>, key: &K, full: u32) -> Option<*mut V> {
+    if let Some(value) = map.get_ptr_mut(key) {
+        return Some(value);
+    }
+    // Another CPU may insert the same key meanwhile: NOEXIST keeps its values.
+    let _ = map.insert(key, V::default(), BPF_NOEXIST as u64);
+    let value = map.get_ptr_mut(key);
+    if value.is_none() {
+        count_drop(full);
+    }
+    value
+}
+

@@ -1,0 +1,80 @@
+//! Reading the values a hook plan names: registers of the probed thread, Go stack slots and
+//! target memory.
+
+use aya_ebpf::{
+    bindings::pt_regs,
+    helpers::{bpf_probe_read_kernel, bpf_probe_read_user},
+    programs::ProbeContext,
+};
+use probe_common::{ValueSource, reg, source};
+
+use crate::maps::count_drop;
+
+/// The probed thread's registers, copied once: the verifier rejects context reads at offsets
+/// LLVM computes, which any slot-by-number lookup turns into.
+pub struct Registers(pt_regs);
+
+impl Registers {
+    #[inline(always)]
+    pub fn of(ctx: &ProbeContext) -> Option<Self> {
+        unsafe { bpf_probe_read_kernel(ctx.regs) }.ok().map(Self)
+    }
+}
+
+/// A `pt_regs` slot.
+#[inline(always)]
+pub fn register(regs: &Registers, slot: u32) -> Option<u64> {
+    let regs = &regs.0;
+    Some(match slot {
+        reg::R15 => regs.r15,
+        reg::R14 => regs.r14,
+        reg::R13 => regs.r13,
+        reg::R12 => regs.r12,
+        reg::RBP => regs.rbp,
+        reg::RBX => regs.rbx,
+        reg::R11 => regs.r11,
+        reg::R10 => regs.r10,
+        reg::R9 => regs.r9,
+        reg::R8 => regs.r8,
+        reg::RAX => regs.rax,
+        reg::RCX => regs.rcx,
+        reg::RDX => regs.rdx,
+        reg::RSI => regs.rsi,
+        reg::RDI => regs.rdi,
+        reg::RIP => regs.rip,
+        reg::RSP => regs.rsp,
+        _ => return None,
+    })
+}
+
+/// The value `src` names, or `None` when the plan has no such value or it cannot be read.
+#[inline(always)]
+pub fn read_source(regs: &Registers, src: ValueSource) -> Option<u64> {
+    match src.kind {
+        source::REGISTER => register(regs, src.index),
+        source::STACK => read_u64(register(regs, reg::RSP)? + src.index as u64),
+        _ => None,
+    }
+}
+
+/// A word of target memory; a failed read is counted as a drop.
+#[inline(always)]
+pub fn read_u64(addr: u64) -> Option<u64> {
+    match unsafe { bpf_probe_read_user(addr as *const u64) } {
+        Ok(value) => Some(value),
+        Err(_) => {
+            count_drop(probe_common::drop::READ_FAULT);
+            None
+        }
+    }
+}
+
+/// `read_source`, falling back to the word at `base + offset` when the plan has no source.
+#[inline(always)]
+pub fn source_or_field(regs: &Registers, src: ValueSource, base: u64, offset: u32) -> u64 {
+    match src.kind {
+        source::NONE => read_u64(base + offset as u64),
+        _ => read_source(regs, src),
+    }
+    .unwrap_or(0)
+}

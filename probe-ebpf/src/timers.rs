@@ -1,0 +1,167 @@
+//! One uprobe program for every Go timer hook. The attach cookie selects the hook's plan; the
+//! plan says which registers or stack slots hold the timer and its new fields, so one program
+//! serves every Go version.
+
+use aya_ebpf::{
+    EbpfContext as _,
+    helpers::{bpf_get_attach_cookie, bpf_get_current_pid_tgid},
+    macros::uprobe,
+    programs::ProbeContext,
+};
+use probe_common::{HookPlan, LiveTimer, SiteKey, TargetConfig, drop, event, hook_flag, reg, site_flag};
+
+use crate::{
+    maps::{HOOK_HITS, HOOKS, LIVE, SITES, bump, config, count_drop, entry, user_stack_id},
+    regs::{Registers, read_source, read_u64, register, source_or_field},
+};
+
+#[uprobe]
+pub fn timer_hook(ctx: ProbeContext) -> u32 {
+    let _ = on_timer_hook(&ctx);
+    0
+}
+
+#[inline(always)]
+fn on_timer_hook(ctx: &ProbeContext) -> Option<()> {
+    let config = config();
+    if (bpf_get_current_pid_tgid() >> 32) as u32 != config.tgid {
+        return None;
+    }
+    let hook = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
+    bump(&HOOK_HITS, hook);
+    let plan = *HOOKS.get(hook)?;
+    if plan.event == event::TIMER_LOOP {
+        return Some(());
+    }
+    let regs = Registers::of(ctx)?;
+    let timer = read_source(&regs, plan.timer).filter(|&t| t != 0)?;
+    let hit = Hit { ctx, regs: &regs, config: &config, plan: &plan, hook, timer };
+    match plan.event {
+        event::FIRED => hit.fired(),
+        event::STOPPED => hit.stopped(),
+        _ => hit.armed(),
+    }
+}
+
+/// One hit of a hook on one timer.
+struct Hit<'a> {
+    ctx: &'a ProbeContext,
+    regs: &'a Registers,
+    config: &'a TargetConfig,
+    plan: &'a HookPlan,
+    hook: u32,
+    /// The `*runtime.timer`.
+    timer: u64,
+}
+
+impl Hit<'_> {
+    #[inline(always)]
+    fn field(&self, offset: u32) -> Option<u64> {
+        read_u64(self.timer + offset as u64)
+    }
+
+    /// Created, reset or re-armed: count it at this stack and track the timer as live.
+    #[inline(always)]
+    fn armed(&self) -> Option<()> {
+        let (config, plan, regs) = (self.config, self.plan, self.regs);
+        let field_f = self.field(config.timer_f).unwrap_or(0);
+        let funcval = read_source(regs, plan.callback).filter(|&f| f != 0).unwrap_or(field_f);
+        let event = if plan.flags & hook_flag::CREATE_IF_UNINITIALIZED == 0 {
+            plan.event
+        } else if field_f == 0 {
+            event::CREATED
+        } else {
+            event::RESET
+        };
+        let when = source_or_field(regs, plan.when, self.timer, config.timer_when) as i64;
+        let period = source_or_field(regs, plan.period, self.timer, config.timer_period) as i64;
+        let arg_data = source_or_field(regs, plan.arg_data, self.timer, config.timer_arg_data);
+        let flags = if period > 0 { site_flag::PERIODIC } else { 0 };
+        let site = self.site(event, funcval, arg_data, flags);
+        count(&site, 0);
+
+        match LIVE.get_ptr_mut(self.timer) {
+            Some(live) if event == event::RESET => unsafe {
+                (*live).when = when;
+                (*live).period = period;
+            },
+            _ => {
+                let goid = register(regs, reg::R14)
+                    .and_then(|g| read_u64(g + config.g_goid as u64))
+                    .unwrap_or(0);
+                let live = LiveTimer { site, when, period, goid };
+                // A CREATED on a known address replaces it: in Go 1.23+ the old timer was
+                // garbage collected without any hook firing and its memory reused.
+                if LIVE.insert(self.timer, live, 0).is_err() {
+                    count_drop(drop::LIVE_MAP_FULL);
+                }
+            }
+        }
+        Some(())
+    }
+
+    /// Stopped: count it at this stack; the timer is no longer live.
+    #[inline(always)]
+    fn stopped(&self) -> Option<()> {
+        let config = self.config;
+        let funcval = self.field(config.timer_f).unwrap_or(0);
+        let arg_data = self.field(config.timer_arg_data).unwrap_or(0);
+        let period = self.field(config.timer_period).unwrap_or(0) as i64;
+        let flags = if period > 0 { site_flag::PERIODIC } else { 0 };
+        count(&self.site(event::STOPPED, funcval, arg_data, flags), 0);
+        let _ = LIVE.remove(self.timer);
+        Some(())
+    }
+
+    /// About to run the callback: count it at the timer's creation site (fire hooks run on the
+    /// scheduler's stack, which says nothing about who made the timer) with how late it fires.
+    #[inline(always)]
+    fn fired(&self) -> Option<()> {
+        let config = self.config;
+        let now = read_source(self.regs, self.plan.now)? as i64;
+        let when = self.field(config.timer_when)? as i64;
+        let period = self.field(config.timer_period).unwrap_or(0) as i64;
+        let delay = if when > 0 && now > when { now - when } else { 0 };
+        let site = match unsafe { LIVE.get(self.timer) } {
+            Some(live) => SiteKey { event: event::FIRED, hook: self.hook, ..live.site },
+            None => {
+                let funcval = self.field(config.timer_f).unwrap_or(0);
+                let arg_data = self.field(config.timer_arg_data).unwrap_or(0);
+                let periodic = if period > 0 { site_flag::PERIODIC } else { 0 };
+                self.site(event::FIRED, funcval, arg_data, periodic | site_flag::UNKNOWN_ORIGIN)
+            }
+        };
+        count(&site, delay as u64);
+        if period == 0 {
+            let _ = LIVE.remove(self.timer);
+        }
+        Some(())
+    }
+
+    /// The site of an event at this probe: user stack, the caller the unwind misses, callback.
+    #[inline(always)]
+    fn site(&self, event: u32, funcval: u64, arg_data: u64, flags: u32) -> SiteKey {
+        let stack_id = user_stack_id(self.ctx);
+        // Probes sit before the function pushes its frame, so [RSP] is the return address into
+        // the immediate caller, which a frame-pointer unwind skips.
+        let caller = register(self.regs, reg::RSP).and_then(read_u64).unwrap_or(0);
+        let callback = if funcval == 0 { 0 } else { read_u64(funcval).unwrap_or(0) };
+        // AfterFunc's timer runs time.goFunc with the user's func value as its argument.
+        let user_callback = if callback != 0 && callback == self.config.go_func_pc && arg_data != 0 {
+            read_u64(arg_data).unwrap_or(0)
+        } else {
+            0
+        };
+        SiteKey { event, stack_id, caller, callback, user_callback, flags, hook: self.hook }
+    }
+}
+
+#[inline(always)]
+fn count(site: &SiteKey, delay_ns: u64) {
+    if let Some(value) = entry(&SITES, site, drop::SITE_MAP_FULL) {
+        unsafe {
+            (*value).count += 1;
+            (*value).delay_ns += delay_ns;
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Stage 3, attach: load the eBPF object with the plan as data, attach one uprobe per hook
+//! (scoped to the target pid) and the mmap tracepoint. Dropping [`Probe`] detaches everything.
+
+use std::{num::NonZeroU32, path::Path};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::Array,
+    programs::{TracePoint, UProbe, uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope}},
+};
+use probe_common::{HookPlan, TargetConfig};
+
+use crate::hooks::Plan;
+
+/// Sizes of the kernel maps; every overflow is counted as a drop, never silent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapSizes {
+    /// Distinct (event, stack, callback) sites.
+    pub sites: u32,
+    /// Timers tracked as live at once.
+    pub live: u32,
+    /// Distinct user stacks.
+    pub stacks: u32,
+}
+
+impl Default for MapSizes {
+    fn default() -> Self {
+        Self { sites: 16384, live: 65536, stacks: 16384 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("loading the eBPF programs failed: {0} (needs root or CAP_BPF+CAP_PERFMON, and a kernel with BTF)")]
+    Load(#[from] aya::EbpfError),
+    #[error("eBPF program {name}: {source}")]
+    Program { name: &'static str, source: aya::programs::ProgramError },
+    #[error("eBPF map {name}: {source}")]
+    Map { name: &'static str, source: aya::maps::MapError },
+    #[error("uprobe on {symbol}: {source}")]
+    Uprobe { symbol: &'static str, source: aya::programs::ProgramError },
+    #[error("cannot mount tracefs at /sys/kernel/tracing: {0} (mount it by hand: mount -t tracefs nodev /sys/kernel/tracing)")]
+    Tracefs(std::io::Error),
+    #[error("pid 0 is not a process")]
+    ZeroPid,
+}
+
+/// Loaded and attached probes for one target process.
+pub struct Probe {
+    pub ebpf: Ebpf,
+}
+
+const TIMER_PROGRAM: &str = "timer_hook";
+const MMAP_PROGRAM: &str = "sys_enter_mmap";
+
+impl Probe {
+    /// Loads the programs for `pid` with `plan`, and attaches the timer hooks to `binary` (a path
+    /// that names the target's executable, e.g. `/proc/PID/exe`). `bias` is the load bias of
+    /// the binary in the target (0 unless PIE).
+    pub fn attach(
+        plan: &Plan,
+        binary: &Path,
+        pid: u32,
+        bias: u64,
+        sizes: MapSizes,
+    ) -> Result<Self, AttachError> {
+        let pid = NonZeroU32::new(pid).ok_or(AttachError::ZeroPid)?;
+        let config = TargetConfig {
+            tgid: pid.get(),
+            go_func_pc: plan.go_func.wrapping_add(bias),
+            ..plan.config
+        };
+        let mut ebpf = EbpfLoader::new()
+            .override_global("CONFIG", &config, true)
+            .map_max_entries("SITES", sizes.sites)
+            .map_max_entries("LIVE", sizes.live)
+            .map_max_entries("STACKS", sizes.stacks)
+            .load(crate::EBPF_OBJECT)?;
+
+        let mut hooks: Array<_, HookPlan> = Array::try_from(
+            ebpf.map_mut("HOOKS").expect("HOOKS is defined in probe-ebpf"),
+        )
+        .map_err(|source| AttachError::Map { name: "HOOKS", source })?;
+        for (index, hook) in plan.hooks.iter().enumerate() {
+            hooks
+                .set(index as u32, hook.plan, 0)
+                .map_err(|source| AttachError::Map { name: "HOOKS", source })?;
+        }
+
+        let program: &mut UProbe = program_mut(&mut ebpf, TIMER_PROGRAM)?;
+        program
+            .load()
+            .map_err(|source| AttachError::Program { name: TIMER_PROGRAM, source })?;
+        for (index, hook) in plan.hooks.iter().enumerate() {
+            let point = UProbeAttachPoint {
+                location: UProbeAttachLocation::AbsoluteOffset(hook.file_offset),
+                // The cookie selects the hook's plan in HOOKS.
+                cookie: Some(index as u64),
+            };
+            program
+                .attach(point, binary, UProbeScope::OneProcess(pid))
+                .map_err(|source| AttachError::Uprobe { symbol: hook.symbol, source })?;
+        }
+
+        ensure_tracefs()?;
+        let tracepoint: &mut TracePoint = program_mut(&mut ebpf, MMAP_PROGRAM)?;
+        tracepoint
+            .load()
+            .map_err(|source| AttachError::Program { name: MMAP_PROGRAM, source })?;
+        tracepoint
+            .attach("syscalls", MMAP_PROGRAM)
+            .map_err(|source| AttachError::Program { name: MMAP_PROGRAM, source })?;
+        Ok(Self { ebpf })
+    }
+}
+
+fn program_mut<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P, AttachError>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .expect("program is defined in probe-ebpf")
+        .try_into()
+        .map_err(|source| AttachError::Program { name, source })
+}
+
+/// Tracepoint ids are read from tracefs; mount it when the system has not (as bpftrace would
+/// need too).
+fn ensure_tracefs() -> Result<(), AttachError> {
+    const TRACEFS: &str = "/sys/kernel/tracing";
+    if Path::new(TRACEFS).join("events").exists() {
+        return Ok(());
+    }
+    nix::mount::mount(
+        Some("nodev"),
+        TRACEFS,
+        Some("tracefs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(|errno| AttachError::Tracefs(errno.into()))
+}

@@ -1,0 +1,125 @@
+//! Stage 4, collect: read the kernel maps into a [`Snapshot`]. Aggregation already happened in
+//! the kernel; this only sums per-CPU values and fetches the stacks the sites refer to.
+
+use std::collections::HashMap;
+
+use aya::{
+    Ebpf,
+    maps::{HashMap as BpfHashMap, PerCpuArray, PerCpuHashMap, StackTraceMap},
+};
+use probe_common::{LiveTimer, MmapSiteKey, MmapSiteValue, SiteKey, SiteValue, drop};
+
+#[derive(Debug, thiserror::Error)]
+#[error("reading eBPF map {name}: {source}")]
+pub struct CollectError {
+    name: &'static str,
+    source: aya::maps::MapError,
+}
+
+/// Everything the probes gathered so far.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub sites: Vec<(SiteKey, SiteValue)>,
+    /// Live timers by runtime timer address.
+    pub live: Vec<(u64, LiveTimer)>,
+    pub mmap_sites: Vec<(MmapSiteKey, MmapSiteValue)>,
+    /// User stacks by id, leaf first, as runtime addresses.
+    pub stacks: HashMap<i32, Vec<u64>>,
+    /// Probe hits per hook index.
+    pub hook_hits: Vec<u64>,
+    /// Losses per `probe_common::drop` reason.
+    pub drops: [u64; drop::COUNT as usize],
+}
+
+impl Snapshot {
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    pub fn total_events(&self) -> u64 {
+        self.hook_hits.iter().sum()
+    }
+}
+
+fn map<'a>(ebpf: &'a Ebpf, name: &'static str) -> &'a aya::maps::Map {
+    ebpf.map(name).expect("map is defined in probe-ebpf")
+}
+
+fn err(name: &'static str) -> impl Fn(aya::maps::MapError) -> CollectError {
+    move |source| CollectError { name, source }
+}
+
+/// Sums of a per-CPU counter array.
+fn per_cpu_sums(ebpf: &Ebpf, name: &'static str, len: u32) -> Result<Vec<u64>, CollectError> {
+    let array = PerCpuArray::<_, u64>::try_from(map(ebpf, name)).map_err(err(name))?;
+    (0..len)
+        .map(|i| Ok(array.get(&i, 0).map_err(err(name))?.iter().sum()))
+        .collect()
+}
+
+/// The live-timer count alone, cheap enough for a status line.
+pub fn live_count(ebpf: &Ebpf) -> usize {
+    BpfHashMap::<_, u64, LiveTimer>::try_from(map(ebpf, "LIVE"))
+        .map(|live| live.keys().count())
+        .unwrap_or(0)
+}
+
+/// Probe hits and drops alone, for the status line.
+pub fn counters(ebpf: &Ebpf, hooks: usize) -> Result<(u64, u64), CollectError> {
+    let hits = per_cpu_sums(ebpf, "HOOK_HITS", hooks as u32)?.iter().sum();
+    let drops = per_cpu_sums(ebpf, "DROPS", drop::COUNT)?.iter().sum();
+    Ok((hits, drops))
+}
+
+pub fn snapshot(ebpf: &Ebpf, hooks: usize) -> Result<Snapshot, CollectError> {
+    let sites_map =
+        PerCpuHashMap::<_, SiteKey, SiteValue>::try_from(map(ebpf, "SITES")).map_err(err("SITES"))?;
+    let mut sites = Vec::new();
+    for item in sites_map.iter() {
+        let (key, per_cpu) = item.map_err(err("SITES"))?;
+        let total = per_cpu.iter().fold(SiteValue::default(), |acc, v| SiteValue {
+            count: acc.count + v.count,
+            delay_ns: acc.delay_ns + v.delay_ns,
+        });
+        sites.push((key, total));
+    }
+    let live_map =
+        BpfHashMap::<_, u64, LiveTimer>::try_from(map(ebpf, "LIVE")).map_err(err("LIVE"))?;
+    let live = live_map.iter().collect::<Result<Vec<_>, _>>().map_err(err("LIVE"))?;
+    let mmap_map = PerCpuHashMap::<_, MmapSiteKey, MmapSiteValue>::try_from(map(ebpf, "MMAP_SITES"))
+        .map_err(err("MMAP_SITES"))?;
+    let mut mmap_sites = Vec::new();
+    for item in mmap_map.iter() {
+        let (key, per_cpu) = item.map_err(err("MMAP_SITES"))?;
+        let total = per_cpu.iter().fold(MmapSiteValue::default(), |acc, v| MmapSiteValue {
+            calls: acc.calls + v.calls,
+            bytes: acc.bytes + v.bytes,
+        });
+        mmap_sites.push((key, total));
+    }
+
+    let stack_map = StackTraceMap::try_from(map(ebpf, "STACKS")).map_err(err("STACKS"))?;
+    let wanted = sites
+        .iter()
+        .map(|(k, _)| k.stack_id)
+        .chain(live.iter().map(|(_, l)| l.site.stack_id))
+        .chain(mmap_sites.iter().map(|(k, _)| k.stack_id))
+        .filter(|&id| id >= 0);
+    let mut stacks = HashMap::new();
+    for id in wanted {
+        if stacks.contains_key(&id) {
+            continue;
+        }
+        // A stack that vanished between the event and now is left out; its samples keep the
+        // frames they have (the hooked function and its caller).
+        if let Ok(trace) = stack_map.get(&(id as u32), 0) {
+            stacks.insert(id, trace.frames().iter().map(|f| f.ip).collect());
+        }
+    }
+
+    let hook_hits = per_cpu_sums(ebpf, "HOOK_HITS", hooks as u32)?;
+    let drop_sums = per_cpu_sums(ebpf, "DROPS", drop::COUNT)?;
+    let mut drops = [0; drop::COUNT as usize];
+    drops.copy_from_slice(&drop_sums);
+    Ok(Snapshot { sites, live, mmap_sites, stacks, hook_hits, drops })
+}

@@ -1,0 +1,16 @@
+//! timerscope's userspace, one module per stage: `target` (inspect a binary), `hooks` (plan),
+//! `attach`, `collect`, `symbolize`, `encode`; `record` wires them; `cli` is the front end.
+
+pub mod attach;
+pub mod cli;
+pub mod collect;
+pub mod encode;
+pub mod hooks;
+pub mod preflight;
+pub mod record;
+pub mod status;
+pub mod symbolize;
+pub mod target;
+
+/// The compiled eBPF object (probe-ebpf), built by build.rs with aya-build.
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/probe"));

@@ -1,0 +1,74 @@
+//! Stage 1, inspect: reads a target binary once into a [`Target`]. Knows nothing of aya.
+
+pub mod buildinfo;
+pub mod dwarf;
+pub mod elf;
+pub mod process;
+pub mod prologue;
+
+use std::{fs::File, path::Path};
+
+pub use buildinfo::{BuildInfo, GoVersion};
+pub use elf::{ElfInfo, Symbol};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("cannot open {path}: {source}")]
+    Open { path: String, source: std::io::Error },
+    #[error("not an ELF file: timerscope attaches to Go programs built for linux/amd64")]
+    NotElf,
+    #[error("built for {0}, not x86_64: timerscope runs on x86_64 Linux only")]
+    Architecture(String),
+    #[error("not a Go binary ({0}): timerscope only attaches to programs built by the Go toolchain")]
+    NotGo(&'static str),
+    #[error("unreadable Go build info: {0}")]
+    BuildInfo(&'static str),
+    #[error("cannot read /proc/{0}: {1} (is the process still running?)")]
+    Proc(u32, std::io::Error),
+    #[error("process {0} has no executable mapping of its own binary in /proc/{0}/maps")]
+    NoTextMapping(u32),
+}
+
+/// A Go binary, read once.
+pub struct Target {
+    image: memmap2::Mmap,
+    pub elf: ElfInfo,
+    pub buildinfo: BuildInfo,
+}
+
+impl Target {
+    /// Opens a binary: a path, or `/proc/PID/exe` for a running process (which also works when
+    /// the file was replaced on disk or lives only inside the process's mount namespace).
+    pub fn open(path: &Path) -> Result<Self, TargetError> {
+        let open_error = |source| TargetError::Open { path: path.display().to_string(), source };
+        let file = File::open(path).map_err(open_error)?;
+        // SAFETY: the mapping is read-only; a binary being rewritten under a running process
+        // is already undefined for that process.
+        let image = unsafe { memmap2::Mmap::map(&file) }.map_err(open_error)?;
+        let elf = ElfInfo::parse(&image)?;
+        let buildinfo = match &elf.buildinfo_section {
+            Some(section) => BuildInfo::parse(section)?,
+            None => BuildInfo::find(&image)?,
+        };
+        Ok(Self { image, elf, buildinfo })
+    }
+
+    pub fn image(&self) -> &[u8] {
+        &self.image
+    }
+
+    pub fn version(&self) -> GoVersion {
+        self.buildinfo.version
+    }
+
+    pub fn function(&self, name: &str) -> Option<Symbol> {
+        self.elf.symbols.get(name).copied()
+    }
+
+    /// The first bytes of a function's code, read from the file.
+    pub fn code(&self, symbol: Symbol, len: usize) -> Option<&[u8]> {
+        let start = usize::try_from(self.elf.file_offset(symbol.address)?).ok()?;
+        let len = len.min(usize::try_from(symbol.size).ok().filter(|&s| s > 0).unwrap_or(len));
+        self.image.get(start..start + len)
+    }
+}

@@ -1,0 +1,89 @@
+//! Where to put a uprobe in a Go function: right after its stack-check branch.
+//!
+//! A Go function starts `CMPQ SP, 0x10(R14); JBE morestack` (systemstack functions compare
+//! 0x18(R14); big frames compare R12 = SP-framesize; Go <= 1.16 loads g from TLS into a register
+//! first). When the branch is taken the function restarts from its entry, so a probe at the entry
+//! or on the JBE can fire twice for one call, and the CMP with its memory operand is
+//! single-stepped out of line (~10 µs). The instruction after the JBE runs exactly once per call
+//! with the argument registers intact and the frame not yet pushed.
+
+use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Register};
+
+/// Offset from the function entry at which to probe. `None` when the prologue is not a
+/// recognizable Go prologue (the caller must refuse rather than guess).
+pub fn probe_offset(code: &[u8], entry: u64) -> Option<u64> {
+    let mut decoder = Decoder::with_ip(64, code, entry, DecoderOptions::NONE);
+    let mut previous: Option<Instruction> = None;
+    // The stack check is always within the first few instructions.
+    for _ in 0..6 {
+        if !decoder.can_decode() {
+            return None;
+        }
+        let instruction = decoder.decode();
+        if instruction.code() == Code::INVALID {
+            return None;
+        }
+        let after_check = previous.is_some_and(|cmp| is_stack_check(&cmp));
+        if after_check && matches!(instruction.mnemonic(), Mnemonic::Jbe) {
+            return Some(instruction.next_ip() - entry);
+        }
+        previous = Some(instruction);
+    }
+    None
+}
+
+/// `CMP SP|R12|reg, [reg + 0x10|0x18]`: compare against g.stackguard0/1.
+fn is_stack_check(instruction: &Instruction) -> bool {
+    instruction.mnemonic() == Mnemonic::Cmp
+        && instruction.op0_kind() == OpKind::Register
+        && matches!(instruction.op0_register(), Register::RSP | Register::R12)
+        && instruction.op1_kind() == OpKind::Memory
+        && matches!(instruction.memory_displacement64(), 0x10 | 0x18)
+        && instruction.memory_index() == Register::None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_instruction_after_a_short_jbe() {
+        // cmp rsp,[r14+0x10]; jbe +0x20; push rbp
+        let code = [0x49, 0x3b, 0x66, 0x10, 0x76, 0x20, 0x55];
+        assert_eq!(probe_offset(&code, 0x401000), Some(6));
+    }
+
+    #[test]
+    fn finds_the_instruction_after_a_near_jbe_on_g0_guard() {
+        // cmp rsp,[r14+0x18]; jbe rel32; push rbp
+        let code = [0x49, 0x3b, 0x66, 0x18, 0x0f, 0x86, 0x10, 0, 0, 0, 0x55];
+        assert_eq!(probe_offset(&code, 0x401000), Some(10));
+    }
+
+    #[test]
+    fn handles_big_frames_comparing_r12() {
+        // lea r12,[rsp-0x1000]; cmp r12,[r14+0x10]; jbe +0x40; push rbp
+        let code = [
+            0x4c, 0x8d, 0xa4, 0x24, 0x00, 0xf0, 0xff, 0xff, 0x4d, 0x3b, 0x66, 0x10, 0x76, 0x40,
+            0x55,
+        ];
+        assert_eq!(probe_offset(&code, 0x401000), Some(14));
+    }
+
+    #[test]
+    fn handles_the_stack_abi_prologue_loading_g_from_tls() {
+        // mov rcx, fs:[-8]; cmp rsp,[rcx+0x10]; jbe +0x30; sub rsp,0x18
+        let code = [
+            0x64, 0x48, 0x8b, 0x0c, 0x25, 0xf8, 0xff, 0xff, 0xff, 0x48, 0x3b, 0x61, 0x10, 0x76,
+            0x30, 0x48, 0x83, 0xec, 0x18,
+        ];
+        assert_eq!(probe_offset(&code, 0x401000), Some(15));
+    }
+
+    #[test]
+    fn rejects_code_without_a_stack_check() {
+        // push rbp; mov rbp,rsp; ...
+        let code = [0x55, 0x48, 0x89, 0xe5, 0x48, 0x83, 0xec, 0x10, 0xc3, 0xc3, 0xc3, 0xc3];
+        assert_eq!(probe_offset(&code, 0x401000), None);
+    }
+}
