@@ -11,13 +11,21 @@ fn main() -> anyhow::Result<()> {
         .into_iter()
         .find(|cargo_metadata::Package { name, .. }| name.as_str() == "probe-ebpf")
         .ok_or_else(|| anyhow!("probe-ebpf package not found"))?;
-    let cargo_metadata::Package { name, manifest_path, .. } = ebpf_package;
+    let cargo_metadata::Package {
+        name,
+        manifest_path,
+        ..
+    } = ebpf_package;
     let root_dir = manifest_path
         .parent()
         .ok_or_else(|| anyhow!("no parent for {manifest_path}"))?
         .as_str();
     aya_build::build_ebpf(
-        [aya_build::Package { name: name.as_str(), root_dir, ..Default::default() }],
+        [aya_build::Package {
+            name: name.as_str(),
+            root_dir,
+            ..Default::default()
+        }],
         Toolchain::default(),
     )
 }

@@ -68,6 +68,11 @@ pub mod site_flag {
     /// The timer was not seen being created or armed while we watched (it predates the attach),
     /// so the stack is the one at this event, not its creation stack.
     pub const UNKNOWN_ORIGIN: u32 = 2;
+    /// `callback` holds the address of the funcval, which the probe could not read (a static
+    /// funcval on a page the target has not touched yet); userspace reads it from the binary.
+    pub const CALLBACK_UNREAD: u32 = 4;
+    /// Likewise for `user_callback`.
+    pub const USER_CALLBACK_UNREAD: u32 = 8;
 }
 
 /// Reasons an event or a stack was lost, indices into the `DROPS` per-CPU array.
@@ -102,14 +107,23 @@ pub struct ValueSource {
 }
 
 impl ValueSource {
-    pub const NONE: Self = Self { kind: source::NONE, index: 0 };
+    pub const NONE: Self = Self {
+        kind: source::NONE,
+        index: 0,
+    };
 
     pub const fn register(slot: u32) -> Self {
-        Self { kind: source::REGISTER, index: slot }
+        Self {
+            kind: source::REGISTER,
+            index: slot,
+        }
     }
 
     pub const fn stack(offset: u32) -> Self {
-        Self { kind: source::STACK, index: offset }
+        Self {
+            kind: source::STACK,
+            index: offset,
+        }
     }
 }
 
@@ -166,9 +180,11 @@ pub struct SiteKey {
     /// Return address at `[RSP]` at the probe: the caller a frame-pointer unwind misses because
     /// the probed function has not pushed its frame yet. 0 when the stack is a fire-time stack.
     pub caller: u64,
-    /// Code address of the timer's callback (`t.f.fn`), 0 when unknown.
+    /// Code address of the timer's callback (`t.f.fn`), 0 when unknown (see
+    /// [`site_flag::CALLBACK_UNREAD`]).
     pub callback: u64,
-    /// For AfterFunc timers, code address of the user's closure; otherwise 0.
+    /// For AfterFunc timers, code address of the user's closure; otherwise 0 (see
+    /// [`site_flag::USER_CALLBACK_UNREAD`]).
     pub user_callback: u64,
     /// [`site_flag`] bits.
     pub flags: u32,

@@ -82,7 +82,11 @@ pub fn user_stack_id<C: StackIdContext>(ctx: &C) -> i32 {
         Err(err) => {
             // Without BPF_F_REUSE_STACKID a different stack in the same bucket is kept and
             // ours is lost; reusing would silently re-point old ids at new stacks.
-            count_drop(if err == -EEXIST { drop::STACK_COLLISION } else { drop::STACK_ERROR });
+            count_drop(if err == -EEXIST {
+                drop::STACK_COLLISION
+            } else {
+                drop::STACK_ERROR
+            });
             err
         }
     }
@@ -103,4 +107,3 @@ pub fn entry<K, V: Default>(map: &PerCpuHashMap<K, V>, key: &K, full: u32) -> Op
     }
     value
 }
-

@@ -1,6 +1,8 @@
 //! mmap tracepoints, filtered in kernel to the target process.
 
-use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
+};
 use probe_common::{MmapSiteKey, drop};
 
 use crate::maps::{MMAP_SITES, config, entry, user_stack_id};
@@ -26,7 +28,14 @@ fn on_enter_mmap(ctx: &TracePointContext) -> Option<()> {
     let fd: i64 = unsafe { ctx.read_at(MMAP_FD) }.ok()?;
     let stack_id = user_stack_id(ctx);
     let anonymous = (flags & MAP_ANONYMOUS != 0 || fd as i32 == -1) as u32;
-    let value = entry(&MMAP_SITES, &MmapSiteKey { stack_id, anonymous }, drop::MMAP_MAP_FULL)?;
+    let value = entry(
+        &MMAP_SITES,
+        &MmapSiteKey {
+            stack_id,
+            anonymous,
+        },
+        drop::MMAP_MAP_FULL,
+    )?;
     unsafe {
         (*value).calls += 1;
         (*value).bytes += len;

@@ -60,21 +60,16 @@ pub fn read_source(regs: &Registers, src: ValueSource) -> Option<u64> {
 /// A word of target memory; a failed read is counted as a drop.
 #[inline(always)]
 pub fn read_u64(addr: u64) -> Option<u64> {
-    match unsafe { bpf_probe_read_user(addr as *const u64) } {
-        Ok(value) => Some(value),
-        Err(_) => {
-            count_drop(probe_common::drop::READ_FAULT);
-            None
-        }
+    let value = try_read_u64(addr);
+    if value.is_none() {
+        count_drop(probe_common::drop::READ_FAULT);
     }
+    value
 }
 
-/// `read_source`, falling back to the word at `base + offset` when the plan has no source.
+/// A word of target memory that may legitimately be unreadable here: BPF cannot fault in a
+/// page, so static data the target has not touched yet reads as an error.
 #[inline(always)]
-pub fn source_or_field(regs: &Registers, src: ValueSource, base: u64, offset: u32) -> u64 {
-    match src.kind {
-        source::NONE => read_u64(base + offset as u64),
-        _ => read_source(regs, src),
-    }
-    .unwrap_or(0)
+pub fn try_read_u64(addr: u64) -> Option<u64> {
+    unsafe { bpf_probe_read_user(addr as *const u64) }.ok()
 }

@@ -8,11 +8,14 @@ use aya_ebpf::{
     macros::uprobe,
     programs::ProbeContext,
 };
-use probe_common::{HookPlan, LiveTimer, SiteKey, TargetConfig, drop, event, hook_flag, reg, site_flag};
+use probe_common::{
+    HookPlan, LiveTimer, SiteKey, TargetConfig, ValueSource, drop, event, hook_flag, reg,
+    site_flag, source,
+};
 
 use crate::{
     maps::{HOOK_HITS, HOOKS, LIVE, SITES, bump, config, count_drop, entry, user_stack_id},
-    regs::{Registers, read_source, read_u64, register, source_or_field},
+    regs::{Registers, read_source, read_u64, register, try_read_u64},
 };
 
 #[uprobe]
@@ -35,7 +38,14 @@ fn on_timer_hook(ctx: &ProbeContext) -> Option<()> {
     }
     let regs = Registers::of(ctx)?;
     let timer = read_source(&regs, plan.timer).filter(|&t| t != 0)?;
-    let hit = Hit { ctx, regs: &regs, config: &config, plan: &plan, hook, timer };
+    let hit = Hit {
+        ctx,
+        regs: &regs,
+        config: &config,
+        plan: &plan,
+        hook,
+        timer,
+    };
     match plan.event {
         event::FIRED => hit.fired(),
         event::STOPPED => hit.stopped(),
@@ -56,16 +66,30 @@ struct Hit<'a> {
 
 impl Hit<'_> {
     #[inline(always)]
-    fn field(&self, offset: u32) -> Option<u64> {
-        read_u64(self.timer + offset as u64)
+    fn field(&self, offset: u32) -> u64 {
+        // The timer pointer is valid (the runtime is about to use it), so an unreadable field is
+        // on a fresh heap page the runtime never wrote: anonymous memory not faulted in yet,
+        // which is zero.
+        try_read_u64(self.timer + offset as u64).unwrap_or(0)
+    }
+
+    /// A value the plan names, or the timer's field at `offset` when it names none.
+    #[inline(always)]
+    fn source_or_field(&self, src: ValueSource, offset: u32) -> u64 {
+        match src.kind {
+            source::NONE => self.field(offset),
+            _ => read_source(self.regs, src).unwrap_or(0),
+        }
     }
 
     /// Created, reset or re-armed: count it at this stack and track the timer as live.
     #[inline(always)]
     fn armed(&self) -> Option<()> {
         let (config, plan, regs) = (self.config, self.plan, self.regs);
-        let field_f = self.field(config.timer_f).unwrap_or(0);
-        let funcval = read_source(regs, plan.callback).filter(|&f| f != 0).unwrap_or(field_f);
+        let field_f = self.field(config.timer_f);
+        let funcval = read_source(regs, plan.callback)
+            .filter(|&f| f != 0)
+            .unwrap_or(field_f);
         let event = if plan.flags & hook_flag::CREATE_IF_UNINITIALIZED == 0 {
             plan.event
         } else if field_f == 0 {
@@ -73,9 +97,9 @@ impl Hit<'_> {
         } else {
             event::RESET
         };
-        let when = source_or_field(regs, plan.when, self.timer, config.timer_when) as i64;
-        let period = source_or_field(regs, plan.period, self.timer, config.timer_period) as i64;
-        let arg_data = source_or_field(regs, plan.arg_data, self.timer, config.timer_arg_data);
+        let when = self.source_or_field(plan.when, config.timer_when) as i64;
+        let period = self.source_or_field(plan.period, config.timer_period) as i64;
+        let arg_data = self.source_or_field(plan.arg_data, config.timer_arg_data);
         let flags = if period > 0 { site_flag::PERIODIC } else { 0 };
         let site = self.site(event, funcval, arg_data, flags);
         count(&site, 0);
@@ -89,7 +113,12 @@ impl Hit<'_> {
                 let goid = register(regs, reg::R14)
                     .and_then(|g| read_u64(g + config.g_goid as u64))
                     .unwrap_or(0);
-                let live = LiveTimer { site, when, period, goid };
+                let live = LiveTimer {
+                    site,
+                    when,
+                    period,
+                    goid,
+                };
                 // A CREATED on a known address replaces it: in Go 1.23+ the old timer was
                 // garbage collected without any hook firing and its memory reused.
                 if LIVE.insert(self.timer, live, 0).is_err() {
@@ -104,9 +133,9 @@ impl Hit<'_> {
     #[inline(always)]
     fn stopped(&self) -> Option<()> {
         let config = self.config;
-        let funcval = self.field(config.timer_f).unwrap_or(0);
-        let arg_data = self.field(config.timer_arg_data).unwrap_or(0);
-        let period = self.field(config.timer_period).unwrap_or(0) as i64;
+        let funcval = self.field(config.timer_f);
+        let arg_data = self.field(config.timer_arg_data);
+        let period = self.field(config.timer_period) as i64;
         let flags = if period > 0 { site_flag::PERIODIC } else { 0 };
         count(&self.site(event::STOPPED, funcval, arg_data, flags), 0);
         let _ = LIVE.remove(self.timer);
@@ -119,16 +148,29 @@ impl Hit<'_> {
     fn fired(&self) -> Option<()> {
         let config = self.config;
         let now = read_source(self.regs, self.plan.now)? as i64;
-        let when = self.field(config.timer_when)? as i64;
-        let period = self.field(config.timer_period).unwrap_or(0) as i64;
-        let delay = if when > 0 && now > when { now - when } else { 0 };
+        let when = self.field(config.timer_when) as i64;
+        let period = self.field(config.timer_period) as i64;
+        let delay = if when > 0 && now > when {
+            now - when
+        } else {
+            0
+        };
         let site = match unsafe { LIVE.get(self.timer) } {
-            Some(live) => SiteKey { event: event::FIRED, hook: self.hook, ..live.site },
+            Some(live) => SiteKey {
+                event: event::FIRED,
+                hook: self.hook,
+                ..live.site
+            },
             None => {
-                let funcval = self.field(config.timer_f).unwrap_or(0);
-                let arg_data = self.field(config.timer_arg_data).unwrap_or(0);
+                let funcval = self.field(config.timer_f);
+                let arg_data = self.field(config.timer_arg_data);
                 let periodic = if period > 0 { site_flag::PERIODIC } else { 0 };
-                self.site(event::FIRED, funcval, arg_data, periodic | site_flag::UNKNOWN_ORIGIN)
+                self.site(
+                    event::FIRED,
+                    funcval,
+                    arg_data,
+                    periodic | site_flag::UNKNOWN_ORIGIN,
+                )
             }
         };
         count(&site, delay as u64);
@@ -144,15 +186,38 @@ impl Hit<'_> {
         let stack_id = user_stack_id(self.ctx);
         // Probes sit before the function pushes its frame, so [RSP] is the return address into
         // the immediate caller, which a frame-pointer unwind skips.
-        let caller = register(self.regs, reg::RSP).and_then(read_u64).unwrap_or(0);
-        let callback = if funcval == 0 { 0 } else { read_u64(funcval).unwrap_or(0) };
-        // AfterFunc's timer runs time.goFunc with the user's func value as its argument.
-        let user_callback = if callback != 0 && callback == self.config.go_func_pc && arg_data != 0 {
-            read_u64(arg_data).unwrap_or(0)
+        let caller = register(self.regs, reg::RSP)
+            .and_then(read_u64)
+            .unwrap_or(0);
+        // Static funcvals live in the binary's read-only data, which may not be paged in yet;
+        // then the funcval's address goes to userspace, which reads it from the file.
+        let (callback, flags) = if funcval == 0 {
+            (0, flags)
         } else {
-            0
+            match try_read_u64(funcval) {
+                Some(pc) => (pc, flags),
+                None => (funcval, flags | site_flag::CALLBACK_UNREAD),
+            }
         };
-        SiteKey { event, stack_id, caller, callback, user_callback, flags, hook: self.hook }
+        // AfterFunc's timer runs time.goFunc with the user's func value as its argument.
+        let is_go_func = callback != 0 && callback == self.config.go_func_pc;
+        let (user_callback, flags) = if is_go_func && arg_data != 0 {
+            match try_read_u64(arg_data) {
+                Some(pc) => (pc, flags),
+                None => (arg_data, flags | site_flag::USER_CALLBACK_UNREAD),
+            }
+        } else {
+            (0, flags)
+        };
+        SiteKey {
+            event,
+            stack_id,
+            caller,
+            callback,
+            user_callback,
+            flags,
+            hook: self.hook,
+        }
     }
 }
 

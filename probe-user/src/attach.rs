@@ -6,7 +6,10 @@ use std::{num::NonZeroU32, path::Path};
 use aya::{
     Ebpf, EbpfLoader,
     maps::Array,
-    programs::{TracePoint, UProbe, uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope}},
+    programs::{
+        TracePoint, UProbe,
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
+    },
 };
 use probe_common::{HookPlan, TargetConfig};
 
@@ -25,21 +28,38 @@ pub struct MapSizes {
 
 impl Default for MapSizes {
     fn default() -> Self {
-        Self { sites: 16384, live: 65536, stacks: 16384 }
+        Self {
+            sites: 16384,
+            live: 65536,
+            stacks: 16384,
+        }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
-    #[error("loading the eBPF programs failed: {0} (needs root or CAP_BPF+CAP_PERFMON, and a kernel with BTF)")]
+    #[error(
+        "loading the eBPF programs failed: {0} (needs root or CAP_BPF+CAP_PERFMON, and a kernel with BTF)"
+    )]
     Load(#[from] aya::EbpfError),
     #[error("eBPF program {name}: {source}")]
-    Program { name: &'static str, source: aya::programs::ProgramError },
+    Program {
+        name: &'static str,
+        source: aya::programs::ProgramError,
+    },
     #[error("eBPF map {name}: {source}")]
-    Map { name: &'static str, source: aya::maps::MapError },
+    Map {
+        name: &'static str,
+        source: aya::maps::MapError,
+    },
     #[error("uprobe on {symbol}: {source}")]
-    Uprobe { symbol: &'static str, source: aya::programs::ProgramError },
-    #[error("cannot mount tracefs at /sys/kernel/tracing: {0} (mount it by hand: mount -t tracefs nodev /sys/kernel/tracing)")]
+    Uprobe {
+        symbol: &'static str,
+        source: aya::programs::ProgramError,
+    },
+    #[error(
+        "cannot mount tracefs at /sys/kernel/tracing: {0} (mount it by hand: mount -t tracefs nodev /sys/kernel/tracing)"
+    )]
     Tracefs(std::io::Error),
     #[error("pid 0 is not a process")]
     ZeroPid,
@@ -67,7 +87,7 @@ impl Probe {
         let pid = NonZeroU32::new(pid).ok_or(AttachError::ZeroPid)?;
         let config = TargetConfig {
             tgid: pid.get(),
-            go_func_pc: plan.go_func.wrapping_add(bias),
+            go_func_pc: plan.go_func.map_or(0, |f| f.wrapping_add(bias)),
             ..plan.config
         };
         let mut ebpf = EbpfLoader::new()
@@ -78,19 +98,27 @@ impl Probe {
             .load(crate::EBPF_OBJECT)?;
 
         let mut hooks: Array<_, HookPlan> = Array::try_from(
-            ebpf.map_mut("HOOKS").expect("HOOKS is defined in probe-ebpf"),
+            ebpf.map_mut("HOOKS")
+                .expect("HOOKS is defined in probe-ebpf"),
         )
-        .map_err(|source| AttachError::Map { name: "HOOKS", source })?;
+        .map_err(|source| AttachError::Map {
+            name: "HOOKS",
+            source,
+        })?;
         for (index, hook) in plan.hooks.iter().enumerate() {
             hooks
                 .set(index as u32, hook.plan, 0)
-                .map_err(|source| AttachError::Map { name: "HOOKS", source })?;
+                .map_err(|source| AttachError::Map {
+                    name: "HOOKS",
+                    source,
+                })?;
         }
 
         let program: &mut UProbe = program_mut(&mut ebpf, TIMER_PROGRAM)?;
-        program
-            .load()
-            .map_err(|source| AttachError::Program { name: TIMER_PROGRAM, source })?;
+        program.load().map_err(|source| AttachError::Program {
+            name: TIMER_PROGRAM,
+            source,
+        })?;
         for (index, hook) in plan.hooks.iter().enumerate() {
             let point = UProbeAttachPoint {
                 location: UProbeAttachLocation::AbsoluteOffset(hook.file_offset),
@@ -99,17 +127,24 @@ impl Probe {
             };
             program
                 .attach(point, binary, UProbeScope::OneProcess(pid))
-                .map_err(|source| AttachError::Uprobe { symbol: hook.symbol, source })?;
+                .map_err(|source| AttachError::Uprobe {
+                    symbol: hook.symbol,
+                    source,
+                })?;
         }
 
         ensure_tracefs()?;
         let tracepoint: &mut TracePoint = program_mut(&mut ebpf, MMAP_PROGRAM)?;
-        tracepoint
-            .load()
-            .map_err(|source| AttachError::Program { name: MMAP_PROGRAM, source })?;
+        tracepoint.load().map_err(|source| AttachError::Program {
+            name: MMAP_PROGRAM,
+            source,
+        })?;
         tracepoint
             .attach("syscalls", MMAP_PROGRAM)
-            .map_err(|source| AttachError::Program { name: MMAP_PROGRAM, source })?;
+            .map_err(|source| AttachError::Program {
+                name: MMAP_PROGRAM,
+                source,
+            })?;
         Ok(Self { ebpf })
     }
 }

@@ -74,7 +74,11 @@ pub struct MapSizeArgs {
 
 impl From<&MapSizeArgs> for MapSizes {
     fn from(args: &MapSizeArgs) -> Self {
-        Self { sites: args.max_sites, live: args.max_live, stacks: args.max_stacks }
+        Self {
+            sites: args.max_sites,
+            live: args.max_live,
+            stacks: args.max_stacks,
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use aya::{
     Ebpf,
     maps::{HashMap as BpfHashMap, PerCpuArray, PerCpuHashMap, StackTraceMap},
 };
-use probe_common::{LiveTimer, MmapSiteKey, MmapSiteValue, SiteKey, SiteValue, drop};
+use probe_common::{LiveTimer, MmapSiteKey, MmapSiteValue, SiteKey, SiteValue, drop, site_flag};
 
 #[derive(Debug, thiserror::Error)]
 #[error("reading eBPF map {name}: {source}")]
@@ -38,6 +38,26 @@ impl Snapshot {
 
     pub fn total_events(&self) -> u64 {
         self.hook_hits.iter().sum()
+    }
+
+    /// Fills in callbacks the probe could not read (static funcvals on pages the target had not
+    /// touched): `read_funcval` maps a funcval's runtime address to the code address it holds.
+    pub fn resolve_unread_callbacks(&mut self, read_funcval: impl Fn(u64) -> Option<u64>) {
+        let resolve = |site: &mut SiteKey| {
+            for (flag, address) in [
+                (site_flag::CALLBACK_UNREAD, &mut site.callback),
+                (site_flag::USER_CALLBACK_UNREAD, &mut site.user_callback),
+            ] {
+                if site.flags & flag != 0 {
+                    *address = read_funcval(*address).unwrap_or(0);
+                    site.flags &= !flag;
+                }
+            }
+        };
+        self.sites.iter_mut().for_each(|(site, _)| resolve(site));
+        self.live
+            .iter_mut()
+            .for_each(|(_, live)| resolve(&mut live.site));
     }
 }
 
@@ -72,29 +92,37 @@ pub fn counters(ebpf: &Ebpf, hooks: usize) -> Result<(u64, u64), CollectError> {
 }
 
 pub fn snapshot(ebpf: &Ebpf, hooks: usize) -> Result<Snapshot, CollectError> {
-    let sites_map =
-        PerCpuHashMap::<_, SiteKey, SiteValue>::try_from(map(ebpf, "SITES")).map_err(err("SITES"))?;
+    let sites_map = PerCpuHashMap::<_, SiteKey, SiteValue>::try_from(map(ebpf, "SITES"))
+        .map_err(err("SITES"))?;
     let mut sites = Vec::new();
     for item in sites_map.iter() {
         let (key, per_cpu) = item.map_err(err("SITES"))?;
-        let total = per_cpu.iter().fold(SiteValue::default(), |acc, v| SiteValue {
-            count: acc.count + v.count,
-            delay_ns: acc.delay_ns + v.delay_ns,
-        });
+        let total = per_cpu
+            .iter()
+            .fold(SiteValue::default(), |acc, v| SiteValue {
+                count: acc.count + v.count,
+                delay_ns: acc.delay_ns + v.delay_ns,
+            });
         sites.push((key, total));
     }
     let live_map =
         BpfHashMap::<_, u64, LiveTimer>::try_from(map(ebpf, "LIVE")).map_err(err("LIVE"))?;
-    let live = live_map.iter().collect::<Result<Vec<_>, _>>().map_err(err("LIVE"))?;
-    let mmap_map = PerCpuHashMap::<_, MmapSiteKey, MmapSiteValue>::try_from(map(ebpf, "MMAP_SITES"))
-        .map_err(err("MMAP_SITES"))?;
+    let live = live_map
+        .iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err("LIVE"))?;
+    let mmap_map =
+        PerCpuHashMap::<_, MmapSiteKey, MmapSiteValue>::try_from(map(ebpf, "MMAP_SITES"))
+            .map_err(err("MMAP_SITES"))?;
     let mut mmap_sites = Vec::new();
     for item in mmap_map.iter() {
         let (key, per_cpu) = item.map_err(err("MMAP_SITES"))?;
-        let total = per_cpu.iter().fold(MmapSiteValue::default(), |acc, v| MmapSiteValue {
-            calls: acc.calls + v.calls,
-            bytes: acc.bytes + v.bytes,
-        });
+        let total = per_cpu
+            .iter()
+            .fold(MmapSiteValue::default(), |acc, v| MmapSiteValue {
+                calls: acc.calls + v.calls,
+                bytes: acc.bytes + v.bytes,
+            });
         mmap_sites.push((key, total));
     }
 
@@ -121,5 +149,12 @@ pub fn snapshot(ebpf: &Ebpf, hooks: usize) -> Result<Snapshot, CollectError> {
     let drop_sums = per_cpu_sums(ebpf, "DROPS", drop::COUNT)?;
     let mut drops = [0; drop::COUNT as usize];
     drops.copy_from_slice(&drop_sums);
-    Ok(Snapshot { sites, live, mmap_sites, stacks, hook_hits, drops })
+    Ok(Snapshot {
+        sites,
+        live,
+        mmap_sites,
+        stacks,
+        hook_hits,
+        drops,
+    })
 }

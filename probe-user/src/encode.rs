@@ -46,11 +46,16 @@ pub struct Recording {
 /// missed put back, or a synthetic frame for timers that predate the attach.
 fn site_frames(site: &SiteKey, snapshot: &Snapshot) -> Vec<u64> {
     let Some(stack) = snapshot.stacks.get(&site.stack_id) else {
-        return if site.caller == 0 { Vec::new() } else { vec![site.caller] };
+        return if site.caller == 0 {
+            Vec::new()
+        } else {
+            vec![site.caller]
+        };
     };
     let mut frames = Vec::with_capacity(stack.len() + 1);
     frames.extend(stack.first());
-    if site.caller != 0 {
+    // Kernels since 6.10 put the caller back themselves for uprobes on a `push %rbp`.
+    if site.caller != 0 && stack.get(1) != Some(&site.caller) {
         frames.push(site.caller);
     }
     frames.extend(stack.iter().skip(1));
@@ -106,12 +111,18 @@ impl Encoder<'_> {
             .then(|| self.symbolizer.function_name(site.callback))
             .flatten();
         let kind = timer_kind(callback.as_deref(), site.flags & site_flag::PERIODIC != 0);
-        let mut labels = vec![SampleLabel::Str { key: "kind".into(), value: kind.into() }];
+        let mut labels = vec![SampleLabel::Str {
+            key: "kind".into(),
+            value: kind.into(),
+        }];
         if kind == "afterfunc"
             && site.user_callback != 0
             && let Some(user) = self.symbolizer.function_name(site.user_callback)
         {
-            labels.push(SampleLabel::Str { key: "callback".into(), value: user });
+            labels.push(SampleLabel::Str {
+                key: "callback".into(),
+                value: user,
+            });
         }
         labels
     }
@@ -143,7 +154,12 @@ pub fn encode(
     builder.comment(format!("drops: {drops}"));
 
     let mapping_id = builder.add_mapping(recording.mapping.clone());
-    let mut encoder = Encoder { builder, symbolizer, mapping_id, mapping: &recording.mapping };
+    let mut encoder = Encoder {
+        builder,
+        symbolizer,
+        mapping_id,
+        mapping: &recording.mapping,
+    };
     let mut rows = Vec::new();
     for (site, value) in &snapshot.sites {
         let mut values = [0i64; SAMPLE_TYPES.len()];
@@ -183,8 +199,14 @@ mod tests {
         assert_eq!(timer_kind(Some("time.sendTime"), true), "ticker");
         assert_eq!(timer_kind(Some("time.goFunc"), false), "afterfunc");
         assert_eq!(timer_kind(Some("runtime.goroutineReady"), false), "sleep");
-        assert_eq!(timer_kind(Some("runtime.netpollReadDeadline"), false), "netpoll");
-        assert_eq!(timer_kind(Some("runtime.(*scavengerState).init.func1"), false), "runtime");
+        assert_eq!(
+            timer_kind(Some("runtime.netpollReadDeadline"), false),
+            "netpoll"
+        );
+        assert_eq!(
+            timer_kind(Some("runtime.(*scavengerState).init.func1"), false),
+            "runtime"
+        );
         assert_eq!(timer_kind(None, false), "runtime");
     }
 
@@ -192,9 +214,30 @@ mod tests {
     fn the_missing_caller_goes_after_the_probed_frame() {
         let mut snapshot = Snapshot::default();
         snapshot.stacks.insert(7, vec![0x1000, 0x3000, 0x4000]);
-        let site = SiteKey { stack_id: 7, caller: 0x2000, ..SiteKey::default() };
-        assert_eq!(site_frames(&site, &snapshot), vec![0x1000, 0x2000, 0x3000, 0x4000]);
-        let lost = SiteKey { stack_id: -17, caller: 0x2000, ..SiteKey::default() };
+        let site = SiteKey {
+            stack_id: 7,
+            caller: 0x2000,
+            ..SiteKey::default()
+        };
+        assert_eq!(
+            site_frames(&site, &snapshot),
+            vec![0x1000, 0x2000, 0x3000, 0x4000]
+        );
+        snapshot.stacks.insert(8, vec![0x1000, 0x2000, 0x3000]);
+        let unwound = SiteKey {
+            stack_id: 8,
+            caller: 0x2000,
+            ..SiteKey::default()
+        };
+        assert_eq!(
+            site_frames(&unwound, &snapshot),
+            vec![0x1000, 0x2000, 0x3000]
+        );
+        let lost = SiteKey {
+            stack_id: -17,
+            caller: 0x2000,
+            ..SiteKey::default()
+        };
         assert_eq!(site_frames(&lost, &snapshot), vec![0x2000]);
     }
 }

@@ -83,16 +83,34 @@ const fn modify(event: u32, flags: u32) -> HookPlan {
 }
 
 const fn fire(timer: ValueSource, now: ValueSource) -> HookPlan {
-    HookPlan { now, ..timer_in(event::FIRED, timer) }
+    HookPlan {
+        now,
+        ..timer_in(event::FIRED, timer)
+    }
 }
 
 /// Family A, register ABI (Go 1.17-1.22). Verified live on 1.19/1.21/1.22.
 const STATUS_WORD_HOOKS: &[HookSpec] = &[
-    HookSpec { symbol: "runtime.addtimer", plan: timer_in(event::CREATED, reg(reg::RAX)) },
-    HookSpec { symbol: "runtime.modtimer", plan: modify(event::RESET, 0) },
-    HookSpec { symbol: "runtime.deltimer", plan: timer_in(event::STOPPED, reg(reg::RAX)) },
-    HookSpec { symbol: "runtime.runOneTimer", plan: fire(reg(reg::RBX), reg(reg::RCX)) },
-    HookSpec { symbol: "runtime.checkTimers", plan: timer_in(event::TIMER_LOOP, ValueSource::NONE) },
+    HookSpec {
+        symbol: "runtime.addtimer",
+        plan: timer_in(event::CREATED, reg(reg::RAX)),
+    },
+    HookSpec {
+        symbol: "runtime.modtimer",
+        plan: modify(event::RESET, 0),
+    },
+    HookSpec {
+        symbol: "runtime.deltimer",
+        plan: timer_in(event::STOPPED, reg(reg::RAX)),
+    },
+    HookSpec {
+        symbol: "runtime.runOneTimer",
+        plan: fire(reg(reg::RBX), reg(reg::RCX)),
+    },
+    HookSpec {
+        symbol: "runtime.checkTimers",
+        plan: timer_in(event::TIMER_LOOP, ValueSource::NONE),
+    },
 ];
 
 /// Family B (Go 1.23+). Creation is the first `modify` of a timer `time.newTimer` allocated
@@ -102,7 +120,10 @@ const LOCKED_HOOKS: &[HookSpec] = &[
         symbol: "runtime.(*timer).modify",
         plan: modify(event::RESET, hook_flag::CREATE_IF_UNINITIALIZED),
     },
-    HookSpec { symbol: "runtime.(*timer).stop", plan: timer_in(event::STOPPED, reg(reg::RAX)) },
+    HookSpec {
+        symbol: "runtime.(*timer).stop",
+        plan: timer_in(event::STOPPED, reg(reg::RAX)),
+    },
     HookSpec {
         symbol: "runtime.(*timer).unlockAndRun",
         plan: fire(reg(reg::RAX), reg(reg::RBX)),
@@ -177,8 +198,9 @@ pub struct Plan {
     pub hooks: Vec<PlannedHook>,
     /// Struct offsets; `tgid` and `go_func_pc` are filled at attach time.
     pub config: TargetConfig,
-    /// Link address of `time.goFunc` (AfterFunc's callback), to be biased at attach.
-    pub go_func: u64,
+    /// Link address of `time.goFunc` (AfterFunc's callback), to be biased at attach; `None`
+    /// when the program never calls AfterFunc (the linker dropped it).
+    pub go_func: Option<u64>,
     /// "dwarf" or "table".
     pub offsets_source: &'static str,
 }
@@ -190,7 +212,9 @@ pub enum PlanError {
          rebuild the program with a supported Go release"
     )]
     UnsupportedVersion { version: GoVersion },
-    #[error("symbol {0} not found: the binary has no symbol table (stripped binaries need pclntab support)")]
+    #[error(
+        "symbol {0} not found: the binary has no symbol table (stripped binaries need pclntab support)"
+    )]
     MissingSymbol(&'static str),
     #[error("cannot find the stack check in {0}'s prologue: refusing to probe at a guessed offset")]
     UnrecognizedPrologue(&'static str),
@@ -207,8 +231,10 @@ impl Plan {
             TimerFamily::StatusWord => STATUS_WORD_HOOKS,
             TimerFamily::Locked => LOCKED_HOOKS,
         };
-        let hooks = specs.iter().map(|spec| place(target, spec)).collect::<Result<_, _>>()?;
-        let go_func = target.function("time.goFunc").ok_or(PlanError::MissingSymbol("time.goFunc"))?;
+        let hooks = specs
+            .iter()
+            .map(|spec| place(target, spec))
+            .collect::<Result<_, _>>()?;
         let (config, offsets_source) = match dwarf_layout(target) {
             Some(config) => (config, "dwarf"),
             None => (table_layout(row), "table"),
@@ -218,14 +244,16 @@ impl Plan {
             family: row.family,
             hooks,
             config,
-            go_func: go_func.address,
+            go_func: target.function("time.goFunc").map(|f| f.address),
             offsets_source,
         })
     }
 }
 
 fn place(target: &Target, spec: &HookSpec) -> Result<PlannedHook, PlanError> {
-    let symbol = target.function(spec.symbol).ok_or(PlanError::MissingSymbol(spec.symbol))?;
+    let symbol = target
+        .function(spec.symbol)
+        .ok_or(PlanError::MissingSymbol(spec.symbol))?;
     let code = target
         .code(symbol, 64)
         .ok_or(PlanError::UnrecognizedPrologue(spec.symbol))?;
@@ -236,7 +264,13 @@ fn place(target: &Target, spec: &HookSpec) -> Result<PlannedHook, PlanError> {
         .elf
         .file_offset(address)
         .ok_or(PlanError::MissingSymbol(spec.symbol))?;
-    Ok(PlannedHook { symbol: spec.symbol, address, entry_offset, file_offset, plan: spec.plan })
+    Ok(PlannedHook {
+        symbol: spec.symbol,
+        address,
+        entry_offset,
+        file_offset,
+        plan: spec.plan,
+    })
 }
 
 fn table_layout(row: &LayoutRow) -> TargetConfig {
@@ -266,7 +300,11 @@ fn dwarf_layout(target: &Target) -> Option<TargetConfig> {
 }
 
 /// The channel mode of a process: the process's own GODEBUG wins over the binary's default.
-pub fn channel_mode(target: &Target, family: TimerFamily, env_godebug: Option<&str>) -> ChannelMode {
+pub fn channel_mode(
+    target: &Target,
+    family: TimerFamily,
+    env_godebug: Option<&str>,
+) -> ChannelMode {
     let version = target.version();
     if family == TimerFamily::StatusWord {
         return ChannelMode::Async;
@@ -287,14 +325,9 @@ pub fn channel_mode(target: &Target, family: TimerFamily, env_godebug: Option<&s
         .and_then(setting)
         .or_else(|| target.buildinfo.setting("DefaultGODEBUG").and_then(setting))
         .unwrap_or(false);
-    if async_chan { ChannelMode::Async } else { ChannelMode::Sync }
-}
-
-/// The symbols hooked for a family (for tests and `--help`-style listings).
-pub fn hooked_symbols(family: TimerFamily) -> Vec<&'static str> {
-    let specs = match family {
-        TimerFamily::StatusWord => STATUS_WORD_HOOKS,
-        TimerFamily::Locked => LOCKED_HOOKS,
-    };
-    specs.iter().map(|s| s.symbol).collect()
+    if async_chan {
+        ChannelMode::Async
+    } else {
+        ChannelMode::Sync
+    }
 }

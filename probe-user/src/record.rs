@@ -11,7 +11,11 @@ use std::{
 use analyzer::MappingSpec;
 use anyhow::{Context as _, bail};
 use nix::{
-    sys::{ptrace, signal::Signal, wait::{WaitStatus, waitpid}},
+    sys::{
+        ptrace,
+        signal::Signal,
+        wait::{WaitStatus, waitpid},
+    },
     unistd::Pid,
 };
 use tokio::signal::unix::{SignalKind, signal};
@@ -65,13 +69,20 @@ pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
             (child.id(), Some(child))
         }
     };
-    let output = options.output.clone().unwrap_or_else(|| default_output(pid));
+    let output = options
+        .output
+        .clone()
+        .unwrap_or_else(|| default_output(pid));
     analyzer::profile::check_output_path(&output)?;
 
     let exe = process::proc_path(pid, "exe");
-    let target = Target::open(&exe).with_context(|| format!("target: pid {pid} ({})", exe.display()))?;
+    let target =
+        Target::open(&exe).with_context(|| format!("target: pid {pid} ({})", exe.display()))?;
     let plan = Plan::for_target(&target).with_context(|| format!("target: pid {pid}"))?;
-    let text = target.elf.text_segment().context("target: the binary has no executable segment")?;
+    let text = target
+        .elf
+        .text_segment()
+        .context("target: the binary has no executable segment")?;
     let (text_map, bias) = process::text_mapping(pid, text)?;
     let channel_mode = hooks::channel_mode(&target, plan.family, process::godebug(pid).as_deref());
     // Opened now: /proc/PID/exe is gone once the target exits.
@@ -97,11 +108,23 @@ pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
     );
 
     let launched = child.is_some();
-    let mut exited = tokio::task::spawn_blocking(move || child.take().and_then(|mut c| c.wait().ok()));
-    let (stop, mut command_status) =
-        wait_for_end(&probe, plan.hooks.len(), pid, &mut exited, launched, options.duration).await?;
-    let snapshot = collect::snapshot(&probe.ebpf, plan.hooks.len())?;
+    let mut exited =
+        tokio::task::spawn_blocking(move || child.take().and_then(|mut c| c.wait().ok()));
+    let (stop, mut command_status) = wait_for_end(
+        &probe,
+        plan.hooks.len(),
+        pid,
+        &mut exited,
+        launched,
+        options.duration,
+    )
+    .await?;
+    let mut snapshot = collect::snapshot(&probe.ebpf, plan.hooks.len())?;
     drop(probe);
+    snapshot.resolve_unread_callbacks(|funcval| {
+        let pc = target.read_word(funcval.wrapping_sub(bias))?;
+        Some(pc.wrapping_add(bias))
+    });
 
     let has_lines = target.elf.has_dwarf;
     let recording = Recording {
@@ -143,7 +166,11 @@ pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
         eprintln!("timerscope: waiting for the command (pid {pid}) to exit");
         command_status = exited.await.ok().flatten();
     }
-    Ok(RecordOutcome { output, snapshot, command_status })
+    Ok(RecordOutcome {
+        output,
+        snapshot,
+        command_status,
+    })
 }
 
 fn comments(target: &Target, plan: &Plan, mode: hooks::ChannelMode, stop: &Stop) -> Vec<String> {
@@ -200,7 +227,9 @@ fn default_output(pid: u32) -> PathBuf {
 /// Starts a command stopped at its first instruction after exec (ptrace), so the probes are
 /// attached before any of its code runs.
 fn launch_stopped(argv: &[OsString]) -> anyhow::Result<Child> {
-    let (program, args) = argv.split_first().context("record: no command given after --")?;
+    let (program, args) = argv
+        .split_first()
+        .context("record: no command given after --")?;
     let mut command = Command::new(program);
     command.args(args);
     // SAFETY: traceme is async-signal-safe (a single ptrace syscall).
@@ -212,7 +241,10 @@ fn launch_stopped(argv: &[OsString]) -> anyhow::Result<Child> {
         .with_context(|| format!("launch: cannot run {}", Path::new(program).display()))?;
     match waitpid(Pid::from_raw(child.id() as i32), None) {
         Ok(WaitStatus::Stopped(_, Signal::SIGTRAP)) => Ok(child),
-        other => bail!("launch: {} did not stop at exec ({other:?})", Path::new(program).display()),
+        other => bail!(
+            "launch: {} did not stop at exec ({other:?})",
+            Path::new(program).display()
+        ),
     }
 }
 

@@ -12,14 +12,17 @@ impl StatusLine {
     pub fn new() -> Self {
         // indicatif draws nothing when stderr is not a terminal.
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-        bar.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("valid template"));
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("valid template"),
+        );
         bar.enable_steady_tick(Duration::from_millis(200));
         Self { bar }
     }
 
     pub fn show(&self, events: u64, live: usize, drops: u64) {
-        self.bar
-            .set_message(format!("{events} events, {live} live timers, {drops} dropped"));
+        self.bar.set_message(format!(
+            "{events} events, {live} live timers, {drops} dropped"
+        ));
     }
 }
 

@@ -25,7 +25,11 @@ impl Symbolizer {
             path: binary.display().to_string(),
             reason: e.to_string(),
         })?;
-        Ok(Self { loader, bias, frames: HashMap::new() })
+        Ok(Self {
+            loader,
+            bias,
+            frames: HashMap::new(),
+        })
     }
 
     /// Frames at a runtime address, innermost inlined frame first, the containing function last.
@@ -33,7 +37,9 @@ impl Symbolizer {
     pub fn frames(&mut self, address: u64) -> &[Frame] {
         let link_address = address.wrapping_sub(self.bias);
         let loader = &self.loader;
-        self.frames.entry(address).or_insert_with(|| lookup(loader, link_address))
+        self.frames
+            .entry(address)
+            .or_insert_with(|| lookup(loader, link_address))
     }
 
     /// Name of the function containing a runtime address (callbacks).

@@ -17,18 +17,27 @@ pub struct GoVersion {
 
 impl GoVersion {
     pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
-        Self { major, minor, patch }
+        Self {
+            major,
+            minor,
+            patch,
+        }
     }
 
     /// Parses `go1.23.9`, `go1.21rc2`, `go1.20.7 X:boringcrypto`, `devel go1.24-abc ...`.
     pub fn parse(text: &str) -> Option<Self> {
         let start = text.find("go1.")?;
         let numbers = &text[start + 2..];
-        let mut parts = numbers.split(|c: char| !c.is_ascii_digit()).map(str::parse::<u32>);
+        let mut parts = numbers
+            .split(|c: char| !c.is_ascii_digit())
+            .map(str::parse::<u32>);
         let major = parts.next()?.ok()?;
         let minor = parts.next()?.ok()?;
         // "go1.21rc2" or "go1.24-abc": no patch number follows the dot.
-        let patch = match numbers.split_once('.').map(|(_, rest)| rest.split_once('.')) {
+        let patch = match numbers
+            .split_once('.')
+            .map(|(_, rest)| rest.split_once('.'))
+        {
             Some(Some((_, rest))) => rest
                 .split(|c: char| !c.is_ascii_digit())
                 .next()
@@ -36,7 +45,11 @@ impl GoVersion {
                 .unwrap_or(0),
             _ => 0,
         };
-        Some(Self { major, minor, patch })
+        Some(Self {
+            major,
+            minor,
+            patch,
+        })
     }
 }
 
@@ -58,7 +71,10 @@ pub struct BuildInfo {
 
 impl BuildInfo {
     pub fn setting(&self, key: &str) -> Option<&str> {
-        self.settings.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.settings
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Parses the contents of the `.go.buildinfo` section (or the bytes found at its magic).
@@ -85,7 +101,11 @@ impl BuildInfo {
             .filter_map(|kv| kv.split_once('='))
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        Ok(Self { version_string, version, settings })
+        Ok(Self {
+            version_string,
+            version,
+            settings,
+        })
     }
 
     /// Finds the build info by its magic, for binaries whose section headers are gone.
@@ -118,9 +138,18 @@ mod tests {
     #[test]
     fn parses_versions_with_suffixes() {
         assert_eq!(GoVersion::parse("go1.23.9"), Some(GoVersion::new(1, 23, 9)));
-        assert_eq!(GoVersion::parse("go1.20.7 X:boringcrypto"), Some(GoVersion::new(1, 20, 7)));
-        assert_eq!(GoVersion::parse("go1.21rc2"), Some(GoVersion::new(1, 21, 0)));
-        assert_eq!(GoVersion::parse("devel go1.24-abc123 Tue"), Some(GoVersion::new(1, 24, 0)));
+        assert_eq!(
+            GoVersion::parse("go1.20.7 X:boringcrypto"),
+            Some(GoVersion::new(1, 20, 7))
+        );
+        assert_eq!(
+            GoVersion::parse("go1.21rc2"),
+            Some(GoVersion::new(1, 21, 0))
+        );
+        assert_eq!(
+            GoVersion::parse("devel go1.24-abc123 Tue"),
+            Some(GoVersion::new(1, 24, 0))
+        );
         assert_eq!(GoVersion::parse("go1.19"), Some(GoVersion::new(1, 19, 0)));
         assert_eq!(GoVersion::parse("rustc 1.2"), None);
     }

@@ -25,7 +25,9 @@ pub fn struct_offsets(image: &[u8], wanted: &[&str]) -> Option<StructOffsets> {
     let mut found = StructOffsets::new();
     let mut units = dwarf.units();
     while let Ok(Some(header)) = units.next() {
-        let Ok(unit) = dwarf.unit(header) else { continue };
+        let Ok(unit) = dwarf.unit(header) else {
+            continue;
+        };
         let mut entries = unit.entries();
         let mut current: Option<(String, isize)> = None;
         let mut depth: isize = 0;
@@ -42,14 +44,19 @@ pub fn struct_offsets(image: &[u8], wanted: &[&str]) -> Option<StructOffsets> {
                         .map(|n| (n, depth));
                 }
                 gimli::DW_TAG_member => {
-                    let Some((struct_name, _)) = &current else { continue };
+                    let Some((struct_name, _)) = &current else {
+                        continue;
+                    };
                     let (Some(member), Ok(Some(AttributeValue::Udata(offset)))) = (
                         entry_name(&dwarf, &unit, entry),
                         entry.attr_value(gimli::DW_AT_data_member_location),
                     ) else {
                         continue;
                     };
-                    found.entry(struct_name.clone()).or_default().insert(member, offset);
+                    found
+                        .entry(struct_name.clone())
+                        .or_default()
+                        .insert(member, offset);
                 }
                 _ => {}
             }

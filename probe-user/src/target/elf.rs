@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
-use object::{Object as _, ObjectSection as _, ObjectSymbol as _, elf, read::elf::ProgramHeader as _};
+use object::{
+    Object as _, ObjectSection as _, ObjectSymbol as _, elf, read::elf::ProgramHeader as _,
+};
 
 use super::TargetError;
 
@@ -43,14 +45,23 @@ impl ElfInfo {
     pub fn parse(image: &[u8]) -> Result<Self, TargetError> {
         let file = object::File::parse(image).map_err(|_| TargetError::NotElf)?;
         if file.architecture() != object::Architecture::X86_64 {
-            return Err(TargetError::Architecture(format!("{:?}", file.architecture())));
+            return Err(TargetError::Architecture(format!(
+                "{:?}",
+                file.architecture()
+            )));
         }
         let symbols = file
             .symbols()
             .filter(|s| s.kind() == object::SymbolKind::Text && s.address() != 0)
             .filter_map(|s| {
                 let name = s.name().ok()?;
-                Some((name.to_owned(), Symbol { address: s.address(), size: s.size() }))
+                Some((
+                    name.to_owned(),
+                    Symbol {
+                        address: s.address(),
+                        size: s.size(),
+                    },
+                ))
             })
             .collect();
         let object::File::Elf64(elf_file) = &file else {
@@ -112,13 +123,20 @@ impl ElfInfo {
     /// The build id pprof mappings carry: the GNU one when present (what other tools key on),
     /// else Go's.
     pub fn build_id(&self) -> &str {
-        if self.gnu_build_id.is_empty() { &self.go_build_id } else { &self.gnu_build_id }
+        if self.gnu_build_id.is_empty() {
+            &self.go_build_id
+        } else {
+            &self.gnu_build_id
+        }
     }
 }
 
 /// `.note.go.buildid` is an ELF note named "Go" of type 4 whose payload is the build id string.
 fn go_note_build_id(note: &[u8]) -> Option<String> {
-    let word = |at: usize| note.get(at..at + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap()));
+    let word = |at: usize| {
+        note.get(at..at + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+    };
     let namesz = word(0)? as usize;
     let descsz = word(4)? as usize;
     let desc_at = 12 + namesz.div_ceil(4) * 4;

@@ -14,12 +14,17 @@ pub use elf::{ElfInfo, Symbol};
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
     #[error("cannot open {path}: {source}")]
-    Open { path: String, source: std::io::Error },
+    Open {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("not an ELF file: timerscope attaches to Go programs built for linux/amd64")]
     NotElf,
     #[error("built for {0}, not x86_64: timerscope runs on x86_64 Linux only")]
     Architecture(String),
-    #[error("not a Go binary ({0}): timerscope only attaches to programs built by the Go toolchain")]
+    #[error(
+        "not a Go binary ({0}): timerscope only attaches to programs built by the Go toolchain"
+    )]
     NotGo(&'static str),
     #[error("unreadable Go build info: {0}")]
     BuildInfo(&'static str),
@@ -40,7 +45,10 @@ impl Target {
     /// Opens a binary: a path, or `/proc/PID/exe` for a running process (which also works when
     /// the file was replaced on disk or lives only inside the process's mount namespace).
     pub fn open(path: &Path) -> Result<Self, TargetError> {
-        let open_error = |source| TargetError::Open { path: path.display().to_string(), source };
+        let open_error = |source| TargetError::Open {
+            path: path.display().to_string(),
+            source,
+        };
         let file = File::open(path).map_err(open_error)?;
         // SAFETY: the mapping is read-only; a binary being rewritten under a running process
         // is already undefined for that process.
@@ -50,7 +58,11 @@ impl Target {
             Some(section) => BuildInfo::parse(section)?,
             None => BuildInfo::find(&image)?,
         };
-        Ok(Self { image, elf, buildinfo })
+        Ok(Self {
+            image,
+            elf,
+            buildinfo,
+        })
     }
 
     pub fn image(&self) -> &[u8] {
@@ -65,10 +77,22 @@ impl Target {
         self.elf.symbols.get(name).copied()
     }
 
+    /// A little-endian word of the binary's initialized data at a link-time address.
+    pub fn read_word(&self, vaddr: u64) -> Option<u64> {
+        let start = usize::try_from(self.elf.file_offset(vaddr)?).ok()?;
+        let bytes = self.image.get(start..start + 8)?;
+        Some(u64::from_le_bytes(bytes.try_into().ok()?))
+    }
+
     /// The first bytes of a function's code, read from the file.
     pub fn code(&self, symbol: Symbol, len: usize) -> Option<&[u8]> {
         let start = usize::try_from(self.elf.file_offset(symbol.address)?).ok()?;
-        let len = len.min(usize::try_from(symbol.size).ok().filter(|&s| s > 0).unwrap_or(len));
+        let len = len.min(
+            usize::try_from(symbol.size)
+                .ok()
+                .filter(|&s| s > 0)
+                .unwrap_or(len),
+        );
         self.image.get(start..start + len)
     }
 }

@@ -1,0 +1,228 @@
+//! Helpers shared by the integration tests: running fixtures, running `timerscope`, and reading
+//! values out of profiles the way `go tool pprof` does.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    path::{Path, PathBuf},
+    process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio},
+};
+
+use analyzer::ResolvedProfile;
+use serde_json::Value;
+use timerscope_tests::{GoVersion, Variant, fixture_path, workspace_root};
+
+/// A fixture process started with `-wait-stdin`: it has printed its ready line and waits for
+/// [`Fixture::start_scenario`].
+pub struct Fixture {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Fixture {
+    pub fn spawn(name: &str, go: &GoVersion, variant: Variant, args: &[&str]) -> Self {
+        let binary = fixture_path(name, go, variant).expect("fixture built");
+        let mut child = Command::new(&binary)
+            .args(args)
+            .arg("-wait-stdin")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
+        let stdin = child.stdin.take();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let ready = read_json_line(&mut stdout);
+        assert_eq!(ready["event"], "ready", "fixture said {ready}");
+        Self {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Lets the scenario run.
+    pub fn start_scenario(&mut self) {
+        let mut stdin = self.stdin.take().expect("started once");
+        stdin.write_all(b"go\n").unwrap();
+    }
+
+    /// The scenario's summary line.
+    pub fn summary(&mut self) -> Value {
+        let summary = read_json_line(&mut self.stdout);
+        assert_eq!(summary["event"], "summary", "fixture said {summary}");
+        summary
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn read_json_line(reader: &mut impl BufRead) -> Value {
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
+}
+
+/// The `timerscope` binary (`cargo xtask test` builds it before the tests).
+pub fn timerscope() -> PathBuf {
+    let binary = workspace_root().join("target/debug/timerscope");
+    assert!(
+        binary.exists(),
+        "{} missing: run `cargo build -p probe-user` (cargo xtask test does)",
+        binary.display()
+    );
+    binary
+}
+
+/// Runs `timerscope ARGS` to completion.
+pub fn run_timerscope(args: &[&str]) -> Output {
+    Command::new(timerscope())
+        .args(args)
+        .output()
+        .expect("timerscope runs")
+}
+
+/// Records a fixture run from its first instruction: `timerscope record -o OUT -- FIXTURE ARGS`.
+/// Returns the fixture's summary, the profile's path and the profile.
+pub fn record_launch(
+    dir: &Path,
+    name: &str,
+    go: &GoVersion,
+    variant: Variant,
+    args: &[&str],
+) -> (Value, PathBuf, ResolvedProfile) {
+    let binary = fixture_path(name, go, variant).expect("fixture built");
+    let output = dir.join(format!("{name}-{}-{variant}.pb.gz", go.version));
+    let mut command = vec![
+        "record",
+        "-o",
+        output.to_str().unwrap(),
+        "--",
+        binary.to_str().unwrap(),
+    ];
+    command.extend_from_slice(args);
+    let result = run_timerscope(&command);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        result.status.success(),
+        "timerscope record failed: {stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    let summary = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["event"] == "summary")
+        .unwrap_or_else(|| panic!("no fixture summary in {stdout}"));
+    assert!(
+        stdout.lines().any(|l| l == output.to_str().unwrap()),
+        "the output path is printed: {stdout}"
+    );
+    let profile = read_profile(&output);
+    (summary, output, profile)
+}
+
+pub fn read_profile(path: &Path) -> ResolvedProfile {
+    let profile = analyzer::read_file(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    ResolvedProfile::new(&profile)
+}
+
+/// Cumulative value of `sample_type` over samples whose stack contains `function` (as
+/// `go tool pprof -top`'s cum column), optionally only samples with label `kind` = `kind`.
+pub fn cum(
+    profile: &ResolvedProfile,
+    sample_type: &str,
+    function: &str,
+    kind: Option<&str>,
+) -> i64 {
+    let index = profile
+        .sample_index(Some(sample_type))
+        .expect("sample type exists");
+    profile
+        .samples
+        .iter()
+        .filter(|s| kind.is_none_or(|k| s.str_label("kind") == Some(k)))
+        .filter(|s| {
+            s.stack
+                .iter()
+                .any(|&f| profile.frames[f as usize].function == function)
+        })
+        .map(|s| s.values[index])
+        .sum()
+}
+
+/// The `N` in a JSON summary field.
+pub fn count(summary: &Value, key: &str) -> i64 {
+    summary[key]
+        .as_i64()
+        .unwrap_or_else(|| panic!("summary has no {key}: {summary}"))
+}
+
+/// Output of `go tool pprof ARGS` from the reference Go toolchain.
+pub fn go_tool_pprof(args: &[&str]) -> String {
+    let go = timerscope_tests::go_binary(timerscope_tests::reference_go());
+    let output = Command::new(&go)
+        .args(["tool", "pprof"])
+        .args(args)
+        .env("GOTOOLCHAIN", "local")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", go.display()));
+    assert!(
+        output.status.success(),
+        "go tool pprof {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// One `#[test]` per Go toolchain the fixtures are built with, each calling `$body(&GoVersion)`.
+#[macro_export]
+macro_rules! per_go_version {
+    ($name:ident, $body:path) => {
+        mod $name {
+            fn go(version: &str) -> &'static timerscope_tests::GoVersion {
+                timerscope_tests::go_version(version).expect("known Go version")
+            }
+            #[test]
+            fn go1_19() {
+                $body(go("1.19"))
+            }
+            #[test]
+            fn go1_21() {
+                $body(go("1.21"))
+            }
+            #[test]
+            fn go1_22() {
+                $body(go("1.22"))
+            }
+            #[test]
+            fn go1_23() {
+                $body(go("1.23"))
+            }
+            #[test]
+            fn go1_24() {
+                $body(go("1.24"))
+            }
+            #[test]
+            fn go1_25() {
+                $body(go("1.25"))
+            }
+            #[test]
+            fn go1_26() {
+                $body(go("1.26"))
+            }
+            #[test]
+            fn go1_27() {
+                $body(go("1.27"))
+            }
+        }
+    };
+}
