@@ -9,6 +9,7 @@ pub mod hooks;
 pub mod preflight;
 pub mod record;
 pub mod status;
+pub mod summary;
 pub mod symbolize;
 pub mod target;
 

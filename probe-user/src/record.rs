@@ -158,6 +158,13 @@ pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
         snapshot.live.len(),
         output.display()
     );
+    let top = crate::summary::top_live_sites(&profile, 5);
+    if !top.is_empty() {
+        eprintln!("timerscope: live timers by the code that created them:");
+        for site in &top {
+            eprintln!("{site}");
+        }
+    }
     if launched && command_status.is_none() {
         if let Stop::Interrupted(_) = stop {
             // We were asked to stop; pass that on to the command we started.
