@@ -87,10 +87,13 @@ pub mod drop {
     pub const LIVE_MAP_FULL: u32 = 3;
     /// A read of target memory failed (timer fields, goroutine id).
     pub const READ_FAULT: u32 = 4;
-    /// The per-mmap-site map was full.
-    pub const MMAP_MAP_FULL: u32 = 5;
+    /// An mmap/munmap/mremap call in flight could not be remembered between its entry and
+    /// exit (too many threads in such calls at once): the call is not seen.
+    pub const MMAP_PENDING_FULL: u32 = 5;
+    /// The ring buffer to userspace was full: the mapping change is not seen.
+    pub const MMAP_EVENT_LOST: u32 = 6;
     /// Number of drop reasons.
-    pub const COUNT: u32 = 6;
+    pub const COUNT: u32 = 7;
 }
 
 /// Most hooks one target can have; sizes the `HOOKS` and `HOOK_HITS` arrays.
@@ -214,21 +217,36 @@ pub struct LiveTimer {
     pub goid: u64,
 }
 
-/// Key of the per-site mmap map.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct MmapSiteKey {
-    pub stack_id: i32,
-    /// 1 when the mapping is anonymous (fd == -1 or MAP_ANONYMOUS).
-    pub anonymous: u32,
+/// Memory-mapping system calls the probe reports ([`MmapEvent::op`]).
+pub mod mmap_op {
+    pub const MMAP: u32 = 0;
+    pub const MUNMAP: u32 = 1;
+    pub const MREMAP: u32 = 2;
 }
 
-/// Value of the per-site mmap map.
+/// One successful mmap, munmap or mremap of the target, sent to userspace through a ring
+/// buffer (userspace keeps the interval map: unmaps split mappings, remaps move them). The
+/// entry tracepoint fills in the arguments; the exit tracepoint the result.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MmapSiteValue {
-    pub calls: u64,
-    pub bytes: u64,
+pub struct MmapEvent {
+    /// One of [`mmap_op`].
+    pub op: u32,
+    /// User stack at the call; negative when lost.
+    pub stack_id: i32,
+    /// mmap: the address returned; munmap: the address unmapped; mremap: the old address.
+    pub addr: u64,
+    /// mmap, munmap: the length; mremap: the old length.
+    pub len: u64,
+    /// mremap: the address returned.
+    pub new_addr: u64,
+    /// mremap: the new length.
+    pub new_len: u64,
+    pub prot: u32,
+    pub flags: u32,
+    /// File descriptor (-1 for anonymous mappings).
+    pub fd: i32,
+    pub tid: u32,
 }
 
 #[cfg(feature = "user")]
@@ -240,8 +258,7 @@ mod pod {
     unsafe impl aya::Pod for SiteKey {}
     unsafe impl aya::Pod for SiteValue {}
     unsafe impl aya::Pod for LiveTimer {}
-    unsafe impl aya::Pod for MmapSiteKey {}
-    unsafe impl aya::Pod for MmapSiteValue {}
+    unsafe impl aya::Pod for MmapEvent {}
 }
 
 #[cfg(test)]
@@ -257,7 +274,6 @@ mod tests {
         assert_eq!(size_of::<SiteKey>(), 4 + 4 + 8 * 3 + 4 + 4);
         assert_eq!(size_of::<SiteValue>(), 16);
         assert_eq!(size_of::<LiveTimer>(), size_of::<SiteKey>() + 24);
-        assert_eq!(size_of::<MmapSiteKey>(), 8);
-        assert_eq!(size_of::<MmapSiteValue>(), 16);
+        assert_eq!(size_of::<MmapEvent>(), 8 + 8 * 4 + 4 * 4);
     }
 }

@@ -4,12 +4,11 @@
 use aya_ebpf::{
     bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, StackTrace},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
     programs::tracing::StackIdContext,
 };
 use probe_common::{
-    HookPlan, LiveTimer, MAX_HOOKS, MmapSiteKey, MmapSiteValue, SiteKey, SiteValue, TargetConfig,
-    drop,
+    HookPlan, LiveTimer, MAX_HOOKS, MmapEvent, SiteKey, SiteValue, TargetConfig, drop,
 };
 
 /// Written by userspace before load (`EbpfLoader::set_global`); read with `config()`.
@@ -51,14 +50,17 @@ pub static SITES: PerCpuHashMap<SiteKey, SiteValue> = PerCpuHashMap::with_max_en
 #[map]
 pub static LIVE: HashMap<u64, LiveTimer> = HashMap::with_max_entries(65536, 0);
 
-/// User stacks referenced by `SiteKey::stack_id` and `MmapSiteKey::stack_id`.
+/// User stacks referenced by `SiteKey::stack_id` and `MmapEvent::stack_id`.
 #[map]
 pub static STACKS: StackTrace = StackTrace::with_max_entries(16384, 0);
 
-/// mmap calls and bytes per site.
+/// mmap-family calls between their entry and exit tracepoints, by thread id.
 #[map]
-pub static MMAP_SITES: PerCpuHashMap<MmapSiteKey, MmapSiteValue> =
-    PerCpuHashMap::with_max_entries(4096, 0);
+pub static MMAP_PENDING: HashMap<u32, MmapEvent> = HashMap::with_max_entries(4096, 0);
+
+/// Completed mmap-family calls, for userspace's interval map.
+#[map]
+pub static MMAP_EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 
 #[inline(always)]
 pub fn bump(array: &PerCpuArray<u64>, index: u32) {

@@ -1,44 +1,128 @@
-//! mmap tracepoints, filtered in kernel to the target process.
+//! mmap, munmap and mremap tracepoints, filtered in kernel to the target process. The entry
+//! tracepoint remembers the arguments and the user stack per thread; the exit tracepoint sends
+//! the completed call to userspace, and drops failed calls (they change no mapping).
 
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
-use probe_common::{MmapSiteKey, drop};
+use probe_common::{MmapEvent, drop, mmap_op};
 
-use crate::maps::{MMAP_SITES, config, entry, user_stack_id};
+use crate::maps::{MMAP_EVENTS, MMAP_PENDING, config, count_drop, user_stack_id};
 
-/// Field offsets in `syscalls/sys_enter_mmap` (from its tracefs `format`).
-const MMAP_LEN: usize = 24;
-const MMAP_FLAGS: usize = 40;
-const MMAP_FD: usize = 48;
-const MAP_ANONYMOUS: u64 = 0x20;
+/// Offset of the first syscall argument in `syscalls/sys_enter_*`, and of `ret` in
+/// `syscalls/sys_exit_*` (from their tracefs `format` files); arguments are 8 bytes each.
+const FIRST_ARG: usize = 16;
+const RET: usize = 16;
+/// Don't wake the reader per event: it polls.
+const BPF_RB_NO_WAKEUP: u64 = 1;
+
+/// The calling thread, when it belongs to the target.
+#[inline(always)]
+fn target_thread() -> Option<u32> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    ((pid_tgid >> 32) as u32 == config().tgid).then_some(pid_tgid as u32)
+}
+
+#[inline(always)]
+fn arg(ctx: &TracePointContext, n: usize) -> u64 {
+    unsafe { ctx.read_at::<u64>(FIRST_ARG + 8 * n) }.unwrap_or(0)
+}
+
+#[inline(always)]
+fn remember(ctx: &TracePointContext, event: MmapEvent) -> Option<()> {
+    let tid = target_thread()?;
+    let event = MmapEvent {
+        stack_id: user_stack_id(ctx),
+        tid,
+        ..event
+    };
+    if MMAP_PENDING.insert(tid, event, 0).is_err() {
+        count_drop(drop::MMAP_PENDING_FULL);
+    }
+    Some(())
+}
+
+/// Completes the thread's pending call with the syscall's return value.
+#[inline(always)]
+fn complete(ctx: &TracePointContext, op: u32) -> Option<()> {
+    let tid = target_thread()?;
+    let mut event = unsafe { *MMAP_PENDING.get(tid)? };
+    let _ = MMAP_PENDING.remove(tid);
+    let ret: i64 = unsafe { ctx.read_at(RET) }.ok()?;
+    // Errors are -4095..-1; a mapping can never be there.
+    if event.op != op || (-4095..0).contains(&ret) {
+        return None;
+    }
+    match op {
+        mmap_op::MMAP => event.addr = ret as u64,
+        mmap_op::MREMAP => event.new_addr = ret as u64,
+        _ => {}
+    }
+    if MMAP_EVENTS
+        .output::<MmapEvent>(&event, BPF_RB_NO_WAKEUP)
+        .is_err()
+    {
+        count_drop(drop::MMAP_EVENT_LOST);
+    }
+    Some(())
+}
 
 #[tracepoint]
 pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
-    let _ = on_enter_mmap(&ctx);
+    let event = MmapEvent {
+        op: mmap_op::MMAP,
+        len: arg(&ctx, 1),
+        prot: arg(&ctx, 2) as u32,
+        flags: arg(&ctx, 3) as u32,
+        fd: arg(&ctx, 4) as i32,
+        ..MmapEvent::default()
+    };
+    let _ = remember(&ctx, event);
     0
 }
 
-fn on_enter_mmap(ctx: &TracePointContext) -> Option<()> {
-    if (bpf_get_current_pid_tgid() >> 32) as u32 != config().tgid {
-        return None;
-    }
-    let len: u64 = unsafe { ctx.read_at(MMAP_LEN) }.ok()?;
-    let flags: u64 = unsafe { ctx.read_at(MMAP_FLAGS) }.ok()?;
-    let fd: i64 = unsafe { ctx.read_at(MMAP_FD) }.ok()?;
-    let stack_id = user_stack_id(ctx);
-    let anonymous = (flags & MAP_ANONYMOUS != 0 || fd as i32 == -1) as u32;
-    let value = entry(
-        &MMAP_SITES,
-        &MmapSiteKey {
-            stack_id,
-            anonymous,
-        },
-        drop::MMAP_MAP_FULL,
-    )?;
-    unsafe {
-        (*value).calls += 1;
-        (*value).bytes += len;
-    }
-    Some(())
+#[tracepoint]
+pub fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
+    let _ = complete(&ctx, mmap_op::MMAP);
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_munmap(ctx: TracePointContext) -> u32 {
+    let event = MmapEvent {
+        op: mmap_op::MUNMAP,
+        addr: arg(&ctx, 0),
+        len: arg(&ctx, 1),
+        fd: -1,
+        ..MmapEvent::default()
+    };
+    let _ = remember(&ctx, event);
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_munmap(ctx: TracePointContext) -> u32 {
+    let _ = complete(&ctx, mmap_op::MUNMAP);
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_mremap(ctx: TracePointContext) -> u32 {
+    let event = MmapEvent {
+        op: mmap_op::MREMAP,
+        addr: arg(&ctx, 0),
+        len: arg(&ctx, 1),
+        new_len: arg(&ctx, 2),
+        flags: arg(&ctx, 3) as u32,
+        fd: -1,
+        ..MmapEvent::default()
+    };
+    let _ = remember(&ctx, event);
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_mremap(ctx: TracePointContext) -> u32 {
+    let _ = complete(&ctx, mmap_op::MREMAP);
+    0
 }

@@ -5,7 +5,7 @@ use std::{num::NonZeroU32, path::Path};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::Array,
+    maps::{Array, MapData, RingBuf},
     programs::{
         TracePoint, UProbe,
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
@@ -68,10 +68,20 @@ pub enum AttachError {
 /// Loaded and attached probes for one target process.
 pub struct Probe {
     pub ebpf: Ebpf,
+    /// Completed mmap-family calls, drained by [`crate::collect::drain_mmap_events`].
+    pub mmap_events: RingBuf<MapData>,
 }
 
 const TIMER_PROGRAM: &str = "timer_hook";
-const MMAP_PROGRAM: &str = "sys_enter_mmap";
+/// Tracepoint programs, each named after its `syscalls/` tracepoint.
+const MMAP_PROGRAMS: [&str; 6] = [
+    "sys_enter_mmap",
+    "sys_exit_mmap",
+    "sys_enter_munmap",
+    "sys_exit_munmap",
+    "sys_enter_mremap",
+    "sys_exit_mremap",
+];
 
 impl Probe {
     /// Loads the programs for `pid` with `plan`, and attaches the timer hooks to `binary` (a path
@@ -134,18 +144,21 @@ impl Probe {
         }
 
         ensure_tracefs()?;
-        let tracepoint: &mut TracePoint = program_mut(&mut ebpf, MMAP_PROGRAM)?;
-        tracepoint.load().map_err(|source| AttachError::Program {
-            name: MMAP_PROGRAM,
+        for name in MMAP_PROGRAMS {
+            let tracepoint: &mut TracePoint = program_mut(&mut ebpf, name)?;
+            let program_error = |source| AttachError::Program { name, source };
+            tracepoint.load().map_err(program_error)?;
+            tracepoint.attach("syscalls", name).map_err(program_error)?;
+        }
+        let mmap_events = RingBuf::try_from(
+            ebpf.take_map("MMAP_EVENTS")
+                .expect("MMAP_EVENTS is defined in probe-ebpf"),
+        )
+        .map_err(|source| AttachError::Map {
+            name: "MMAP_EVENTS",
             source,
         })?;
-        tracepoint
-            .attach("syscalls", MMAP_PROGRAM)
-            .map_err(|source| AttachError::Program {
-                name: MMAP_PROGRAM,
-                source,
-            })?;
-        Ok(Self { ebpf })
+        Ok(Self { ebpf, mmap_events })
     }
 }
 

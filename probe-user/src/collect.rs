@@ -5,9 +5,11 @@ use std::collections::HashMap;
 
 use aya::{
     Ebpf,
-    maps::{HashMap as BpfHashMap, PerCpuArray, PerCpuHashMap, StackTraceMap},
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
 };
-use probe_common::{LiveTimer, MmapSiteKey, MmapSiteValue, SiteKey, SiteValue, drop, site_flag};
+use probe_common::{LiveTimer, MmapEvent, SiteKey, SiteValue, drop, site_flag};
+
+use crate::mappings::LiveMappings;
 
 #[derive(Debug, thiserror::Error)]
 #[error("reading eBPF map {name}: {source}")]
@@ -22,7 +24,8 @@ pub struct Snapshot {
     pub sites: Vec<(SiteKey, SiteValue)>,
     /// Live timers by runtime timer address.
     pub live: Vec<(u64, LiveTimer)>,
-    pub mmap_sites: Vec<(MmapSiteKey, MmapSiteValue)>,
+    /// Live mappings and per-origin mmap totals.
+    pub mappings: LiveMappings,
     /// User stacks by id, leaf first, as runtime addresses.
     pub stacks: HashMap<i32, Vec<u64>>,
     /// Probe hits per hook index.
@@ -91,7 +94,23 @@ pub fn counters(ebpf: &Ebpf, hooks: usize) -> Result<(u64, u64), CollectError> {
     Ok((hits, drops))
 }
 
-pub fn snapshot(ebpf: &Ebpf, hooks: usize) -> Result<Snapshot, CollectError> {
+/// Applies the mmap-family calls completed since the last drain to `mappings`.
+pub fn drain_mmap_events(ring: &mut RingBuf<MapData>, mappings: &mut LiveMappings) {
+    while let Some(item) = ring.next() {
+        if item.len() >= size_of::<MmapEvent>() {
+            // SAFETY: the probe writes whole MmapEvents; ring entries are only 8-byte aligned.
+            let event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<MmapEvent>()) };
+            mappings.apply(&event);
+        }
+    }
+}
+
+/// Reads every map; `mappings` (drained by the caller) is moved into the snapshot.
+pub fn snapshot(
+    ebpf: &Ebpf,
+    hooks: usize,
+    mappings: LiveMappings,
+) -> Result<Snapshot, CollectError> {
     let sites_map = PerCpuHashMap::<_, SiteKey, SiteValue>::try_from(map(ebpf, "SITES"))
         .map_err(err("SITES"))?;
     let mut sites = Vec::new();
@@ -111,27 +130,13 @@ pub fn snapshot(ebpf: &Ebpf, hooks: usize) -> Result<Snapshot, CollectError> {
         .iter()
         .collect::<Result<Vec<_>, _>>()
         .map_err(err("LIVE"))?;
-    let mmap_map =
-        PerCpuHashMap::<_, MmapSiteKey, MmapSiteValue>::try_from(map(ebpf, "MMAP_SITES"))
-            .map_err(err("MMAP_SITES"))?;
-    let mut mmap_sites = Vec::new();
-    for item in mmap_map.iter() {
-        let (key, per_cpu) = item.map_err(err("MMAP_SITES"))?;
-        let total = per_cpu
-            .iter()
-            .fold(MmapSiteValue::default(), |acc, v| MmapSiteValue {
-                calls: acc.calls + v.calls,
-                bytes: acc.bytes + v.bytes,
-            });
-        mmap_sites.push((key, total));
-    }
 
     let stack_map = StackTraceMap::try_from(map(ebpf, "STACKS")).map_err(err("STACKS"))?;
     let wanted = sites
         .iter()
         .map(|(k, _)| k.stack_id)
         .chain(live.iter().map(|(_, l)| l.site.stack_id))
-        .chain(mmap_sites.iter().map(|(k, _)| k.stack_id))
+        .chain(mappings.stack_ids())
         .filter(|&id| id >= 0);
     let mut stacks = HashMap::new();
     for id in wanted {
@@ -152,7 +157,7 @@ pub fn snapshot(ebpf: &Ebpf, hooks: usize) -> Result<Snapshot, CollectError> {
     Ok(Snapshot {
         sites,
         live,
-        mmap_sites,
+        mappings,
         stacks,
         hook_hits,
         drops,

@@ -1,25 +1,38 @@
 //! Stage 6, encode: a [`Snapshot`] as a pprof profile (profile.proto) that `go tool pprof`,
 //! Pyroscope, Parca and speedscope read.
 
-use std::time::{Duration, SystemTime};
+use std::{
+    collections::BTreeSet,
+    time::{Duration, SystemTime},
+};
 
 use analyzer::{Frame, MappingSpec, ProfileBuilder, SampleLabel, pprof::Profile};
 use probe_common::{SiteKey, drop, event, site_flag};
 
-use crate::{collect::Snapshot, symbolize::Symbolizer};
+use crate::{collect::Snapshot, mappings::Origin, symbolize::Symbolizer};
 
 /// Sample types, in value order. The names are part of the CLI contract.
-pub const SAMPLE_TYPES: [(&str, &str); 6] = [
+pub const SAMPLE_TYPES: [(&str, &str); 10] = [
     ("timers_created", "count"),
     ("timers_reset", "count"),
     ("timers_stopped", "count"),
     ("timers_fired", "count"),
     ("timers_live", "count"),
     ("timer_fire_delay", "nanoseconds"),
+    ("mmap_calls", "count"),
+    ("mmap_bytes", "bytes"),
+    ("munmap_bytes", "bytes"),
+    ("mmap_live_bytes", "bytes"),
 ];
 pub const DEFAULT_SAMPLE_TYPE: &str = "timers_live";
 const LIVE_COLUMN: usize = 4;
 const DELAY_COLUMN: usize = 5;
+const MMAP_CALLS_COLUMN: usize = 6;
+const MMAP_BYTES_COLUMN: usize = 7;
+const MUNMAP_BYTES_COLUMN: usize = 8;
+const MMAP_LIVE_COLUMN: usize = 9;
+
+type Values = [i64; SAMPLE_TYPES.len()];
 
 /// Names of `probe_common::drop` reasons, as written into comments and stderr.
 pub const DROP_NAMES: [&str; drop::COUNT as usize] = [
@@ -28,7 +41,8 @@ pub const DROP_NAMES: [&str; drop::COUNT as usize] = [
     "site_map_full",
     "live_map_full",
     "read_fault",
-    "mmap_map_full",
+    "mmap_pending_full",
+    "mmap_event_lost",
 ];
 
 /// Facts about the recording that go into the profile's header and comments.
@@ -82,21 +96,12 @@ struct Encoder<'a> {
 }
 
 impl Encoder<'_> {
-    fn locations(&mut self, site: &SiteKey, snapshot: &Snapshot) -> Vec<u64> {
-        if site.flags & site_flag::UNKNOWN_ORIGIN != 0 && site.event == event::FIRED {
-            // The fire-time stack is the scheduler's and says nothing about the timer's origin.
-            let frame = Frame {
-                function: "[timer created before attach]".into(),
-                system_name: "[timer created before attach]".into(),
-                ..Frame::default()
-            };
-            return vec![self.builder.location(0, 0, &[frame])];
-        }
-        site_frames(site, snapshot)
-            .into_iter()
+    /// One location for a stack of runtime addresses, leaf first.
+    fn stack(&mut self, pcs: &[u64]) -> Vec<u64> {
+        pcs.iter()
             .enumerate()
-            .map(|(depth, pc)| {
-                // Every frame but the probed one is a return address: look up the call itself.
+            .map(|(depth, &pc)| {
+                // Every frame but the leaf is a return address: look up the call itself.
                 let address = if depth == 0 { pc } else { pc - 1 };
                 let in_binary = (self.mapping.start..self.mapping.limit).contains(&address);
                 let frames = self.symbolizer.frames(address).to_vec();
@@ -104,6 +109,48 @@ impl Encoder<'_> {
                 self.builder.location(mapping, address, &frames)
             })
             .collect()
+    }
+
+    /// A single made-up frame, for things that have no stack of their own.
+    fn synthetic(&mut self, name: &str) -> Vec<u64> {
+        let frame = Frame {
+            function: name.into(),
+            system_name: name.into(),
+            ..Frame::default()
+        };
+        vec![self.builder.location(0, 0, &[frame])]
+    }
+
+    fn timer_locations(&mut self, site: &SiteKey, snapshot: &Snapshot) -> Vec<u64> {
+        if site.flags & site_flag::UNKNOWN_ORIGIN != 0 && site.event == event::FIRED {
+            // The fire-time stack is the scheduler's and says nothing about the timer's origin.
+            return self.synthetic("[timer created before attach]");
+        }
+        self.stack(&site_frames(site, snapshot))
+    }
+
+    fn mapping_sample(&mut self, origin: Origin, values: Values, snapshot: &Snapshot) {
+        let (locations, class) = match origin {
+            Origin::PreExisting(class) => (self.synthetic("[pre-existing]"), class.label()),
+            Origin::Call { stack_id, class } => {
+                let pcs = snapshot.stacks.get(&stack_id).cloned().unwrap_or_default();
+                let locations = self.stack(&pcs);
+                // The runtime's heap arenas are mapped from (*mheap) methods.
+                let arena = pcs.iter().enumerate().any(|(depth, &pc)| {
+                    let address = if depth == 0 { pc } else { pc - 1 };
+                    self.symbolizer
+                        .frames(address)
+                        .iter()
+                        .any(|f| f.function.starts_with("runtime.(*mheap)."))
+                });
+                (locations, if arena { "heap-arena" } else { class.label() })
+            }
+        };
+        let label = SampleLabel::Str {
+            key: "mapping".into(),
+            value: class.into(),
+        };
+        self.builder.add_sample(&locations, &values, &[label]);
     }
 
     fn labels(&mut self, site: &SiteKey) -> Vec<SampleLabel> {
@@ -162,7 +209,7 @@ pub fn encode(
     };
     let mut rows = Vec::new();
     for (site, value) in &snapshot.sites {
-        let mut values = [0i64; SAMPLE_TYPES.len()];
+        let mut values: Values = [0; SAMPLE_TYPES.len()];
         let column = match site.event {
             event::CREATED => 0,
             event::RESET => 1,
@@ -177,14 +224,37 @@ pub fn encode(
         rows.push((*site, values));
     }
     for (_, live) in &snapshot.live {
-        let mut values = [0i64; SAMPLE_TYPES.len()];
+        let mut values: Values = [0; SAMPLE_TYPES.len()];
         values[LIVE_COLUMN] = 1;
         rows.push((live.site, values));
     }
     for (site, values) in rows {
-        let locations = encoder.locations(&site, snapshot);
+        let locations = encoder.timer_locations(&site, snapshot);
         let labels = encoder.labels(&site);
         encoder.builder.add_sample(&locations, &values, &labels);
+    }
+
+    let live_bytes = snapshot.mappings.live_bytes();
+    let origins: BTreeSet<Origin> = snapshot
+        .mappings
+        .totals
+        .keys()
+        .chain(live_bytes.keys())
+        .copied()
+        .collect();
+    for origin in origins {
+        let totals = snapshot
+            .mappings
+            .totals
+            .get(&origin)
+            .copied()
+            .unwrap_or_default();
+        let mut values: Values = [0; SAMPLE_TYPES.len()];
+        values[MMAP_CALLS_COLUMN] = totals.mmap_calls as i64;
+        values[MMAP_BYTES_COLUMN] = totals.mapped_bytes as i64;
+        values[MUNMAP_BYTES_COLUMN] = totals.unmapped_bytes as i64;
+        values[MMAP_LIVE_COLUMN] = live_bytes.get(&origin).copied().unwrap_or(0) as i64;
+        encoder.mapping_sample(origin, values, snapshot);
     }
     encoder.builder.build()
 }

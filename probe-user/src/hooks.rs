@@ -203,6 +203,8 @@ pub struct Plan {
     pub go_func: Option<u64>,
     /// "dwarf" or "table".
     pub offsets_source: &'static str,
+    /// Hook functions this binary does not contain.
+    pub missing_hooks: Vec<&'static str>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -231,10 +233,21 @@ impl Plan {
             TimerFamily::StatusWord => STATUS_WORD_HOOKS,
             TimerFamily::Locked => LOCKED_HOOKS,
         };
-        let hooks = specs
-            .iter()
-            .map(|spec| place(target, spec))
-            .collect::<Result<_, _>>()?;
+        // The linker drops runtime functions a program never reaches (a program that makes no
+        // timers of its own has no `runtime.addtimer`): probe what exists, refuse only when
+        // nothing does.
+        let mut hooks = Vec::new();
+        let mut missing_hooks = Vec::new();
+        for spec in specs {
+            match place(target, spec) {
+                Ok(hook) => hooks.push(hook),
+                Err(PlanError::MissingSymbol(symbol)) => missing_hooks.push(symbol),
+                Err(other) => return Err(other),
+            }
+        }
+        if hooks.is_empty() {
+            return Err(PlanError::MissingSymbol(specs[0].symbol));
+        }
         let (config, offsets_source) = match dwarf_layout(target) {
             Some(config) => (config, "dwarf"),
             None => (table_layout(row), "table"),
@@ -246,6 +259,7 @@ impl Plan {
             config,
             go_func: target.function("time.goFunc").map(|f| f.address),
             offsets_source,
+            missing_hooks,
         })
     }
 }

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod collect;
 pub mod encode;
 pub mod hooks;
+pub mod mappings;
 pub mod preflight;
 pub mod record;
 pub mod status;

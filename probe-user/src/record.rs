@@ -25,6 +25,7 @@ use crate::{
     collect::{self, Snapshot},
     encode::{self, DROP_NAMES, Recording},
     hooks::{self, Plan},
+    mappings::LiveMappings,
     symbolize::Symbolizer,
     target::{Target, process},
 };
@@ -87,7 +88,7 @@ pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
     let channel_mode = hooks::channel_mode(&target, plan.family, process::godebug(pid).as_deref());
     // Opened now: /proc/PID/exe is gone once the target exits.
     let mut symbolizer = Symbolizer::new(&exe, bias)?;
-    let probe = Probe::attach(&plan, &exe, pid, bias, options.sizes)
+    let mut probe = Probe::attach(&plan, &exe, pid, bias, options.sizes)
         .with_context(|| format!("attach: pid {pid}"))?;
     let start = SystemTime::now();
     let started = Instant::now();
@@ -110,8 +111,12 @@ pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
     let launched = child.is_some();
     let mut exited =
         tokio::task::spawn_blocking(move || child.take().and_then(|mut c| c.wait().ok()));
+    // Read after the tracepoints are attached: a mapping made in between is in both, and the
+    // event replaces the pre-existing interval rather than counting twice.
+    let mut mappings = LiveMappings::from_proc_maps(&process::maps(pid)?);
     let (stop, mut command_status) = wait_for_end(
-        &probe,
+        &mut probe,
+        &mut mappings,
         plan.hooks.len(),
         pid,
         &mut exited,
@@ -119,7 +124,8 @@ pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
         options.duration,
     )
     .await?;
-    let mut snapshot = collect::snapshot(&probe.ebpf, plan.hooks.len())?;
+    collect::drain_mmap_events(&mut probe.mmap_events, &mut mappings);
+    let mut snapshot = collect::snapshot(&probe.ebpf, plan.hooks.len(), mappings)?;
     drop(probe);
     snapshot.resolve_unread_callbacks(|funcval| {
         let pc = target.read_word(funcval.wrapping_sub(bias))?;
@@ -193,6 +199,7 @@ fn comments(target: &Target, plan: &Plan, mode: hooks::ChannelMode, stop: &Stop)
         format!("timer_channel_mode={}", mode.label()),
         format!("struct_offsets={}", plan.offsets_source),
         format!("hooks={hooks}"),
+        format!("missing_hooks={}", plan.missing_hooks.join(",")),
         format!("stopped_by={stop:?}"),
     ]
 }
@@ -257,7 +264,8 @@ fn launch_stopped(argv: &[OsString]) -> anyhow::Result<Child> {
 
 /// Waits for the duration, a signal, or the target's exit, showing a status line on a terminal.
 async fn wait_for_end(
-    probe: &Probe,
+    probe: &mut Probe,
+    mappings: &mut LiveMappings,
     hooks: usize,
     pid: u32,
     exited: &mut tokio::task::JoinHandle<Option<ExitStatus>>,
@@ -283,6 +291,7 @@ async fn wait_for_end(
                 if !launched && !crate::preflight::process_alive(pid) {
                     return Ok((Stop::TargetExited, None));
                 }
+                collect::drain_mmap_events(&mut probe.mmap_events, mappings);
                 if let Ok((events, drops)) = collect::counters(&probe.ebpf, hooks) {
                     status.show(events, collect::live_count(&probe.ebpf), drops);
                 }

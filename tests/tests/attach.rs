@@ -9,6 +9,7 @@ use probe_user::{
     attach::{MapSizes, Probe},
     collect::{self, Snapshot},
     hooks::Plan,
+    mappings::{LiveMappings, Origin},
     symbolize::Symbolizer,
     target::{Target, process},
 };
@@ -41,7 +42,8 @@ fn uprobes_see_timer_calls(go: &GoVersion) {
     let (probe, plan, _) = attach(&fixture);
     fixture.start_scenario();
     let summary = fixture.summary();
-    let snapshot = collect::snapshot(&probe.ebpf, plan.hooks.len()).unwrap();
+    let snapshot =
+        collect::snapshot(&probe.ebpf, plan.hooks.len(), LiveMappings::default()).unwrap();
     // The runtime has timers of its own, so at least the fixture's; exactness is record's test.
     assert!(snapshot.total_events() > 0, "no probe hit at all");
     assert!(event_total(&snapshot, event::CREATED) >= count(&summary, "created") as u64);
@@ -50,32 +52,36 @@ fn uprobes_see_timer_calls(go: &GoVersion) {
 }
 per_go_version!(uprobes_see_timer_calls, super::uprobes_see_timer_calls);
 
-/// Bytes mmapped at sites whose stack contains `function`.
-fn mmap_bytes_at(snapshot: &Snapshot, symbolizer: &mut Symbolizer, function: &str) -> u64 {
+/// Bytes mapped by calls whose stack contains `function`.
+fn mapped_bytes_at(snapshot: &Snapshot, symbolizer: &mut Symbolizer, function: &str) -> u64 {
     let mut total = 0;
-    for (key, value) in &snapshot.mmap_sites {
-        let Some(stack) = snapshot.stacks.get(&key.stack_id) else {
+    for (origin, totals) in &snapshot.mappings.totals {
+        let Origin::Call { stack_id, .. } = origin else {
             continue;
         };
-        let names: Vec<String> = stack
-            .iter()
-            .flat_map(|&pc| symbolizer.frames(pc.saturating_sub(1)).to_vec())
-            .map(|f| f.function)
-            .collect();
-        if names.iter().any(|n| n == function) {
-            total += value.bytes;
+        let Some(stack) = snapshot.stacks.get(stack_id) else {
+            continue;
+        };
+        let on_stack = stack.iter().any(|&pc| {
+            symbolizer
+                .frames(pc.saturating_sub(1))
+                .iter()
+                .any(|f| f.function == function)
+        });
+        if on_stack {
+            total += totals.mapped_bytes;
         }
     }
     total
 }
 
 #[test]
-fn mmap_tracepoint_sees_only_the_target_process() {
+fn mmap_tracepoints_see_only_the_target_process() {
     let go = reference_go();
     let mut target = Fixture::spawn("mmap", go, Variant::Normal, &["leak", "-n", "4"]);
     // Same binary, busy mapping memory the whole time the target is probed.
     let mut other = Fixture::spawn("mmap", go, Variant::Normal, &["spin", "-duration", "2s"]);
-    let (probe, plan, mut symbolizer) = attach(&target);
+    let (mut probe, plan, mut symbolizer) = attach(&target);
     other.start_scenario();
     target.start_scenario();
     let summary = target.summary();
@@ -84,12 +90,14 @@ fn mmap_tracepoint_sees_only_the_target_process() {
         count(&other_summary, "mapped") > 0,
         "the other process did map memory"
     );
-    let snapshot = collect::snapshot(&probe.ebpf, plan.hooks.len()).unwrap();
+    let mut mappings = LiveMappings::default();
+    collect::drain_mmap_events(&mut probe.mmap_events, &mut mappings);
+    let snapshot = collect::snapshot(&probe.ebpf, plan.hooks.len(), mappings).unwrap();
 
-    let leaked = mmap_bytes_at(&snapshot, &mut symbolizer, "main.leakMappings");
+    let leaked = mapped_bytes_at(&snapshot, &mut symbolizer, "main.leakMappings");
     assert_eq!(leaked, count(&summary, "bytes_mapped") as u64);
     assert_eq!(
-        mmap_bytes_at(&snapshot, &mut symbolizer, "main.spinMappings"),
+        mapped_bytes_at(&snapshot, &mut symbolizer, "main.spinMappings"),
         0
     );
 }

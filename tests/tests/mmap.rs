@@ -1,0 +1,145 @@
+//! `timerscope record` on Go programs that map memory outside the Go heap: live mapped bytes at
+//! the function that mapped them, exactly, and in agreement with the kernel's own accounting.
+
+mod common;
+
+use std::{
+    fs,
+    io::{BufRead as _, BufReader},
+    process::{Command, Stdio},
+};
+
+use common::{Fixture, count, cum, read_profile, record_launch, timerscope};
+use timerscope_tests::{GoVersion, Variant, reference_go};
+
+fn leaked_mappings_are_live_at_the_mapper(go: &GoVersion) {
+    let dir = tempfile::tempdir().unwrap();
+    let (summary, _, profile) = record_launch(
+        dir.path(),
+        "mmap",
+        go,
+        Variant::Normal,
+        &["leak", "-n", "6"],
+    );
+    let leaked = count(&summary, "bytes_leaked");
+    assert_eq!(leaked, 6 << 20);
+    assert_eq!(
+        cum(&profile, "mmap_live_bytes", "main.leakMappings", None),
+        leaked
+    );
+    assert_eq!(
+        cum(&profile, "mmap_bytes", "main.leakMappings", None),
+        leaked
+    );
+    assert_eq!(cum(&profile, "mmap_calls", "main.leakMappings", None), 6);
+}
+per_go_version!(
+    leaked_mappings_are_live_at_the_mapper,
+    super::leaked_mappings_are_live_at_the_mapper
+);
+
+fn balanced_mappings_leave_nothing_live(go: &GoVersion) {
+    let dir = tempfile::tempdir().unwrap();
+    let (summary, _, profile) = record_launch(
+        dir.path(),
+        "mmap",
+        go,
+        Variant::Normal,
+        &["balanced", "-n", "5"],
+    );
+    assert_eq!(
+        cum(&profile, "mmap_live_bytes", "main.balancedMappings", None),
+        0
+    );
+    assert_eq!(
+        cum(&profile, "mmap_bytes", "main.balancedMappings", None),
+        count(&summary, "bytes_mapped")
+    );
+    assert_eq!(
+        cum(&profile, "munmap_bytes", "main.balancedMappings", None),
+        count(&summary, "bytes_unmapped")
+    );
+}
+per_go_version!(
+    balanced_mappings_leave_nothing_live,
+    super::balanced_mappings_leave_nothing_live
+);
+
+/// Total size of the process's anonymous mappings, as the kernel accounts them.
+fn anonymous_mapping_bytes(pid: u32) -> i64 {
+    let smaps = fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    let mut total = 0;
+    let mut anonymous = false;
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or_default();
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            // A mapping header: address perms offset dev inode [path].
+            let path = fields.nth(4).unwrap_or("");
+            anonymous = path.is_empty() || path == "[heap]" || path.starts_with("[anon");
+        } else if first == "Size:" && anonymous {
+            total += fields.next().unwrap().parse::<i64>().unwrap() * 1024;
+        }
+    }
+    total
+}
+
+/// A 30 s recording of a process that leaks a mapping a second: what the profile attributes
+/// agrees with the growth of its anonymous mappings in /proc/PID/smaps, within 5%.
+#[test]
+fn live_bytes_agree_with_smaps_over_30_seconds() {
+    let go = reference_go();
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("smaps.pb.gz");
+    let mut fixture = Fixture::spawn(
+        "mmap",
+        go,
+        Variant::Normal,
+        &["leak", "-n", "28", "-every", "1s", "-hold", "60s"],
+    );
+    let pid = fixture.pid();
+    let mut recorder = Command::new(timerscope())
+        .args([
+            "record",
+            "--pid",
+            &pid.to_string(),
+            "--duration",
+            "30s",
+            "-o",
+        ])
+        .arg(&output)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(recorder.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(line.contains("recording pid"), "timerscope said: {line}");
+    let before = anonymous_mapping_bytes(pid);
+    fixture.start_scenario();
+    let summary = fixture.summary();
+    let after = anonymous_mapping_bytes(pid);
+    assert!(recorder.wait().unwrap().success());
+
+    let profile = read_profile(&output);
+    let live = profile.sample_index(Some("mmap_live_bytes")).unwrap();
+    let attributed: i64 = profile
+        .samples
+        .iter()
+        .filter(|s| !matches!(s.str_label("mapping"), Some("file")))
+        .filter(|s| !profile.stack(s).any(|f| f.function == "[pre-existing]"))
+        .map(|s| s.values[live])
+        .sum();
+    let growth = after - before;
+    assert!(
+        growth >= count(&summary, "bytes_leaked"),
+        "growth {growth}, summary {summary}"
+    );
+    let error = (attributed - growth).abs() as f64 / growth as f64;
+    assert!(
+        error <= 0.05,
+        "attributed {attributed} vs smaps growth {growth}: {:.1}% apart",
+        error * 100.0
+    );
+}
