@@ -275,7 +275,7 @@ async fn wait_for_end(
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);
-    let status = crate::status::StatusLine::new();
+    let status = crate::status::StatusLine::start();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {

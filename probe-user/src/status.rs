@@ -9,7 +9,7 @@ pub struct StatusLine {
 }
 
 impl StatusLine {
-    pub fn new() -> Self {
+    pub fn start() -> Self {
         // indicatif draws nothing when stderr is not a terminal.
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
         bar.set_style(

@@ -94,7 +94,7 @@ mod tests {
         let (entry, bias) = text_mapping(pid, elf.text_segment().unwrap()).unwrap();
         assert!(entry.perms.contains('x'));
         // The address of a function in this process, unbiased, lies in the text segment.
-        let here = finds_our_own_text_mapping as usize as u64;
+        let here = finds_our_own_text_mapping as *const () as u64;
         let text = elf.text_segment().unwrap();
         assert!((text.vaddr..text.vaddr + text.memsz).contains(&(here - bias)));
     }

@@ -1,0 +1,785 @@
+//! Naming leaks: rules that turn timerscope's timer and mmap profiles and Go's own heap and
+//! goroutine profiles into findings with a site in user code, evidence and a suggested fix.
+//!
+//! Profiles are grouped by their sample types (one group per kind of profile) and each group is
+//! read in time order, so several profiles of one process give trends.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+use crate::gosym::is_user_function;
+use crate::resolved::{ResolvedFrame, ResolvedProfile, ResolvedSample};
+use crate::trend::{self, Trend};
+
+/// How urgent a finding is; ordered, so `--fail-on medium` also fails on high.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown severity {0:?}; use low, medium or high")]
+pub struct UnknownSeverity(String);
+
+impl FromStr for Severity {
+    type Err = UnknownSeverity;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "low" => Ok(Severity::Low),
+            "medium" => Ok(Severity::Medium),
+            "high" => Ok(Severity::High),
+            _ => Err(UnknownSeverity(s.to_owned())),
+        }
+    }
+}
+
+/// The fixed set of finding kinds; their JSON names are part of the CLI contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FindingKind {
+    TimerAfterInLoop,
+    TickerNotStopped,
+    AfterfuncPending,
+    TimerNotStopped,
+    TimerFireDelay,
+    MmapGrowth,
+    HeapGrowth,
+    GoroutineGrowth,
+}
+
+impl FindingKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::TimerAfterInLoop => "timer-after-in-loop",
+            FindingKind::TickerNotStopped => "ticker-not-stopped",
+            FindingKind::AfterfuncPending => "afterfunc-pending",
+            FindingKind::TimerNotStopped => "timer-not-stopped",
+            FindingKind::TimerFireDelay => "timer-fire-delay",
+            FindingKind::MmapGrowth => "mmap-growth",
+            FindingKind::HeapGrowth => "heap-growth",
+            FindingKind::GoroutineGrowth => "goroutine-growth",
+        }
+    }
+}
+
+impl fmt::Display for FindingKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One problem at one site in user code.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub kind: FindingKind,
+    pub severity: Severity,
+    pub function: String,
+    pub file: String,
+    pub line: i64,
+    /// One sentence with the numbers behind the finding.
+    pub evidence: String,
+    pub suggestion: String,
+}
+
+/// Findings of all profiles given, plus notes on what could not be judged.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ClassifyReport {
+    pub findings: Vec<Finding>,
+    pub notes: Vec<String>,
+}
+
+impl ClassifyReport {
+    /// Whether a finding at or above `fail_on` exists: the CLI then exits with status 3.
+    pub fn fails(&self, fail_on: Severity) -> bool {
+        self.findings.iter().any(|f| f.severity >= fail_on)
+    }
+}
+
+// Thresholds. Counts of live timers below LOW are normal (a few long-lived tickers or timeouts).
+const LIVE_LOW: f64 = 10.0;
+const LIVE_MEDIUM: f64 = 100.0;
+const LIVE_HIGH: f64 = 1000.0;
+/// The definition of a memory leak: live bytes growing faster than 0.5 MiB/s.
+const BYTES_SLOPE_LEAK: f64 = 0.5 * MIB;
+const MIB: f64 = 1024.0 * 1024.0;
+/// Mean lateness of timer fires: scheduling noise stays well below 20 ms.
+const DELAY_LOW_NS: f64 = 20e6;
+const DELAY_MEDIUM_NS: f64 = 100e6;
+const DELAY_HIGH_NS: f64 = 1e9;
+/// Fewer fires than this say little about a mean delay.
+const DELAY_MIN_FIRES: f64 = 10.0;
+/// Goroutines: growth needs at least this many more goroutines at one site to matter.
+const GOROUTINE_GROWTH_MIN: f64 = 100.0;
+const GOROUTINE_SINGLE_LOW: f64 = 1000.0;
+const GOROUTINE_SINGLE_MEDIUM: f64 = 10_000.0;
+
+/// What becomes of an unreferenced, unstopped channel timer or ticker in the profiled program
+/// (go-runtime-timers.md §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChannelTimerFate {
+    /// Go < 1.23, or 1.23–1.26 in async mode: kept in a timer heap until it fires; tickers forever.
+    Retained,
+    /// Go ≥ 1.23 with synchronous timer channels: garbage-collected once unreferenced.
+    Collected,
+}
+
+/// Go version and timer mode from the `key=value` comments the recorder writes.
+#[derive(Debug, Clone)]
+struct RuntimeContext {
+    go_version: Option<String>,
+    fate: ChannelTimerFate,
+    /// How the fate was decided, quoted in evidence.
+    reason: String,
+}
+
+fn go_minor(version: &str) -> Option<u32> {
+    // "go1.23.9", "go1.20.7 X:boringcrypto", "go1.22rc1".
+    let rest = version.trim().strip_prefix("go1.")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+impl RuntimeContext {
+    fn of(profile: &ResolvedProfile) -> Self {
+        let go_version = profile.comment_value("go_version").map(str::to_owned);
+        let minor = go_version.as_deref().and_then(go_minor);
+        let family = profile.comment_value("timer_family");
+        let mode = profile.comment_value("timer_channel_mode");
+        let version = go_version.as_deref().unwrap_or("an unknown Go version");
+        let (fate, reason) = match (minor, family, mode) {
+            (Some(m), _, _) if m < 23 => (
+                ChannelTimerFate::Retained,
+                format!("on {version} unstopped timers stay in the timer heap"),
+            ),
+            (_, _, Some("async")) => (
+                ChannelTimerFate::Retained,
+                format!("on {version} with asynchronous timer channels (asynctimerchan=1)"),
+            ),
+            (_, Some("A"), _) => (
+                ChannelTimerFate::Retained,
+                "with family-A (pre-1.23) runtime timers".to_owned(),
+            ),
+            (Some(_), _, _) | (_, Some(_), _) | (_, _, Some(_)) => (
+                ChannelTimerFate::Collected,
+                format!("on {version} unreferenced timers are garbage-collected"),
+            ),
+            // Nothing known: assume the behaviour that leaks, and say so.
+            (None, None, None) => (
+                ChannelTimerFate::Retained,
+                "assuming pre-1.23 timer semantics (the profile names no Go version)".to_owned(),
+            ),
+        };
+        Self {
+            go_version,
+            fate,
+            reason,
+        }
+    }
+}
+
+/// A place in user code: the first frame of a stack, from the leaf, that is not runtime or
+/// standard library.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Site {
+    function: String,
+    file: String,
+    line: i64,
+}
+
+impl Site {
+    fn of(frame: &ResolvedFrame) -> Self {
+        Self {
+            function: frame.function.clone(),
+            file: frame.file.clone(),
+            line: frame.line,
+        }
+    }
+
+    /// `main.go:12`, the file's base name keeping evidence short.
+    fn short_location(&self) -> String {
+        let base = self.file.rsplit('/').next().unwrap_or(&self.file);
+        format!("{base}:{}", self.line)
+    }
+}
+
+/// The user-code site of a stack and the standard-library frames called from it (leaf first).
+fn user_site<'a>(
+    profile: &'a ResolvedProfile,
+    sample: &'a ResolvedSample,
+) -> Option<(Site, Vec<&'a str>)> {
+    let mut callees = Vec::new();
+    for frame in profile.stack(sample) {
+        if is_user_function(&frame.function) {
+            return Some((Site::of(frame), callees));
+        }
+        callees.push(frame.function.as_str());
+    }
+    None
+}
+
+/// Classifies profiles of one or more processes/kinds. Order does not matter: profiles are grouped
+/// by sample types and sorted by `time_nanos` within a group.
+pub fn classify(profiles: &[ResolvedProfile]) -> ClassifyReport {
+    let mut groups: BTreeMap<String, Vec<&ResolvedProfile>> = BTreeMap::new();
+    for p in profiles {
+        let key = p
+            .sample_types
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        groups.entry(key).or_default().push(p);
+    }
+    let mut report = ClassifyReport::default();
+    for (key, mut series) in groups {
+        series.sort_by_key(|p| p.time_nanos);
+        let has = |ty: &str| series[0].sample_types.iter().any(|t| t.ty == ty);
+        let mut applied = false;
+        if has("timers_live") {
+            applied = true;
+            timer_rules(&series, &mut report);
+        }
+        for rule in &BYTES_RULES {
+            if has(rule.sample_type) {
+                applied = true;
+                bytes_growth(rule, &series, &mut report);
+            }
+        }
+        if has("goroutine") {
+            applied = true;
+            goroutine_growth(&series, &mut report);
+        }
+        if !applied {
+            report.notes.push(format!(
+                "{} profile(s) with sample types {key} have no classification rules",
+                series.len()
+            ));
+        }
+    }
+    report.findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(a.kind.cmp(&b.kind))
+            .then_with(|| a.function.cmp(&b.function))
+            .then(a.line.cmp(&b.line))
+    });
+    report
+}
+
+/// Values of one site over a series of profiles; missing profiles count as 0.
+#[derive(Debug, Default)]
+struct SiteSeries {
+    values: Vec<f64>,
+}
+
+/// Sums one sample-type column per key in each profile of `series`. `key_of` gets each sample
+/// with its site (the user-code site, else the leaf) and returns its key, or `None` to skip it.
+fn per_site<K: Ord + Clone>(
+    series: &[&ResolvedProfile],
+    column: &str,
+    mut key_of: impl FnMut(&ResolvedProfile, &ResolvedSample, Site) -> Option<K>,
+) -> BTreeMap<K, SiteSeries> {
+    let mut sites: BTreeMap<K, SiteSeries> = BTreeMap::new();
+    for (i, profile) in series.iter().enumerate() {
+        let Some(index) = profile.sample_index(Some(column)) else {
+            continue;
+        };
+        for sample in &profile.samples {
+            let value = sample.values[index];
+            if value == 0 {
+                continue;
+            }
+            let site = match user_site(profile, sample) {
+                Some((site, _)) => site,
+                None => match profile.stack(sample).next() {
+                    // No user frame (runtime-internal work): name the leaf so it is still findable.
+                    Some(leaf) => Site::of(leaf),
+                    None => continue,
+                },
+            };
+            let Some(key) = key_of(profile, sample, site) else {
+                continue;
+            };
+            let entry = sites.entry(key).or_default();
+            entry.values.resize(series.len(), 0.0);
+            entry.values[i] += value as f64;
+        }
+    }
+    sites
+}
+
+fn points(series: &[&ResolvedProfile], values: &[f64]) -> Vec<(i64, f64)> {
+    series
+        .iter()
+        .zip(values)
+        .map(|(p, &v)| (p.time_nanos, v))
+        .collect()
+}
+
+fn describe_trend(trend: &Trend, unit: impl Fn(f64) -> String) -> String {
+    let mut text = format!(
+        "rose from {} to {} over {} profiles",
+        unit(trend.first),
+        unit(trend.last),
+        trend.points
+    );
+    if let (Some(span), Some(growth), Some(slope)) = (
+        trend.span_seconds,
+        trend.growth_per_second,
+        trend.slope_per_second,
+    ) {
+        text += &format!(
+            " in {span:.1} s ({}/s, fitted slope {}/s)",
+            unit(growth),
+            unit(slope)
+        );
+    }
+    text
+}
+
+fn count(v: f64) -> String {
+    format!("{v:.0}")
+}
+
+fn mebibytes(v: f64) -> String {
+    format!("{:.1} MiB", v / MIB)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timer rules
+
+/// The leak rule a timer sample belongs to, decided by its `kind` label (or, without one, by the
+/// time-package function the user code called).
+fn timer_leak_kind(sample: &ResolvedSample, callees: &[&str]) -> Option<FindingKind> {
+    let called = |name: &str| callees.contains(&name);
+    let kind = sample.str_label("kind").map(str::to_owned).or_else(|| {
+        let inferred = if called("time.NewTicker") || called("time.Tick") {
+            "ticker"
+        } else if called("time.AfterFunc") {
+            "afterfunc"
+        } else if called("time.Sleep") {
+            "sleep"
+        } else if called("time.NewTimer") || called("time.After") {
+            "timer"
+        } else {
+            return None;
+        };
+        Some(inferred.to_owned())
+    })?;
+    match kind.as_str() {
+        "ticker" => Some(FindingKind::TickerNotStopped),
+        "afterfunc" => Some(FindingKind::AfterfuncPending),
+        "timer" if called("time.After") => Some(FindingKind::TimerAfterInLoop),
+        "timer" => Some(FindingKind::TimerNotStopped),
+        _ => None,
+    }
+}
+
+/// AfterFunc timers created by `context.WithTimeout`/`WithDeadline` (their callback cancels the
+/// context) need a different fix than the user's own AfterFunc.
+fn is_context_timer(sample: &ResolvedSample, callees: &[&str]) -> bool {
+    callees.iter().any(|c| c.starts_with("context."))
+        || sample
+            .str_label("callback")
+            .is_some_and(|cb| cb.starts_with("context."))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerMeasure {
+    Created,
+    Stopped,
+    Fired,
+    Live,
+    Delay,
+}
+
+const TIMER_COLUMNS: [(TimerMeasure, &str); 5] = [
+    (TimerMeasure::Created, "timers_created"),
+    (TimerMeasure::Stopped, "timers_stopped"),
+    (TimerMeasure::Fired, "timers_fired"),
+    (TimerMeasure::Live, "timers_live"),
+    (TimerMeasure::Delay, "timer_fire_delay"),
+];
+
+/// Key of one timer site: the rule (or fire delay), the site, and whether it is a context timer.
+type TimerKey = (FindingKind, Site, bool);
+
+fn timer_rules(series: &[&ResolvedProfile], report: &mut ClassifyReport) {
+    let context = RuntimeContext::of(series[series.len() - 1]);
+    let mut measures: BTreeMap<(TimerMeasure, TimerKey), SiteSeries> = BTreeMap::new();
+    for (measure, column) in TIMER_COLUMNS {
+        let leak = per_site(series, column, |profile, sample, site| {
+            let (_, callees) = user_site(profile, sample)?;
+            let kind = timer_leak_kind(sample, &callees)?;
+            Some((kind, site, is_context_timer(sample, &callees)))
+        });
+        // Lateness is judged for every timer with a user site, whatever its kind.
+        let delay = per_site(series, column, |profile, sample, site| {
+            user_site(profile, sample)?;
+            Some((FindingKind::TimerFireDelay, site, false))
+        });
+        for (key, values) in leak.into_iter().chain(delay) {
+            measures.insert((measure, key), values);
+        }
+    }
+    let latest = |measure: TimerMeasure, key: &TimerKey| {
+        measures
+            .get(&(measure, key.clone()))
+            .and_then(|s| s.values.last().copied())
+            .unwrap_or(0.0)
+    };
+    let keys: BTreeSet<TimerKey> = measures
+        .keys()
+        .filter(|(m, _)| *m == TimerMeasure::Live || *m == TimerMeasure::Delay)
+        .map(|(_, key)| key.clone())
+        .collect();
+    for key in keys {
+        let (kind, site, context_timer) = &key;
+        if *kind == FindingKind::TimerFireDelay {
+            if let Some(f) = fire_delay(
+                site,
+                latest(TimerMeasure::Fired, &key),
+                latest(TimerMeasure::Delay, &key),
+            ) {
+                report.findings.push(f);
+            }
+            continue;
+        }
+        let Some(live) = measures.get(&(TimerMeasure::Live, key.clone())) else {
+            continue;
+        };
+        let collected_anyway =
+            *kind != FindingKind::AfterfuncPending && context.fate == ChannelTimerFate::Collected;
+        if collected_anyway {
+            // Func timers are always heaped, but channel timers and tickers are collected once
+            // unreferenced on Go ≥ 1.23, so a high live count there is not a leak by itself.
+            continue;
+        }
+        let trend = trend::fit(&points(series, &live.values));
+        let Some(severity) = live_count_severity(&trend) else {
+            continue;
+        };
+        let counts = format!(
+            "created {}, stopped {}, fired {}",
+            count(latest(TimerMeasure::Created, &key)),
+            count(latest(TimerMeasure::Stopped, &key)),
+            count(latest(TimerMeasure::Fired, &key)),
+        );
+        let what = match (kind, context_timer) {
+            (FindingKind::TickerNotStopped, _) => "tickers",
+            (FindingKind::TimerAfterInLoop, _) => "time.After timers",
+            (FindingKind::AfterfuncPending, true) => "context deadline timers",
+            (FindingKind::AfterfuncPending, false) => "AfterFunc timers",
+            _ => "timers",
+        };
+        let growth = if trend.points >= 2 {
+            format!("; the live count {}", describe_trend(&trend, count))
+        } else {
+            String::new()
+        };
+        let evidence = format!(
+            "{} ({}) has {} live {what} ({counts}) {}{growth}.",
+            site.function,
+            site.short_location(),
+            count(trend.last),
+            if *kind == FindingKind::AfterfuncPending {
+                "each keeping its callback and what it captures alive until it fires".to_owned()
+            } else {
+                context.reason.clone()
+            },
+        );
+        report.findings.push(Finding {
+            kind: *kind,
+            severity,
+            function: site.function.clone(),
+            file: site.file.clone(),
+            line: site.line,
+            evidence,
+            suggestion: timer_suggestion(*kind, *context_timer, &context).to_owned(),
+        });
+    }
+}
+
+/// Severity of a site's live-timer count: rising over three or more profiles is a leak whatever
+/// the level; otherwise the level itself.
+fn live_count_severity(trend: &Trend) -> Option<Severity> {
+    let level = trend.last;
+    if trend.keeps_rising {
+        return Some(if level >= LIVE_MEDIUM {
+            Severity::High
+        } else {
+            Severity::Medium
+        });
+    }
+    if level >= LIVE_HIGH {
+        Some(Severity::High)
+    } else if level >= LIVE_MEDIUM {
+        Some(Severity::Medium)
+    } else if level >= LIVE_LOW {
+        Some(Severity::Low)
+    } else {
+        None
+    }
+}
+
+fn timer_suggestion(
+    kind: FindingKind,
+    context_timer: bool,
+    context: &RuntimeContext,
+) -> &'static str {
+    let modern_go = context
+        .go_version
+        .as_deref()
+        .and_then(go_minor)
+        .is_some_and(|m| m >= 23);
+    match (kind, context_timer) {
+        (FindingKind::TimerAfterInLoop, _) if modern_go => {
+            "Create one time.NewTimer before the loop and Reset it each iteration (Stop it on exit), or drop GODEBUG=asynctimerchan=1 / raise go.mod to go 1.23 so abandoned time.After timers are collected."
+        }
+        (FindingKind::TimerAfterInLoop, _) => {
+            "Create one time.NewTimer before the loop and Reset it each iteration (Stop it on exit), or build with Go 1.23+ and go.mod `go 1.23` so abandoned time.After timers are collected."
+        }
+        (FindingKind::TickerNotStopped, _) => {
+            "Call Stop on the ticker when its loop ends (defer ticker.Stop() right after time.NewTicker), and do not use time.Tick outside long-lived loops."
+        }
+        (FindingKind::AfterfuncPending, true) => {
+            "Call the cancel function returned by context.WithTimeout/WithDeadline (defer cancel()) so the deadline timer and the context it holds are released at once."
+        }
+        (FindingKind::AfterfuncPending, false) => {
+            "Keep the *Timer returned by time.AfterFunc and Stop it once the work is done or abandoned, or use a shorter duration, so the callback's captures are released."
+        }
+        _ => {
+            "Stop timers whose result is no longer needed (defer t.Stop()), and reuse one timer with Reset instead of creating one per iteration."
+        }
+    }
+}
+
+fn fire_delay(site: &Site, fired: f64, delay_ns: f64) -> Option<Finding> {
+    if fired < DELAY_MIN_FIRES {
+        return None;
+    }
+    let mean = delay_ns / fired;
+    let severity = if mean >= DELAY_HIGH_NS {
+        Severity::High
+    } else if mean >= DELAY_MEDIUM_NS {
+        Severity::Medium
+    } else if mean >= DELAY_LOW_NS {
+        Severity::Low
+    } else {
+        return None;
+    };
+    Some(Finding {
+        kind: FindingKind::TimerFireDelay,
+        severity,
+        function: site.function.clone(),
+        file: site.file.clone(),
+        line: site.line,
+        evidence: format!(
+            "Timers created at {} ({}) fired {} times, on average {:.1} ms after they were due.",
+            site.function,
+            site.short_location(),
+            count(fired),
+            mean / 1e6
+        ),
+        suggestion: "Timers fire late when no P is free to run them: look for CPU-bound goroutines and long non-preemptible loops, check GOMAXPROCS against the container's CPU quota, and reduce GC pressure.".to_owned(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Growth of live bytes (timerscope mmap profiles, Go heap profiles)
+
+struct BytesRule {
+    kind: FindingKind,
+    sample_type: &'static str,
+    what: &'static str,
+    suggestion: &'static str,
+}
+
+const BYTES_RULES: [BytesRule; 2] = [
+    BytesRule {
+        kind: FindingKind::MmapGrowth,
+        sample_type: "mmap_live_bytes",
+        what: "live mmap bytes",
+        suggestion: "Unmap or reuse the regions mapped here, bound caches backed by mapped memory, and if the mappings are the Go heap's own, look for the heap growth behind them.",
+    },
+    BytesRule {
+        kind: FindingKind::HeapGrowth,
+        sample_type: "inuse_space",
+        what: "in-use heap bytes",
+        suggestion: "Memory allocated here is kept: bound the caches, maps or slices it ends up in (evict or cap them), and check for goroutines or timers that keep references alive; `timerscope diff` of two heap profiles shows what grew.",
+    },
+];
+
+fn bytes_growth(rule: &BytesRule, series: &[&ResolvedProfile], report: &mut ClassifyReport) {
+    if series.len() < 2 {
+        report.notes.push(format!(
+            "{}: one profile shows no growth; give several profiles of the process over time (or --baseline)",
+            rule.kind
+        ));
+        return;
+    }
+    let totals: Vec<f64> = series
+        .iter()
+        .map(|p| {
+            p.sample_index(Some(rule.sample_type))
+                .map_or(0.0, |i| p.total(i) as f64)
+        })
+        .collect();
+    let total = trend::fit(&points(series, &totals));
+    let Some(total_slope) = total.slope_per_second else {
+        report.notes.push(format!(
+            "{}: the profiles carry no distinct time_nanos, so growth per second is unknown",
+            rule.kind
+        ));
+        return;
+    };
+    if total_slope <= BYTES_SLOPE_LEAK {
+        return;
+    }
+    let sites = per_site(series, rule.sample_type, |_, _, site| Some(site));
+    let mut fitted: Vec<(Site, Trend)> = sites
+        .into_iter()
+        .map(|(site, s)| {
+            let t = trend::fit(&points(series, &s.values));
+            (site, t)
+        })
+        .filter(|(_, t)| t.slope_per_second.is_some_and(|s| s > 0.0))
+        .collect();
+    fitted.sort_by(|a, b| {
+        b.1.slope_per_second
+            .partial_cmp(&a.1.slope_per_second)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    // The process grows faster than the limit: name the site that grows most, and every other
+    // site that alone grows faster than the limit.
+    for (rank, (site, t)) in fitted.iter().enumerate() {
+        let slope = t.slope_per_second.unwrap_or(0.0);
+        if rank > 0 && slope <= BYTES_SLOPE_LEAK {
+            break;
+        }
+        let severity = if t.keeps_rising || slope > 10.0 * BYTES_SLOPE_LEAK {
+            Severity::High
+        } else {
+            Severity::Medium
+        };
+        report.findings.push(Finding {
+            kind: rule.kind,
+            severity,
+            function: site.function.clone(),
+            file: site.file.clone(),
+            line: site.line,
+            evidence: format!(
+                "{} allocated at {} ({}) {}, while the whole process grew at {}/s (leak threshold {}/s).",
+                capitalize(rule.what),
+                site.function,
+                site.short_location(),
+                describe_trend(t, mebibytes),
+                mebibytes(total_slope),
+                mebibytes(BYTES_SLOPE_LEAK),
+            ),
+            suggestion: rule.suggestion.to_owned(),
+        });
+    }
+}
+
+fn capitalize(s: &str) -> String {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Goroutines piling up
+
+fn goroutine_growth(series: &[&ResolvedProfile], report: &mut ClassifyReport) {
+    let sites = per_site(series, "goroutine", |_, _, site| Some(site));
+    for (site, s) in sites {
+        let t = trend::fit(&points(series, &s.values));
+        let increase = t.last - t.first;
+        let severity = if series.len() >= 2 {
+            let growing = t.growth_per_second.is_none_or(|g| g > 0.0);
+            match (t.keeps_rising, increase >= GOROUTINE_GROWTH_MIN && growing) {
+                (true, true) => Some(Severity::High),
+                (true, false) if increase >= LIVE_LOW => Some(Severity::Medium),
+                (false, true) => Some(Severity::Medium),
+                _ => None,
+            }
+        } else if t.last >= GOROUTINE_SINGLE_MEDIUM {
+            Some(Severity::Medium)
+        } else if t.last >= GOROUTINE_SINGLE_LOW {
+            Some(Severity::Low)
+        } else {
+            None
+        };
+        let Some(severity) = severity else {
+            continue;
+        };
+        let numbers = if series.len() >= 2 {
+            describe_trend(&t, count)
+        } else {
+            format!("number {} in one profile", count(t.last))
+        };
+        report.findings.push(Finding {
+            kind: FindingKind::GoroutineGrowth,
+            severity,
+            function: site.function.clone(),
+            file: site.file.clone(),
+            line: site.line,
+            evidence: format!(
+                "Goroutines blocked at {} ({}) {numbers}.",
+                site.function,
+                site.short_location()
+            ),
+            suggestion: "Goroutines pile up blocked here: give each one a way to finish (close or drain the channel, select on ctx.Done(), add timeouts) and bound concurrency with a worker pool or semaphore.".to_owned(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_versions_parse_with_suffixes() {
+        assert_eq!(go_minor("go1.23.9"), Some(23));
+        assert_eq!(go_minor("go1.20.7 X:boringcrypto"), Some(20));
+        assert_eq!(go_minor("go1.22rc1"), Some(22));
+        assert_eq!(go_minor("devel"), None);
+    }
+
+    #[test]
+    fn severities_order_and_parse() {
+        assert!(Severity::High > Severity::Medium && Severity::Medium > Severity::Low);
+        assert_eq!("medium".parse::<Severity>(), Ok(Severity::Medium));
+        assert!("urgent".parse::<Severity>().is_err());
+        assert_eq!(
+            serde_json::to_string(&FindingKind::AfterfuncPending).unwrap(),
+            format!("\"{}\"", FindingKind::AfterfuncPending.as_str())
+        );
+    }
+}

@@ -1,0 +1,3 @@
+module timerscope.test/profdump
+
+go 1.19
