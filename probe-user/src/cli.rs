@@ -2,6 +2,7 @@
 
 use std::{ffi::OsString, path::PathBuf, process::ExitCode, time::Duration};
 
+use analyzer::cli_args;
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
@@ -36,6 +37,87 @@ pub enum Command {
     ///   timerscope record --output leak.pb.gz -- ./server --port 8080
     ///   go tool pprof -top -sample_index=timers_live leak.pb.gz
     Record(RecordArgs),
+    /// Compare two profiles per function, like `go tool pprof -diff_base` (no root needed).
+    ///
+    /// Shows flat and cumulative change per function, each function's share of the total before
+    /// and after and the change in percentage points, and functions that appeared or vanished.
+    /// Rows whose share moved by more than --threshold points are flagged. Reads any pprof:
+    /// timerscope's, or Go's own heap, goroutine, block, mutex and CPU profiles.
+    ///
+    /// Examples:
+    ///   timerscope diff before.pb.gz after.pb.gz
+    ///   timerscope diff --sample-index inuse_space heap1.pb.gz heap2.pb.gz --output d.pb.gz
+    Diff(DiffArgs),
+    /// Name the leaks in one or more profiles of one process (no root needed).
+    ///
+    /// Each finding has a kind (timer-after-in-loop, ticker-not-stopped, afterfunc-pending,
+    /// timer-not-stopped, timer-fire-delay, mmap-growth, heap-growth, goroutine-growth), a
+    /// severity, the first user-code function, file and line, evidence and a suggested fix.
+    /// Several profiles in time order give trends. Exit status 3 when a finding reaches
+    /// --fail-on; 2 for unusable input.
+    ///
+    /// Examples:
+    ///   timerscope classify leak.pb.gz
+    ///   timerscope classify --fail-on high --json heap-*.pb.gz
+    Classify(ClassifyArgs),
+    /// Draw a flame graph (SVG); differential with --base (no root needed).
+    ///
+    /// Example:
+    ///   timerscope flamegraph --sample-index timers_live leak.pb.gz -o leak.svg
+    Flamegraph(FlamegraphArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The earlier profile.
+    pub base: PathBuf,
+    /// The later profile.
+    pub new: PathBuf,
+    /// Sample type to compare (e.g. timers_live, inuse_space) [default: the profile's default].
+    #[arg(long)]
+    pub sample_index: Option<String>,
+    /// Rows to show (flagged rows are always shown); 0 for all.
+    #[arg(long, default_value_t = analyzer::cli_args::DEFAULT_TOP)]
+    pub top: usize,
+    /// Flag functions whose share of the total moved by more than this many percentage points.
+    #[arg(long, default_value_t = analyzer::cli_args::DEFAULT_THRESHOLD_PP)]
+    pub threshold: f64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write a diff profile (base samples negated, labelled pprof::base=true).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ClassifyArgs {
+    /// Profiles of one process, oldest first (or in any order: time_nanos orders them).
+    #[arg(required = true)]
+    pub profiles: Vec<PathBuf>,
+    /// A baseline profile, or a directory whose newest profile of the same binary is used.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
+    /// Print JSON (see analyzer/schema/findings.schema.json).
+    #[arg(long)]
+    pub json: bool,
+    /// Exit with status 3 when a finding of this severity or higher exists.
+    #[arg(long, value_name = "low|medium|high")]
+    pub fail_on: Option<analyzer::classify::Severity>,
+}
+
+#[derive(Debug, Args)]
+pub struct FlamegraphArgs {
+    pub profile: PathBuf,
+    /// Sample type to draw [default: the profile's default].
+    #[arg(long)]
+    pub sample_index: Option<String>,
+    /// Draw the difference from this profile.
+    #[arg(long)]
+    pub base: Option<PathBuf>,
+    /// Where to write the SVG.
+    #[arg(long, short)]
+    pub output: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -98,6 +180,56 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await?;
             println!("{}", outcome.output.display());
             Ok(exit_code_of(outcome.command_status))
+        }
+        Command::Diff(args) => Ok(analyze(|| {
+            let report = cli_args::run_diff(&cli_args::DiffOptions {
+                base: args.base,
+                new: args.new,
+                sample_index: args.sample_index,
+                top: args.top,
+                threshold_pp: args.threshold,
+                output: args.output,
+            })?;
+            print_report(&report, args.json);
+            Ok(0)
+        })),
+        Command::Classify(args) => Ok(analyze(|| {
+            let report = cli_args::run_classify(&cli_args::ClassifyOptions {
+                profiles: args.profiles,
+                baseline: args.baseline,
+            })?;
+            print_report(&report, args.json);
+            Ok(cli_args::classify_exit_status(&report, args.fail_on))
+        })),
+        Command::Flamegraph(args) => Ok(analyze(|| {
+            let summary = cli_args::run_flamegraph(&cli_args::FlamegraphOptions {
+                profile: args.profile,
+                sample_index: args.sample_index,
+                base: args.base,
+                output: args.output,
+            })?;
+            println!("{summary}");
+            Ok(0)
+        })),
+    }
+}
+
+fn print_report<T: std::fmt::Display + serde::Serialize>(report: &T, json: bool) {
+    if json {
+        println!("{}", cli_args::to_json(report));
+    } else {
+        print!("{report}");
+    }
+}
+
+/// Runs an analyzer command: its own exit status, or on error one line and 2 (unusable input)
+/// or 1 — never 3, which means "findings".
+fn analyze(command: impl FnOnce() -> anyhow::Result<i32>) -> ExitCode {
+    match command() {
+        Ok(status) => ExitCode::from(status as u8),
+        Err(error) => {
+            eprintln!("timerscope: error: {error:#}");
+            ExitCode::from(cli_args::error_exit_status(&error) as u8)
         }
     }
 }
