@@ -1,11 +1,11 @@
 //! Stage 3, attach: load the eBPF object with the plan as data, attach one uprobe per hook
 //! (scoped to the target pid) and the mmap tracepoint. Dropping [`Probe`] detaches everything.
 
-use std::{num::NonZeroU32, path::Path};
+use std::{collections::HashMap, num::NonZeroU32, path::Path};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData, RingBuf},
+    maps::{Array, Map, MapData, RingBuf},
     programs::{
         TracePoint, UProbe,
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
@@ -159,6 +159,39 @@ impl Probe {
             source,
         })?;
         Ok(Self { ebpf, mmap_events })
+    }
+}
+
+/// Maps the probes fill, read by [`crate::collect`].
+const PROBE_MAPS: [&str; 5] = ["SITES", "LIVE", "STACKS", "HOOK_HITS", "DROPS"];
+
+/// The probe's maps, kept after its programs were detached, so a final read sees one consistent
+/// state (no event lands between reading the counts and reading the live timers).
+pub struct ProbeMaps(HashMap<&'static str, Map>);
+
+impl crate::collect::Maps for ProbeMaps {
+    fn get_map(&self, name: &'static str) -> &Map {
+        self.0.get(name).expect("map kept at detach")
+    }
+}
+
+impl Probe {
+    /// Detaches every uprobe and tracepoint; returns the maps and the mmap ring buffer.
+    pub fn detach(mut self) -> (ProbeMaps, RingBuf<MapData>) {
+        let maps = PROBE_MAPS
+            .into_iter()
+            .map(|name| {
+                (
+                    name,
+                    self.ebpf
+                        .take_map(name)
+                        .expect("map is defined in probe-ebpf"),
+                )
+            })
+            .collect();
+        // Dropping the programs closes their links: nothing fires after this.
+        drop(self.ebpf);
+        (ProbeMaps(maps), self.mmap_events)
     }
 }
 

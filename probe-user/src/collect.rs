@@ -64,8 +64,20 @@ impl Snapshot {
     }
 }
 
-fn map<'a>(ebpf: &'a Ebpf, name: &'static str) -> &'a aya::maps::Map {
-    ebpf.map(name).expect("map is defined in probe-ebpf")
+/// Where the collect functions find the probe's maps: the running probe, or the maps kept
+/// after it was detached ([`crate::attach::ProbeMaps`]).
+pub trait Maps {
+    fn get_map(&self, name: &'static str) -> &aya::maps::Map;
+}
+
+impl Maps for Ebpf {
+    fn get_map(&self, name: &'static str) -> &aya::maps::Map {
+        self.map(name).expect("map is defined in probe-ebpf")
+    }
+}
+
+fn map<'a>(maps: &'a impl Maps, name: &'static str) -> &'a aya::maps::Map {
+    maps.get_map(name)
 }
 
 fn err(name: &'static str) -> impl Fn(aya::maps::MapError) -> CollectError {
@@ -73,7 +85,7 @@ fn err(name: &'static str) -> impl Fn(aya::maps::MapError) -> CollectError {
 }
 
 /// Sums of a per-CPU counter array.
-fn per_cpu_sums(ebpf: &Ebpf, name: &'static str, len: u32) -> Result<Vec<u64>, CollectError> {
+fn per_cpu_sums(ebpf: &impl Maps, name: &'static str, len: u32) -> Result<Vec<u64>, CollectError> {
     let array = PerCpuArray::<_, u64>::try_from(map(ebpf, name)).map_err(err(name))?;
     (0..len)
         .map(|i| Ok(array.get(&i, 0).map_err(err(name))?.iter().sum()))
@@ -81,14 +93,14 @@ fn per_cpu_sums(ebpf: &Ebpf, name: &'static str, len: u32) -> Result<Vec<u64>, C
 }
 
 /// The live-timer count alone, cheap enough for a status line.
-pub fn live_count(ebpf: &Ebpf) -> usize {
+pub fn live_count(ebpf: &impl Maps) -> usize {
     BpfHashMap::<_, u64, LiveTimer>::try_from(map(ebpf, "LIVE"))
         .map(|live| live.keys().count())
         .unwrap_or(0)
 }
 
 /// Probe hits and drops alone, for the status line.
-pub fn counters(ebpf: &Ebpf, hooks: usize) -> Result<(u64, u64), CollectError> {
+pub fn counters(ebpf: &impl Maps, hooks: usize) -> Result<(u64, u64), CollectError> {
     let hits = per_cpu_sums(ebpf, "HOOK_HITS", hooks as u32)?.iter().sum();
     let drops = per_cpu_sums(ebpf, "DROPS", drop::COUNT)?.iter().sum();
     Ok((hits, drops))
@@ -107,7 +119,7 @@ pub fn drain_mmap_events(ring: &mut RingBuf<MapData>, mappings: &mut LiveMapping
 
 /// Reads every map; `mappings` (drained by the caller) is moved into the snapshot.
 pub fn snapshot(
-    ebpf: &Ebpf,
+    ebpf: &impl Maps,
     hooks: usize,
     mappings: LiveMappings,
 ) -> Result<Snapshot, CollectError> {

@@ -124,15 +124,15 @@ pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
         options.duration,
     )
     .await?;
-    collect::drain_mmap_events(&mut probe.mmap_events, &mut mappings);
-    let mut snapshot = collect::snapshot(&probe.ebpf, plan.hooks.len(), mappings)?;
-    drop(probe);
+    let (maps, mut mmap_events) = probe.detach();
+    collect::drain_mmap_events(&mut mmap_events, &mut mappings);
+    let mut snapshot = collect::snapshot(&maps, plan.hooks.len(), mappings)?;
     snapshot.resolve_unread_callbacks(|funcval| {
         let pc = target.read_word(funcval.wrapping_sub(bias))?;
         Some(pc.wrapping_add(bias))
     });
 
-    let has_lines = target.elf.has_dwarf;
+    let has_lines = symbolizer.has_lines();
     let recording = Recording {
         start,
         duration: started.elapsed(),
@@ -145,9 +145,9 @@ pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
             has_functions: true,
             has_filenames: has_lines,
             has_line_numbers: has_lines,
-            has_inline_frames: has_lines,
+            has_inline_frames: symbolizer.has_inline_frames(),
         },
-        comments: comments(&target, &plan, channel_mode, &stop),
+        comments: comments(&target, &plan, &symbolizer, channel_mode, &stop),
     };
     let profile = encode::encode(&snapshot, &recording, &mut symbolizer)?;
     analyzer::write_atomic(&output, &profile)?;
@@ -186,7 +186,13 @@ pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
     })
 }
 
-fn comments(target: &Target, plan: &Plan, mode: hooks::ChannelMode, stop: &Stop) -> Vec<String> {
+fn comments(
+    target: &Target,
+    plan: &Plan,
+    symbolizer: &Symbolizer,
+    mode: hooks::ChannelMode,
+    stop: &Stop,
+) -> Vec<String> {
     let hooks = plan
         .hooks
         .iter()
@@ -198,6 +204,7 @@ fn comments(target: &Target, plan: &Plan, mode: hooks::ChannelMode, stop: &Stop)
         format!("timer_family={}", plan.family.label()),
         format!("timer_channel_mode={}", mode.label()),
         format!("struct_offsets={}", plan.offsets_source),
+        format!("symbols={}", symbolizer.source().label()),
         format!("hooks={hooks}"),
         format!("missing_hooks={}", plan.missing_hooks.join(",")),
         format!("stopped_by={stop:?}"),

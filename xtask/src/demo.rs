@@ -1,6 +1,7 @@
 //! `cargo xtask demo`: the main job on a bundled leaky Go service. Builds timerscope and
 //! `demo/leaky` (with Go 1.25), runs the service, records it for 10 s with
-//! `timerscope record --pid`, and shows where its live timers come from.
+//! `timerscope record --pid`, and shows where its live timers come from: `timerscope classify`'s
+//! findings and `go tool pprof -top`.
 
 use std::process::{Command, Stdio};
 
@@ -56,6 +57,11 @@ pub fn run() -> Result<()> {
     let _ = child.kill();
     let _ = child.wait();
     recorded?;
+
+    println!("\ndemo: what timerscope classify makes of it:");
+    let mut classify = Command::new(&timerscope);
+    classify.arg("classify").arg(&profile);
+    util::run(&mut classify)?;
 
     let profile = profile.display();
     println!("\ndemo: the profile, as `go tool pprof` reads it (live timers by cumulative count):");
