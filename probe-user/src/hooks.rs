@@ -210,13 +210,11 @@ pub struct Plan {
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error(
-        "Go {version} has no hook table (supported: Go 1.19 to 1.27): upgrade timerscope or \
+        "{version} has no hook table (supported: Go 1.19 to 1.27): upgrade timerscope or \
          rebuild the program with a supported Go release"
     )]
     UnsupportedVersion { version: GoVersion },
-    #[error(
-        "symbol {0} not found: the binary has no symbol table (stripped binaries need pclntab support)"
-    )]
+    #[error("function {0} is in neither the symbol table nor .gopclntab")]
     MissingSymbol(&'static str),
     #[error("cannot find the stack check in {0}'s prologue: refusing to probe at a guessed offset")]
     UnrecognizedPrologue(&'static str),
@@ -225,10 +223,7 @@ pub enum PlanError {
 impl Plan {
     pub fn for_target(target: &Target) -> Result<Self, PlanError> {
         let version = target.version();
-        let row = LAYOUTS
-            .iter()
-            .find(|r| version.major == 1 && (r.minors.0..=r.minors.1).contains(&version.minor))
-            .ok_or(PlanError::UnsupportedVersion { version })?;
+        let row = layout_row(version)?;
         let specs = match row.family {
             TimerFamily::StatusWord => STATUS_WORD_HOOKS,
             TimerFamily::Locked => LOCKED_HOOKS,
@@ -248,7 +243,7 @@ impl Plan {
         if hooks.is_empty() {
             return Err(PlanError::MissingSymbol(specs[0].symbol));
         }
-        let (config, offsets_source) = match dwarf_layout(target) {
+        let (config, offsets_source) = match dwarf_offsets(target) {
             Some(config) => (config, "dwarf"),
             None => (table_layout(row), "table"),
         };
@@ -287,6 +282,19 @@ fn place(target: &Target, spec: &HookSpec) -> Result<PlannedHook, PlanError> {
     })
 }
 
+/// The table row for a Go release; releases outside the table are refused, never guessed.
+fn layout_row(version: GoVersion) -> Result<&'static LayoutRow, PlanError> {
+    LAYOUTS
+        .iter()
+        .find(|r| version.major == 1 && (r.minors.0..=r.minors.1).contains(&version.minor))
+        .ok_or(PlanError::UnsupportedVersion { version })
+}
+
+/// The struct offsets the per-version table gives, used for binaries without DWARF.
+pub fn table_offsets(version: GoVersion) -> Result<TargetConfig, PlanError> {
+    layout_row(version).map(table_layout)
+}
+
 fn table_layout(row: &LayoutRow) -> TargetConfig {
     TargetConfig {
         timer_when: row.timer_when,
@@ -298,7 +306,8 @@ fn table_layout(row: &LayoutRow) -> TargetConfig {
     }
 }
 
-fn dwarf_layout(target: &Target) -> Option<TargetConfig> {
+/// The struct offsets the binary's own DWARF gives; `None` without DWARF.
+pub fn dwarf_offsets(target: &Target) -> Option<TargetConfig> {
     let offsets = dwarf::struct_offsets(target.image(), &["runtime.timer", "runtime.g"])?;
     let timer = offsets.get("runtime.timer")?;
     let field = |name: &str| timer.get(name).and_then(|&o| u32::try_from(o).ok());
@@ -343,5 +352,33 @@ pub fn channel_mode(
         ChannelMode::Async
     } else {
         ChannelMode::Sync
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_outside_the_table_are_refused_by_name() {
+        for version in [
+            GoVersion::new(1, 18, 10),
+            GoVersion::new(1, 28, 0),
+            GoVersion::new(2, 0, 0),
+        ] {
+            let error = table_offsets(version).unwrap_err();
+            assert!(
+                matches!(error, PlanError::UnsupportedVersion { version: v } if v == version),
+                "{error:?}"
+            );
+            let message = error.to_string();
+            assert!(message.contains(&version.to_string()), "{message}");
+        }
+        for minor in 19..=27 {
+            assert!(
+                table_offsets(GoVersion::new(1, minor, 0)).is_ok(),
+                "1.{minor}"
+            );
+        }
     }
 }

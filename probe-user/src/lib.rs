@@ -5,6 +5,7 @@ pub mod attach;
 pub mod cli;
 pub mod collect;
 pub mod encode;
+pub mod exit;
 pub mod hooks;
 pub mod mappings;
 pub mod preflight;

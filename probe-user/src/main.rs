@@ -1,6 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
+use probe_user::exit;
 
 fn main() -> ExitCode {
     let cli = probe_user::cli::Cli::parse();
@@ -12,9 +13,8 @@ fn main() -> ExitCode {
     match runtime.block_on(probe_user::cli::run(cli)) {
         Ok(code) => code,
         Err(error) => {
-            // One line: the outermost context first, then each cause.
-            eprintln!("timerscope: error: {error:#}");
-            ExitCode::FAILURE
+            eprintln!("timerscope: error: {}", exit::one_line(&error));
+            ExitCode::from(exit::status_of(&error))
         }
     }
 }

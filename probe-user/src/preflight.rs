@@ -1,24 +1,61 @@
 //! Checks made before anything is attached, each failing with one line that names the cause
-//! and the fix.
+//! and the fix, and with its own exit status (see [`crate::exit`]).
 
-use std::fs;
+use std::{fs, path::PathBuf};
 
-use anyhow::bail;
+/// Why timerscope refuses to start.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error(
+        "timerscope {0} needs root (CAP_BPF and CAP_PERFMON) to load eBPF programs: run it with sudo"
+    )]
+    NotPermitted(&'static str),
+    #[error("no such process: pid {0} (check the pid with `pgrep` or `ps`)")]
+    NoSuchProcess(u32),
+    #[error(
+        "this kernel has no {feature} ({path} is missing): timerscope needs a Linux kernel with \
+         {feature} ({fix})"
+    )]
+    KernelFeature {
+        feature: &'static str,
+        path: PathBuf,
+        fix: &'static str,
+    },
+}
 
-pub fn require_root() -> anyhow::Result<()> {
+pub fn require_root(command: &'static str) -> Result<(), Refusal> {
     if !nix::unistd::geteuid().is_root() {
-        bail!(
-            "timerscope record needs root (CAP_BPF and CAP_PERFMON) to load eBPF programs: \
-             run it with sudo"
-        );
+        return Err(Refusal::NotPermitted(command));
+    }
+    Ok(())
+}
+
+/// The kernel features the probes need, probed where the kernel advertises them.
+/// `TIMERSCOPE_SYSFS` relocates `/sys` (to test the refusal on a kernel that has everything).
+pub fn require_kernel_features() -> Result<(), Refusal> {
+    let sysfs =
+        PathBuf::from(std::env::var_os("TIMERSCOPE_SYSFS").unwrap_or_else(|| "/sys".into()));
+    let features = [
+        ("BTF", "kernel/btf/vmlinux", "CONFIG_DEBUG_INFO_BTF=y"),
+        (
+            "uprobes",
+            "bus/event_source/devices/uprobe/type",
+            "CONFIG_UPROBE_EVENTS=y",
+        ),
+    ];
+    for (feature, relative, fix) in features {
+        let path = sysfs.join(relative);
+        if !path.exists() {
+            return Err(Refusal::KernelFeature { feature, path, fix });
+        }
     }
     Ok(())
 }
 
 /// The pid, if such a process exists and is not a zombie.
-pub fn require_process(pid: u32) -> anyhow::Result<u32> {
+pub fn require_process(pid: u32) -> Result<u32, Refusal> {
     if !process_alive(pid) {
-        bail!("no such process: pid {pid} (check the pid with `pgrep` or `ps`)");
+        return Err(Refusal::NoSuchProcess(pid));
     }
     Ok(pid)
 }

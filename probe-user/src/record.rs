@@ -62,7 +62,11 @@ enum Stop {
 }
 
 pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
-    crate::preflight::require_root()?;
+    // Handled from the start: a Ctrl-C that arrives while attaching ends the recording as soon
+    // as the probes are in place, instead of killing timerscope with nothing written.
+    let mut stop_signals = StopSignals::new()?;
+    crate::preflight::require_root("record")?;
+    crate::preflight::require_kernel_features()?;
     let (pid, mut child) = match &options.target {
         RecordTarget::Pid(pid) => (crate::preflight::require_process(*pid)?, None),
         RecordTarget::Command(argv) => {
@@ -115,6 +119,7 @@ pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
     // event replaces the pre-existing interval rather than counting twice.
     let mut mappings = LiveMappings::from_proc_maps(&process::maps(pid)?);
     let (stop, mut command_status) = wait_for_end(
+        &mut stop_signals,
         &mut probe,
         &mut mappings,
         plan.hooks.len(),
@@ -270,7 +275,23 @@ fn launch_stopped(argv: &[OsString]) -> anyhow::Result<Child> {
 }
 
 /// Waits for the duration, a signal, or the target's exit, showing a status line on a terminal.
+/// SIGINT and SIGTERM, caught for the whole recording.
+struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+}
+
 async fn wait_for_end(
+    signals: &mut StopSignals,
     probe: &mut Probe,
     mappings: &mut LiveMappings,
     hooks: usize,
@@ -279,15 +300,13 @@ async fn wait_for_end(
     launched: bool,
     duration: Option<Duration>,
 ) -> anyhow::Result<(Stop, Option<ExitStatus>)> {
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);
     let status = crate::status::StatusLine::start();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {
-            _ = sigint.recv() => return Ok((Stop::Interrupted("SIGINT"), None)),
-            _ = sigterm.recv() => return Ok((Stop::Interrupted("SIGTERM"), None)),
+            _ = signals.interrupt.recv() => return Ok((Stop::Interrupted("SIGINT"), None)),
+            _ = signals.terminate.recv() => return Ok((Stop::Interrupted("SIGTERM"), None)),
             _ = async { tokio::time::sleep_until(deadline.unwrap()).await }, if deadline.is_some() => {
                 return Ok((Stop::Duration, None));
             }

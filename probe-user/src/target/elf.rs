@@ -24,6 +24,7 @@ pub struct Segment {
     pub offset: u64,
     pub filesz: u64,
     pub executable: bool,
+    pub writable: bool,
 }
 
 #[derive(Debug)]
@@ -64,22 +65,10 @@ impl ElfInfo {
                 ))
             })
             .collect();
-        let object::File::Elf64(elf_file) = &file else {
+        if !matches!(file, object::File::Elf64(_)) {
             return Err(TargetError::NotElf);
-        };
-        let endian = elf_file.endian();
-        let segments = elf_file
-            .elf_program_headers()
-            .iter()
-            .filter(|ph| ph.p_type(endian) == elf::PT_LOAD)
-            .map(|ph| Segment {
-                vaddr: ph.p_vaddr(endian),
-                memsz: ph.p_memsz(endian),
-                offset: ph.p_offset(endian),
-                filesz: ph.p_filesz(endian),
-                executable: ph.p_flags(endian) & elf::PF_X != 0,
-            })
-            .collect();
+        }
+        let segments = load_segments(&file);
         let go_build_id = file
             .section_by_name(".note.go.buildid")
             .and_then(|s| s.data().ok())
@@ -95,6 +84,7 @@ impl ElfInfo {
             .section_by_name(".go.buildinfo")
             .and_then(|s| s.data().ok())
             .map(<[u8]>::to_vec);
+        // Also finds `.zdebug_info` (zlib-compressed DWARF of older Go releases).
         let has_dwarf = file.section_by_name(".debug_info").is_some();
         Ok(Self {
             symbols,
@@ -129,6 +119,27 @@ impl ElfInfo {
             &self.gnu_build_id
         }
     }
+}
+
+/// The `PT_LOAD` segments of a 64-bit ELF file (none for anything else).
+pub(super) fn load_segments(file: &object::File) -> Vec<Segment> {
+    let object::File::Elf64(elf_file) = file else {
+        return Vec::new();
+    };
+    let endian = elf_file.endian();
+    elf_file
+        .elf_program_headers()
+        .iter()
+        .filter(|ph| ph.p_type(endian) == elf::PT_LOAD)
+        .map(|ph| Segment {
+            vaddr: ph.p_vaddr(endian),
+            memsz: ph.p_memsz(endian),
+            offset: ph.p_offset(endian),
+            filesz: ph.p_filesz(endian),
+            executable: ph.p_flags(endian) & elf::PF_X != 0,
+            writable: ph.p_flags(endian) & elf::PF_W != 0,
+        })
+        .collect()
 }
 
 /// `.note.go.buildid` is an ELF note named "Go" of type 4 whose payload is the build id string.

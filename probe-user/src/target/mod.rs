@@ -3,13 +3,15 @@
 pub mod buildinfo;
 pub mod dwarf;
 pub mod elf;
+pub mod pclntab;
 pub mod process;
 pub mod prologue;
 
-use std::{fs::File, path::Path};
+use std::{fs::File, ops::Deref, path::Path, sync::Arc};
 
 pub use buildinfo::{BuildInfo, GoVersion};
 pub use elf::{ElfInfo, Symbol};
+pub use pclntab::Pclntab;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
@@ -34,16 +36,12 @@ pub enum TargetError {
     NoTextMapping(u32),
 }
 
-/// A Go binary, read once.
-pub struct Target {
-    image: memmap2::Mmap,
-    pub elf: ElfInfo,
-    pub buildinfo: BuildInfo,
-}
+/// A binary's bytes, mapped once and shared by the readers that keep them (pclntab,
+/// symbolizer).
+#[derive(Clone)]
+pub struct Image(Arc<dyn AsRef<[u8]> + Send + Sync>);
 
-impl Target {
-    /// Opens a binary: a path, or `/proc/PID/exe` for a running process (which also works when
-    /// the file was replaced on disk or lives only inside the process's mount namespace).
+impl Image {
     pub fn open(path: &Path) -> Result<Self, TargetError> {
         let open_error = |source| TargetError::Open {
             path: path.display().to_string(),
@@ -52,16 +50,52 @@ impl Target {
         let file = File::open(path).map_err(open_error)?;
         // SAFETY: the mapping is read-only; a binary being rewritten under a running process
         // is already undefined for that process.
-        let image = unsafe { memmap2::Mmap::map(&file) }.map_err(open_error)?;
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(open_error)?;
+        Ok(Self(Arc::new(map)))
+    }
+
+    /// Bytes built in memory (tests).
+    #[cfg(test)]
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Self(Arc::new(bytes))
+    }
+}
+
+impl Deref for Image {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        (*self.0).as_ref()
+    }
+}
+
+/// A Go binary, read once.
+pub struct Target {
+    image: Image,
+    pub elf: ElfInfo,
+    pub buildinfo: BuildInfo,
+    /// The runtime's symbol table; `None` only when damaged (every Go binary has one).
+    pub pclntab: Option<Pclntab>,
+}
+
+impl Target {
+    /// Opens a binary: a path, or `/proc/PID/exe` for a running process (which also works when
+    /// the file was replaced on disk or lives only inside the process's mount namespace).
+    pub fn open(path: &Path) -> Result<Self, TargetError> {
+        let image = Image::open(path)?;
         let elf = ElfInfo::parse(&image)?;
         let buildinfo = match &elf.buildinfo_section {
             Some(section) => BuildInfo::parse(section)?,
             None => BuildInfo::find(&image)?,
         };
+        let pclntab = Pclntab::find(image.clone())
+            .inspect_err(|e| tracing::warn!("target: {}: {e}", path.display()))
+            .ok();
         Ok(Self {
             image,
             elf,
             buildinfo,
+            pclntab,
         })
     }
 
@@ -73,8 +107,15 @@ impl Target {
         self.buildinfo.version
     }
 
+    /// A function by name: from `.symtab`, else (stripped binaries) from `.gopclntab`.
     pub fn function(&self, name: &str) -> Option<Symbol> {
-        self.elf.symbols.get(name).copied()
+        self.elf.symbols.get(name).copied().or_else(|| {
+            let function = self.pclntab.as_ref()?.function(name)?;
+            Some(Symbol {
+                address: function.entry,
+                size: function.end - function.entry,
+            })
+        })
     }
 
     /// A little-endian word of the binary's initialized data at a link-time address.
