@@ -10,6 +10,7 @@ pub mod hooks;
 pub mod mappings;
 pub mod preflight;
 pub mod record;
+pub mod session;
 pub mod status;
 pub mod summary;
 pub mod symbolize;

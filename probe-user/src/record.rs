@@ -1,4 +1,5 @@
-//! `timerscope record`: inspect, plan, attach, collect until the end, symbolize, encode, write.
+//! `timerscope record`: attach to one process (or launch one), collect until the end, write one
+//! profile.
 
 use std::{
     ffi::OsString,
@@ -8,26 +9,21 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use analyzer::MappingSpec;
 use anyhow::{Context as _, bail};
 use nix::{
     sys::{
         ptrace,
-        signal::Signal,
+        signal::{Signal, kill},
         wait::{WaitStatus, waitpid},
     },
     unistd::Pid,
 };
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal as SignalStream, SignalKind, signal};
 
 use crate::{
-    attach::{MapSizes, Probe},
-    collect::{self, Snapshot},
-    encode::{self, DROP_NAMES, Recording},
-    hooks::{self, Plan},
-    mappings::LiveMappings,
-    symbolize::Symbolizer,
-    target::{Target, process},
+    attach::MapSizes,
+    collect::Snapshot,
+    session::{Session, report_drops},
 };
 
 /// What to record.
@@ -64,14 +60,14 @@ enum Stop {
 pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
     // Handled from the start: a Ctrl-C that arrives while attaching ends the recording as soon
     // as the probes are in place, instead of killing timerscope with nothing written.
-    let mut stop_signals = StopSignals::new()?;
+    let mut signals = StopSignals::new()?;
     crate::preflight::require_root("record")?;
     crate::preflight::require_kernel_features()?;
-    let (pid, mut child) = match &options.target {
+    let (pid, mut launched) = match &options.target {
         RecordTarget::Pid(pid) => (crate::preflight::require_process(*pid)?, None),
         RecordTarget::Command(argv) => {
-            let child = launch_stopped(argv)?;
-            (child.id(), Some(child))
+            let child = Launched::start(argv)?;
+            (child.pid(), Some(child))
         }
     };
     let output = options
@@ -79,82 +75,36 @@ pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
         .clone()
         .unwrap_or_else(|| default_output(pid));
     analyzer::profile::check_output_path(&output)?;
-
-    let exe = process::proc_path(pid, "exe");
-    let target =
-        Target::open(&exe).with_context(|| format!("target: pid {pid} ({})", exe.display()))?;
-    let plan = Plan::for_target(&target).with_context(|| format!("target: pid {pid}"))?;
-    let text = target
-        .elf
-        .text_segment()
-        .context("target: the binary has no executable segment")?;
-    let (text_map, bias) = process::text_mapping(pid, text)?;
-    let channel_mode = hooks::channel_mode(&target, plan.family, process::godebug(pid).as_deref());
-    // Opened now: /proc/PID/exe is gone once the target exits.
-    let mut symbolizer = Symbolizer::new(&exe, bias)?;
-    let mut probe = Probe::attach(&plan, &exe, pid, bias, options.sizes)
-        .with_context(|| format!("attach: pid {pid}"))?;
+    let mut session = Session::attach(pid, options.sizes)?;
     let start = SystemTime::now();
     let started = Instant::now();
-    if child.is_some() {
-        // Probes are in place: let the command run from its first instruction.
-        ptrace::detach(Pid::from_raw(pid as i32), None).context("launch: resuming the command")?;
-    }
+    let exited = launched.take().map(Launched::resume).transpose()?;
     eprintln!(
-        "timerscope: recording pid {pid} ({}, timer family {}, channel mode {}, {} hooks){}",
-        target.buildinfo.version_string,
-        plan.family.label(),
-        channel_mode.label(),
-        plan.hooks.len(),
+        "timerscope: recording pid {pid} ({}){}",
+        session.describe(),
         match options.duration {
             Some(d) => format!(" for {}", humantime::format_duration(d)),
             None => " until Ctrl-C".to_owned(),
         }
     );
 
-    let launched = child.is_some();
-    let mut exited =
-        tokio::task::spawn_blocking(move || child.take().and_then(|mut c| c.wait().ok()));
-    // Read after the tracepoints are attached: a mapping made in between is in both, and the
-    // event replaces the pre-existing interval rather than counting twice.
-    let mut mappings = LiveMappings::from_proc_maps(&process::maps(pid)?);
+    let mut exited = exited;
     let (stop, mut command_status) = wait_for_end(
-        &mut stop_signals,
-        &mut probe,
-        &mut mappings,
-        plan.hooks.len(),
-        pid,
-        &mut exited,
-        launched,
+        &mut signals,
+        &mut session,
+        exited.as_mut(),
         options.duration,
     )
-    .await?;
-    let (maps, mut mmap_events) = probe.detach();
-    collect::drain_mmap_events(&mut mmap_events, &mut mappings);
-    let mut snapshot = collect::snapshot(&maps, plan.hooks.len(), mappings)?;
-    snapshot.resolve_unread_callbacks(|funcval| {
-        let pc = target.read_word(funcval.wrapping_sub(bias))?;
-        Some(pc.wrapping_add(bias))
-    });
-
-    let has_lines = symbolizer.has_lines();
-    let recording = Recording {
+    .await;
+    session.detach();
+    let snapshot = session.snapshot()?;
+    let duration = started.elapsed();
+    let profile = session.encode(
+        &snapshot,
         start,
-        duration: started.elapsed(),
-        mapping: MappingSpec {
-            start: text_map.start,
-            limit: text_map.end,
-            offset: text_map.offset,
-            file: text_map.path.clone(),
-            build_id: target.elf.build_id().to_owned(),
-            has_functions: true,
-            has_filenames: has_lines,
-            has_line_numbers: has_lines,
-            has_inline_frames: symbolizer.has_inline_frames(),
-        },
-        comments: comments(&target, &plan, &symbolizer, channel_mode, &stop),
-    };
-    let profile = encode::encode(&snapshot, &recording, &mut symbolizer)?;
+        duration,
+        &[format!("stopped_by={stop:?}")],
+    )?;
     analyzer::write_atomic(&output, &profile)?;
     report_drops(&snapshot);
     eprintln!(
@@ -164,7 +114,7 @@ pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
             Stop::Interrupted(signal) => format!("stopped by {signal}"),
             Stop::TargetExited => format!("target pid {pid} exited"),
         },
-        recording.duration.as_secs_f64(),
+        duration.as_secs_f64(),
         snapshot.total_events(),
         snapshot.live.len(),
         output.display()
@@ -176,10 +126,12 @@ pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
             eprintln!("{site}");
         }
     }
-    if launched && command_status.is_none() {
+    if let Some(exited) = exited
+        && command_status.is_none()
+    {
         if let Stop::Interrupted(_) = stop {
             // We were asked to stop; pass that on to the command we started.
-            let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
         }
         eprintln!("timerscope: waiting for the command (pid {pid}) to exit");
         command_status = exited.await.ok().flatten();
@@ -189,49 +141,6 @@ pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
         snapshot,
         command_status,
     })
-}
-
-fn comments(
-    target: &Target,
-    plan: &Plan,
-    symbolizer: &Symbolizer,
-    mode: hooks::ChannelMode,
-    stop: &Stop,
-) -> Vec<String> {
-    let hooks = plan
-        .hooks
-        .iter()
-        .map(|h| format!("{}+{}", h.symbol, h.entry_offset))
-        .collect::<Vec<_>>()
-        .join(",");
-    vec![
-        format!("go_version={}", target.buildinfo.version_string),
-        format!("timer_family={}", plan.family.label()),
-        format!("timer_channel_mode={}", mode.label()),
-        format!("struct_offsets={}", plan.offsets_source),
-        format!("symbols={}", symbolizer.source().label()),
-        format!("hooks={hooks}"),
-        format!("missing_hooks={}", plan.missing_hooks.join(",")),
-        format!("stopped_by={stop:?}"),
-    ]
-}
-
-fn report_drops(snapshot: &Snapshot) {
-    if snapshot.total_drops() == 0 {
-        return;
-    }
-    let reasons = DROP_NAMES
-        .iter()
-        .zip(snapshot.drops)
-        .filter(|(_, n)| *n > 0)
-        .map(|(name, n)| format!("{name}={n}"))
-        .collect::<Vec<_>>()
-        .join(" ");
-    eprintln!(
-        "timerscope: warning: {} events or stacks were lost ({reasons}); raise --max-sites, \
-         --max-live or --max-stacks",
-        snapshot.total_drops()
-    );
 }
 
 /// `timerscope-PID-YYYYmmddTHHMMSS.pb.gz`, local time.
@@ -250,76 +159,109 @@ fn default_output(pid: u32) -> PathBuf {
     ))
 }
 
-/// Starts a command stopped at its first instruction after exec (ptrace), so the probes are
-/// attached before any of its code runs.
-fn launch_stopped(argv: &[OsString]) -> anyhow::Result<Child> {
-    let (program, args) = argv
-        .split_first()
-        .context("record: no command given after --")?;
-    let mut command = Command::new(program);
-    command.args(args);
-    // SAFETY: traceme is async-signal-safe (a single ptrace syscall).
-    unsafe {
-        command.pre_exec(|| ptrace::traceme().map_err(std::io::Error::from));
+/// A command started stopped at its first instruction after exec (ptrace), so the probes are
+/// attached before any of its code runs. Killed if dropped before [`Launched::resume`]: a
+/// refused target must not be left stopped or run unobserved.
+struct Launched(Option<Child>);
+
+impl Launched {
+    fn start(argv: &[OsString]) -> anyhow::Result<Self> {
+        let (program, args) = argv
+            .split_first()
+            .context("record: no command given after --")?;
+        let mut command = Command::new(program);
+        command.args(args);
+        // SAFETY: traceme is async-signal-safe (a single ptrace syscall).
+        unsafe {
+            command.pre_exec(|| ptrace::traceme().map_err(std::io::Error::from));
+        }
+        let child = command
+            .spawn()
+            .with_context(|| format!("launch: cannot run {}", Path::new(program).display()))?;
+        let launched = Self(Some(child));
+        match waitpid(Pid::from_raw(launched.pid() as i32), None) {
+            Ok(WaitStatus::Stopped(_, Signal::SIGTRAP)) => Ok(launched),
+            other => bail!(
+                "launch: {} did not stop at exec ({other:?})",
+                Path::new(program).display()
+            ),
+        }
     }
-    let child = command
-        .spawn()
-        .with_context(|| format!("launch: cannot run {}", Path::new(program).display()))?;
-    match waitpid(Pid::from_raw(child.id() as i32), None) {
-        Ok(WaitStatus::Stopped(_, Signal::SIGTRAP)) => Ok(child),
-        other => bail!(
-            "launch: {} did not stop at exec ({other:?})",
-            Path::new(program).display()
-        ),
+
+    fn pid(&self) -> u32 {
+        self.0.as_ref().expect("not resumed yet").id()
+    }
+
+    /// Lets the command run; the handle resolves to its exit status.
+    fn resume(mut self) -> anyhow::Result<tokio::task::JoinHandle<Option<ExitStatus>>> {
+        // On failure `self` is dropped, which kills the command.
+        ptrace::detach(Pid::from_raw(self.pid() as i32), None)
+            .context("launch: resuming the command")?;
+        let mut child = self.0.take().expect("resumed once");
+        Ok(tokio::task::spawn_blocking(move || child.wait().ok()))
     }
 }
 
-/// Waits for the duration, a signal, or the target's exit, showing a status line on a terminal.
+impl Drop for Launched {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// SIGINT and SIGTERM, caught for the whole recording.
-struct StopSignals {
-    interrupt: tokio::signal::unix::Signal,
-    terminate: tokio::signal::unix::Signal,
+pub struct StopSignals {
+    interrupt: SignalStream,
+    terminate: SignalStream,
 }
 
 impl StopSignals {
-    fn new() -> std::io::Result<Self> {
+    pub fn new() -> std::io::Result<Self> {
         Ok(Self {
             interrupt: signal(SignalKind::interrupt())?,
             terminate: signal(SignalKind::terminate())?,
         })
     }
+
+    /// The name of the next stop signal received.
+    pub async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
+    }
 }
 
+/// Waits for the duration, a signal, or the target's exit, showing a status line on a terminal
+/// and draining mmap events meanwhile.
 async fn wait_for_end(
     signals: &mut StopSignals,
-    probe: &mut Probe,
-    mappings: &mut LiveMappings,
-    hooks: usize,
-    pid: u32,
-    exited: &mut tokio::task::JoinHandle<Option<ExitStatus>>,
-    launched: bool,
+    session: &mut Session,
+    mut exited: Option<&mut tokio::task::JoinHandle<Option<ExitStatus>>>,
     duration: Option<Duration>,
-) -> anyhow::Result<(Stop, Option<ExitStatus>)> {
+) -> (Stop, Option<ExitStatus>) {
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);
     let status = crate::status::StatusLine::start();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let launched = exited.is_some();
     loop {
         tokio::select! {
-            _ = signals.interrupt.recv() => return Ok((Stop::Interrupted("SIGINT"), None)),
-            _ = signals.terminate.recv() => return Ok((Stop::Interrupted("SIGTERM"), None)),
+            signal = signals.recv() => return (Stop::Interrupted(signal), None),
             _ = async { tokio::time::sleep_until(deadline.unwrap()).await }, if deadline.is_some() => {
-                return Ok((Stop::Duration, None));
+                return (Stop::Duration, None);
             }
-            result = &mut *exited, if launched => {
-                return Ok((Stop::TargetExited, result.ok().flatten()));
+            result = async { exited.as_mut().unwrap().await }, if launched => {
+                return (Stop::TargetExited, result.ok().flatten());
             }
             _ = tick.tick() => {
-                if !launched && !crate::preflight::process_alive(pid) {
-                    return Ok((Stop::TargetExited, None));
+                if !launched && !crate::preflight::process_alive(session.pid) {
+                    return (Stop::TargetExited, None);
                 }
-                collect::drain_mmap_events(&mut probe.mmap_events, mappings);
-                if let Ok((events, drops)) = collect::counters(&probe.ebpf, hooks) {
-                    status.show(events, collect::live_count(&probe.ebpf), drops);
+                session.drain();
+                if let Some((events, live, drops)) = session.counters() {
+                    status.show(events, live, drops);
                 }
             }
         }

@@ -87,7 +87,8 @@ fn a_go_version_without_hook_table() {
         .args(["healthy", "-n", "1"])
         .output()
         .unwrap();
-    assert_refused(&output, 13, "Go go1.99", &profile);
+    assert_refused(&output, 13, "go1.99", &profile);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no hook table"));
 }
 
 #[test]
