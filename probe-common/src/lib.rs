@@ -99,6 +99,10 @@ pub mod drop {
 /// Most hooks one target can have; sizes the `HOOKS` and `HOOK_HITS` arrays.
 pub const MAX_HOOKS: u32 = 32;
 
+/// Buckets of the fire-delay histogram: bucket `b` counts fires late by `[2^(b-1), 2^b)`
+/// nanoseconds (bucket 0: on time).
+pub const DELAY_BUCKETS: u32 = 64;
+
 /// A value's location at the probed instruction.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -8,7 +8,8 @@ use aya_ebpf::{
     programs::tracing::StackIdContext,
 };
 use probe_common::{
-    HookPlan, LiveTimer, MAX_HOOKS, MmapEvent, SiteKey, SiteValue, TargetConfig, drop,
+    DELAY_BUCKETS, HookPlan, LiveTimer, MAX_HOOKS, MmapEvent, SiteKey, SiteValue, TargetConfig,
+    drop,
 };
 
 /// Written by userspace before load (`EbpfLoader::set_global`); read with `config()`.
@@ -36,6 +37,10 @@ pub static HOOKS: Array<HookPlan> = Array::with_max_entries(MAX_HOOKS, 0);
 /// Probe hits per hook (includes hits later dropped), indexed like `HOOKS`.
 #[map]
 pub static HOOK_HITS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_HOOKS, 0);
+
+/// Timer fires by lateness, log2 buckets (`probe_common::DELAY_BUCKETS`).
+#[map]
+pub static DELAY_HIST: PerCpuArray<u64> = PerCpuArray::with_max_entries(DELAY_BUCKETS, 0);
 
 /// Lost events and stacks per reason (`probe_common::drop`).
 #[map]

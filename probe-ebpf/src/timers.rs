@@ -14,7 +14,9 @@ use probe_common::{
 };
 
 use crate::{
-    maps::{HOOK_HITS, HOOKS, LIVE, SITES, bump, config, count_drop, entry, user_stack_id},
+    maps::{
+        DELAY_HIST, HOOK_HITS, HOOKS, LIVE, SITES, bump, config, count_drop, entry, user_stack_id,
+    },
     regs::{Registers, read_source, read_u64, register, try_read_u64},
 };
 
@@ -174,6 +176,8 @@ impl Hit<'_> {
             }
         };
         count(&site, delay as u64);
+        // Bucket b holds delays in [2^(b-1), 2^b): the bit length of the delay.
+        bump(&DELAY_HIST, 64 - (delay as u64).leading_zeros());
         if period == 0 {
             let _ = LIVE.remove(self.timer);
         }

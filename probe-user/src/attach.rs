@@ -163,7 +163,14 @@ impl Probe {
 }
 
 /// Maps the probes fill, read by [`crate::collect`].
-const PROBE_MAPS: [&str; 5] = ["SITES", "LIVE", "STACKS", "HOOK_HITS", "DROPS"];
+const PROBE_MAPS: [&str; 6] = [
+    "SITES",
+    "LIVE",
+    "STACKS",
+    "HOOK_HITS",
+    "DROPS",
+    "DELAY_HIST",
+];
 
 /// The probe's maps, kept after its programs were detached, so a final read sees one consistent
 /// state (no event lands between reading the counts and reading the live timers).

@@ -7,7 +7,7 @@ use aya::{
     Ebpf,
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
 };
-use probe_common::{LiveTimer, MmapEvent, SiteKey, SiteValue, drop, site_flag};
+use probe_common::{DELAY_BUCKETS, LiveTimer, MmapEvent, SiteKey, SiteValue, drop, site_flag};
 
 use crate::mappings::LiveMappings;
 
@@ -32,6 +32,8 @@ pub struct Snapshot {
     pub hook_hits: Vec<u64>,
     /// Losses per `probe_common::drop` reason.
     pub drops: [u64; drop::COUNT as usize],
+    /// Timer fires by lateness: bucket `b` counts delays in `[2^(b-1), 2^b)` ns.
+    pub fire_delays: Vec<u64>,
 }
 
 impl Snapshot {
@@ -41,6 +43,44 @@ impl Snapshot {
 
     pub fn total_events(&self) -> u64 {
         self.hook_hits.iter().sum()
+    }
+
+    /// What happened since `earlier` (a snapshot of the same probes): counts become the
+    /// difference, while live timers and live mappings stay as they are now.
+    pub fn since(&self, earlier: &Snapshot) -> Snapshot {
+        let before: HashMap<SiteKey, SiteValue> = earlier.sites.iter().copied().collect();
+        let sites = self
+            .sites
+            .iter()
+            .map(|(key, now)| {
+                let then = before.get(key).copied().unwrap_or_default();
+                let delta = SiteValue {
+                    count: now.count - then.count,
+                    delay_ns: now.delay_ns - then.delay_ns,
+                };
+                (*key, delta)
+            })
+            .filter(|(_, delta)| delta.count > 0)
+            .collect();
+        let minus = |now: &[u64], then: &[u64]| -> Vec<u64> {
+            now.iter()
+                .enumerate()
+                .map(|(i, n)| n - then.get(i).copied().unwrap_or(0))
+                .collect()
+        };
+        let mut drops = self.drops;
+        for (drop, then) in drops.iter_mut().zip(earlier.drops) {
+            *drop -= then;
+        }
+        Snapshot {
+            sites,
+            live: self.live.clone(),
+            mappings: self.mappings.totals_since(&earlier.mappings),
+            stacks: self.stacks.clone(),
+            hook_hits: minus(&self.hook_hits, &earlier.hook_hits),
+            drops,
+            fire_delays: minus(&self.fire_delays, &earlier.fire_delays),
+        }
     }
 
     /// Fills in callbacks the probe could not read (static funcvals on pages the target had not
@@ -166,6 +206,7 @@ pub fn snapshot(
     let drop_sums = per_cpu_sums(ebpf, "DROPS", drop::COUNT)?;
     let mut drops = [0; drop::COUNT as usize];
     drops.copy_from_slice(&drop_sums);
+    let fire_delays = per_cpu_sums(ebpf, "DELAY_HIST", DELAY_BUCKETS)?;
     Ok(Snapshot {
         sites,
         live,
@@ -173,5 +214,6 @@ pub fn snapshot(
         stacks,
         hook_hits,
         drops,
+        fire_delays,
     })
 }

@@ -215,6 +215,28 @@ impl LiveMappings {
         live
     }
 
+    /// The same live mappings, with totals counting only what happened since `earlier`.
+    pub fn totals_since(&self, earlier: &LiveMappings) -> LiveMappings {
+        let totals = self
+            .totals
+            .iter()
+            .map(|(origin, now)| {
+                let then = earlier.totals.get(origin).copied().unwrap_or_default();
+                let delta = OriginTotals {
+                    mmap_calls: now.mmap_calls - then.mmap_calls,
+                    mapped_bytes: now.mapped_bytes - then.mapped_bytes,
+                    unmapped_bytes: now.unmapped_bytes - then.unmapped_bytes,
+                };
+                (*origin, delta)
+            })
+            .filter(|(_, delta)| *delta != OriginTotals::default())
+            .collect();
+        LiveMappings {
+            intervals: self.intervals.clone(),
+            totals,
+        }
+    }
+
     /// Every stack id an origin refers to.
     pub fn stack_ids(&self) -> impl Iterator<Item = i32> + '_ {
         self.totals
