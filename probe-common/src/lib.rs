@@ -17,8 +17,13 @@ pub mod event {
     pub const FIRED: u32 = 3;
     /// The per-P timer loop ran (checkTimers / (*timers).check).
     pub const TIMER_LOOP: u32 = 4;
+    /// Go <= 1.13: a timer goroutine (`runtime.timerproc`) is about to call a timer's callback.
+    /// Counts nothing per site; starts the goroutine's busy clock in `TIMER_WORKERS`.
+    pub const CALLBACK_BEGIN: u32 = 5;
+    /// Go <= 1.13: the callback returned to `runtime.timerproc`; stops the busy clock.
+    pub const CALLBACK_END: u32 = 6;
     /// Number of event kinds.
-    pub const COUNT: u32 = 5;
+    pub const COUNT: u32 = 7;
 }
 
 /// Where a hook reads a value at the probed instruction.
@@ -29,6 +34,9 @@ pub mod source {
     pub const REGISTER: u32 = 1;
     /// `index` is a byte offset from RSP (Go's stack ABI before 1.17: first argument at 8).
     pub const STACK: u32 = 2;
+    /// The probe's own CLOCK_MONOTONIC reading (the clock of the runtime's `nanotime`), for
+    /// probe points inside a function where the runtime's `now` is in no fixed place.
+    pub const MONOTONIC_NOW: u32 = 3;
 }
 
 /// Slots of the x86_64 `struct pt_regs`, in kernel order. A [`ValueSource`] of kind
@@ -55,10 +63,15 @@ pub mod reg {
 
 /// Hook behaviour switches ([`HookPlan::flags`]).
 pub mod hook_flag {
-    /// Family B `(*timer).modify`: a call on a timer whose `f` field is still nil is the first
-    /// arm of a timer `time.newTimer` just allocated, so it counts as [`super::event::CREATED`];
-    /// any other call counts as [`super::event::RESET`].
+    /// A call on a timer whose [`super::TargetConfig::timer_unarmed_marker`] field is still nil
+    /// is the timer's first arm, so it counts as [`super::event::CREATED`]; any other call
+    /// counts as [`super::event::RESET`]. Family B `(*timer).modify` (the first modify of a timer
+    /// `time.newTimer` just allocated) and Go <= 1.13 `addtimer` (which Reset calls again).
     pub const CREATE_IF_UNINITIALIZED: u32 = 1;
+    /// The probe sits inside the function body, past the prologue (Go <= 1.13's timerproc and
+    /// Sleep): the frame is pushed, so `[RSP]` is no return address and the frame-pointer unwind
+    /// already has the caller. [`super::SiteKey::caller`] stays 0.
+    pub const IN_BODY: u32 = 2;
 }
 
 /// Bits of [`SiteKey::flags`].
@@ -92,8 +105,10 @@ pub mod drop {
     pub const MMAP_PENDING_FULL: u32 = 5;
     /// The ring buffer to userspace was full: the mapping change is not seen.
     pub const MMAP_EVENT_LOST: u32 = 6;
+    /// Too many threads inside cgo calls at once: an mmap from C lacks its Go frames.
+    pub const CGO_CALLS_FULL: u32 = 7;
     /// Number of drop reasons.
-    pub const COUNT: u32 = 7;
+    pub const COUNT: u32 = 8;
 }
 
 /// Most hooks one target can have; sizes the `HOOKS` and `HOOK_HITS` arrays.
@@ -116,6 +131,12 @@ pub struct ValueSource {
 impl ValueSource {
     pub const NONE: Self = Self {
         kind: source::NONE,
+        index: 0,
+    };
+
+    /// The probe's clock ([`source::MONOTONIC_NOW`]).
+    pub const MONOTONIC_NOW: Self = Self {
+        kind: source::MONOTONIC_NOW,
         index: 0,
     };
 
@@ -156,6 +177,9 @@ pub struct HookPlan {
     pub arg_data: ValueSource,
     /// The runtime's `now` (fire hooks), compared with `when` for the fire delay.
     pub now: ValueSource,
+    /// [`event::CALLBACK_BEGIN`]/[`event::CALLBACK_END`]: what tells the timer goroutines apart
+    /// (Go <= 1.13: timerproc's `*timersBucket` argument, one goroutine per bucket).
+    pub worker: ValueSource,
 }
 
 /// Offsets of the runtime structures the probes read, plus the target process. One per load,
@@ -170,8 +194,14 @@ pub struct TargetConfig {
     pub timer_f: u32,
     /// Offset of `arg`'s data word (`arg` is an `any`: type word, then data word).
     pub timer_arg_data: u32,
-    /// `runtime.g.goid`.
+    /// `runtime.g.goid`; 0 when the current goroutine is not at hand (Go <= 1.16 keeps `g` in
+    /// thread-local storage, not in R14).
     pub g_goid: u32,
+    /// Offset of the timer field that stays nil until the runtime first arms the timer, read
+    /// by [`hook_flag::CREATE_IF_UNINITIALIZED`]: `f` in Go 1.23+ (set by the first modify),
+    /// `tb` in Go <= 1.13 (set by the first addtimer; a Reset re-adds a timer that has one).
+    pub timer_unarmed_marker: u32,
+    pub _pad: u32,
     /// Runtime address of `time.goFunc`: for AfterFunc timers the user's closure is `*arg.data`.
     pub go_func_pc: u64,
 }
@@ -221,6 +251,19 @@ pub struct LiveTimer {
     pub goid: u64,
 }
 
+/// One timer goroutine's callback time (Go <= 1.13), the value of `TIMER_WORKERS`, keyed by
+/// [`HookPlan::worker`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TimerWorker {
+    /// Nanoseconds spent inside timer callbacks.
+    pub busy_ns: u64,
+    /// Callbacks that returned.
+    pub callbacks: u64,
+    /// CLOCK_MONOTONIC when the running callback started; 0 when none runs.
+    pub running_since: u64,
+}
+
 /// Memory-mapping system calls the probe reports ([`MmapEvent::op`]).
 pub mod mmap_op {
     pub const MMAP: u32 = 0;
@@ -251,7 +294,15 @@ pub struct MmapEvent {
     /// File descriptor (-1 for anonymous mappings).
     pub fd: i32,
     pub tid: u32,
+    /// When the call was made from C code called by Go (cgo): the Go stack at the
+    /// `runtime.cgocall` that entered C, which frame-pointer unwinding from inside C cannot
+    /// reach. [`NO_STACK`] otherwise.
+    pub cgo_stack_id: i32,
+    pub _pad: u32,
 }
+
+/// A stack id that names no stack.
+pub const NO_STACK: i32 = i32::MIN;
 
 #[cfg(feature = "user")]
 mod pod {
@@ -262,6 +313,7 @@ mod pod {
     unsafe impl aya::Pod for SiteKey {}
     unsafe impl aya::Pod for SiteValue {}
     unsafe impl aya::Pod for LiveTimer {}
+    unsafe impl aya::Pod for TimerWorker {}
     unsafe impl aya::Pod for MmapEvent {}
 }
 
@@ -273,11 +325,12 @@ mod tests {
     #[test]
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<ValueSource>(), 8);
-        assert_eq!(size_of::<HookPlan>(), 8 + 6 * 8);
-        assert_eq!(size_of::<TargetConfig>(), 6 * 4 + 8);
+        assert_eq!(size_of::<HookPlan>(), 8 + 7 * 8);
+        assert_eq!(size_of::<TargetConfig>(), 8 * 4 + 8);
+        assert_eq!(size_of::<TimerWorker>(), 24);
         assert_eq!(size_of::<SiteKey>(), 4 + 4 + 8 * 3 + 4 + 4);
         assert_eq!(size_of::<SiteValue>(), 16);
         assert_eq!(size_of::<LiveTimer>(), size_of::<SiteKey>() + 24);
-        assert_eq!(size_of::<MmapEvent>(), 8 + 8 * 4 + 4 * 4);
+        assert_eq!(size_of::<MmapEvent>(), 8 + 8 * 4 + 4 * 4 + 8);
     }
 }

@@ -3,13 +3,14 @@
 
 use aya_ebpf::{
     bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
+    helpers::bpf_get_current_pid_tgid,
     macros::map,
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
     programs::tracing::StackIdContext,
 };
 use probe_common::{
     DELAY_BUCKETS, HookPlan, LiveTimer, MAX_HOOKS, MmapEvent, SiteKey, SiteValue, TargetConfig,
-    drop,
+    TimerWorker, drop,
 };
 
 /// Written by userspace before load (`EbpfLoader::set_global`); read with `config()`.
@@ -21,6 +22,8 @@ static CONFIG: TargetConfig = TargetConfig {
     timer_f: 0,
     timer_arg_data: 0,
     g_goid: 0,
+    timer_unarmed_marker: 0,
+    _pad: 0,
     go_func_pc: 0,
 };
 
@@ -28,6 +31,13 @@ static CONFIG: TargetConfig = TargetConfig {
 pub fn config() -> TargetConfig {
     // Volatile: the value is patched into the object after compilation.
     unsafe { core::ptr::read_volatile(&CONFIG) }
+}
+
+/// The calling thread's id, when it belongs to the target process.
+#[inline(always)]
+pub fn target_thread() -> Option<u32> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    ((pid_tgid >> 32) as u32 == config().tgid).then_some(pid_tgid as u32)
 }
 
 /// Per-hook read plans, indexed by the uprobe's attach cookie.
@@ -55,6 +65,11 @@ pub static SITES: PerCpuHashMap<SiteKey, SiteValue> = PerCpuHashMap::with_max_en
 #[map]
 pub static LIVE: HashMap<u64, LiveTimer> = HashMap::with_max_entries(65536, 0);
 
+/// Go <= 1.13: callback time per timer goroutine, keyed by `HookPlan::worker` (at most one
+/// goroutine per timer bucket, 64 buckets).
+#[map]
+pub static TIMER_WORKERS: HashMap<u64, TimerWorker> = HashMap::with_max_entries(256, 0);
+
 /// User stacks referenced by `SiteKey::stack_id` and `MmapEvent::stack_id`.
 #[map]
 pub static STACKS: StackTrace = StackTrace::with_max_entries(16384, 0);
@@ -62,6 +77,10 @@ pub static STACKS: StackTrace = StackTrace::with_max_entries(16384, 0);
 /// mmap-family calls between their entry and exit tracepoints, by thread id.
 #[map]
 pub static MMAP_PENDING: HashMap<u32, MmapEvent> = HashMap::with_max_entries(4096, 0);
+
+/// Threads inside a cgo call: the Go stack id at `runtime.cgocall`, by thread id.
+#[map]
+pub static CGO_CALLS: HashMap<u32, i32> = HashMap::with_max_entries(4096, 0);
 
 /// Completed mmap-family calls, for userspace's interval map.
 #[map]

@@ -2,12 +2,10 @@
 //! tracepoint remembers the arguments and the user stack per thread; the exit tracepoint sends
 //! the completed call to userspace, and drops failed calls (they change no mapping).
 
-use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
-};
-use probe_common::{MmapEvent, drop, mmap_op};
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use probe_common::{MmapEvent, NO_STACK, drop, mmap_op};
 
-use crate::maps::{MMAP_EVENTS, MMAP_PENDING, config, count_drop, user_stack_id};
+use crate::maps::{CGO_CALLS, MMAP_EVENTS, MMAP_PENDING, count_drop, target_thread, user_stack_id};
 
 /// Offset of the first syscall argument in `syscalls/sys_enter_*`, and of `ret` in
 /// `syscalls/sys_exit_*` (from their tracefs `format` files); arguments are 8 bytes each.
@@ -15,13 +13,6 @@ const FIRST_ARG: usize = 16;
 const RET: usize = 16;
 /// Don't wake the reader per event: it polls.
 const BPF_RB_NO_WAKEUP: u64 = 1;
-
-/// The calling thread, when it belongs to the target.
-#[inline(always)]
-fn target_thread() -> Option<u32> {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    ((pid_tgid >> 32) as u32 == config().tgid).then_some(pid_tgid as u32)
-}
 
 #[inline(always)]
 fn arg(ctx: &TracePointContext, n: usize) -> u64 {
@@ -31,9 +22,13 @@ fn arg(ctx: &TracePointContext, n: usize) -> u64 {
 #[inline(always)]
 fn remember(ctx: &TracePointContext, event: MmapEvent) -> Option<()> {
     let tid = target_thread()?;
+    // A thread inside C called by Go has no frame pointers to follow back into Go; the Go
+    // stack of its cgocall was kept for it.
+    let cgo_stack_id = unsafe { CGO_CALLS.get(tid) }.copied().unwrap_or(NO_STACK);
     let event = MmapEvent {
         stack_id: user_stack_id(ctx),
         tid,
+        cgo_stack_id,
         ..event
     };
     if MMAP_PENDING.insert(tid, event, 0).is_err() {

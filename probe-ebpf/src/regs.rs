@@ -3,7 +3,7 @@
 
 use aya_ebpf::{
     bindings::pt_regs,
-    helpers::{bpf_probe_read_kernel, bpf_probe_read_user},
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user},
     programs::ProbeContext,
 };
 use probe_common::{ValueSource, reg, source};
@@ -53,6 +53,7 @@ pub fn read_source(regs: &Registers, src: ValueSource) -> Option<u64> {
     match src.kind {
         source::REGISTER => register(regs, src.index),
         source::STACK => read_u64(register(regs, reg::RSP)? + src.index as u64),
+        source::MONOTONIC_NOW => Some(unsafe { bpf_ktime_get_ns() }),
         _ => None,
     }
 }

@@ -4,18 +4,19 @@
 
 use aya_ebpf::{
     EbpfContext as _,
-    helpers::{bpf_get_attach_cookie, bpf_get_current_pid_tgid},
+    helpers::{bpf_get_attach_cookie, bpf_ktime_get_ns},
     macros::uprobe,
     programs::ProbeContext,
 };
 use probe_common::{
-    HookPlan, LiveTimer, SiteKey, TargetConfig, ValueSource, drop, event, hook_flag, reg,
-    site_flag, source,
+    HookPlan, LiveTimer, SiteKey, TargetConfig, TimerWorker, ValueSource, drop, event, hook_flag,
+    reg, site_flag, source,
 };
 
 use crate::{
     maps::{
-        DELAY_HIST, HOOK_HITS, HOOKS, LIVE, SITES, bump, config, count_drop, entry, user_stack_id,
+        DELAY_HIST, HOOK_HITS, HOOKS, LIVE, SITES, TIMER_WORKERS, bump, config, count_drop, entry,
+        target_thread, user_stack_id,
     },
     regs::{Registers, read_source, read_u64, register, try_read_u64},
 };
@@ -29,22 +30,23 @@ pub fn timer_hook(ctx: ProbeContext) -> u32 {
 #[inline(always)]
 fn on_timer_hook(ctx: &ProbeContext) -> Option<()> {
     let config = config();
-    if (bpf_get_current_pid_tgid() >> 32) as u32 != config.tgid {
-        return None;
-    }
+    target_thread()?;
     let hook = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
     bump(&HOOK_HITS, hook);
-    let plan = *HOOKS.get(hook)?;
+    let plan = HOOKS.get(hook)?;
     if plan.event == event::TIMER_LOOP {
         return Some(());
     }
     let regs = Registers::of(ctx)?;
+    if plan.event == event::CALLBACK_BEGIN || plan.event == event::CALLBACK_END {
+        return timer_worker(&regs, plan);
+    }
     let timer = read_source(&regs, plan.timer).filter(|&t| t != 0)?;
     let hit = Hit {
         ctx,
         regs: &regs,
         config: &config,
-        plan: &plan,
+        plan,
         hook,
         timer,
     };
@@ -88,13 +90,12 @@ impl Hit<'_> {
     #[inline(always)]
     fn armed(&self) -> Option<()> {
         let (config, plan, regs) = (self.config, self.plan, self.regs);
-        let field_f = self.field(config.timer_f);
         let funcval = read_source(regs, plan.callback)
             .filter(|&f| f != 0)
-            .unwrap_or(field_f);
+            .unwrap_or_else(|| self.field(config.timer_f));
         let event = if plan.flags & hook_flag::CREATE_IF_UNINITIALIZED == 0 {
             plan.event
-        } else if field_f == 0 {
+        } else if self.field(config.timer_unarmed_marker) == 0 {
             event::CREATED
         } else {
             event::RESET
@@ -112,9 +113,14 @@ impl Hit<'_> {
                 (*live).period = period;
             },
             _ => {
-                let goid = register(regs, reg::R14)
-                    .and_then(|g| read_u64(g + config.g_goid as u64))
-                    .unwrap_or(0);
+                // Only where R14 holds g (Go 1.17+); elsewhere it is any register.
+                let goid = if config.g_goid == 0 {
+                    0
+                } else {
+                    register(regs, reg::R14)
+                        .and_then(|g| read_u64(g + config.g_goid as u64))
+                        .unwrap_or(0)
+                };
                 let live = LiveTimer {
                     site,
                     when,
@@ -189,10 +195,14 @@ impl Hit<'_> {
     fn site(&self, event: u32, funcval: u64, arg_data: u64, flags: u32) -> SiteKey {
         let stack_id = user_stack_id(self.ctx);
         // Probes sit before the function pushes its frame, so [RSP] is the return address into
-        // the immediate caller, which a frame-pointer unwind skips.
-        let caller = register(self.regs, reg::RSP)
-            .and_then(read_u64)
-            .unwrap_or(0);
+        // the immediate caller, which a frame-pointer unwind skips. Not so inside the body.
+        let caller = if self.plan.flags & hook_flag::IN_BODY != 0 {
+            0
+        } else {
+            register(self.regs, reg::RSP)
+                .and_then(read_u64)
+                .unwrap_or(0)
+        };
         // Static funcvals live in the binary's read-only data, which may not be paged in yet;
         // then the funcval's address goes to userspace, which reads it from the file.
         let (callback, flags) = if funcval == 0 {
@@ -223,6 +233,28 @@ impl Hit<'_> {
             hook: self.hook,
         }
     }
+}
+
+/// A timer goroutine starts or finishes running a callback: its busy time (Go <= 1.13).
+#[inline(always)]
+fn timer_worker(regs: &Registers, plan: &HookPlan) -> Option<()> {
+    let worker = read_source(regs, plan.worker)?;
+    let now = unsafe { bpf_ktime_get_ns() };
+    if TIMER_WORKERS.get_ptr_mut(&worker).is_none() {
+        // One goroutine per key, so no other CPU inserts it meanwhile.
+        let _ = TIMER_WORKERS.insert(&worker, &TimerWorker::default(), 0);
+    }
+    let state = TIMER_WORKERS.get_ptr_mut(&worker)?;
+    unsafe {
+        if plan.event == event::CALLBACK_BEGIN {
+            (*state).running_since = now;
+        } else if (*state).running_since != 0 {
+            (*state).busy_ns += now.saturating_sub((*state).running_since);
+            (*state).callbacks += 1;
+            (*state).running_since = 0;
+        }
+    }
+    Some(())
 }
 
 #[inline(always)]

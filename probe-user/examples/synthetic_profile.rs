@@ -36,6 +36,10 @@ const KINDS: [&str; 6] = [
 /// Stacks start with one of these call chains (`main.main` → ... → a handler).
 const ROOT_CHAINS: u64 = 256;
 const ROOT_CHAIN_DEPTH: u64 = 6;
+/// Below the root chain, each location calls one of this many others.
+const FANOUT: u64 = 4;
+/// Functions (and as many locations) only in the stacks that vanish, or that appear.
+const CHANGED_FUNCTIONS: u64 = 300;
 /// Out of 1000 base stacks: vanished in the new profile, and with 10x the counts there.
 const VANISHED_PER_MILLE: u64 = 40;
 const REGRESSED_PER_MILLE: u64 = 20;
@@ -59,17 +63,29 @@ impl Rng {
     }
 }
 
-/// The synthetic program: its functions and the frames at each code address.
+/// Which stacks a leaf comes from: ones in both profiles, or only in one.
+#[derive(Clone, Copy)]
+enum Leaf {
+    Common,
+    Vanished,
+    Appeared,
+}
+
+/// The synthetic program: its functions and the frames at each code address. Locations are, in
+/// order: the root chains, the call tree, the vanished leaves and the appeared leaves; location
+/// `i` is at `MAPPING_START + 16 * i`.
 struct Program {
     functions: Vec<Frame>,
-    /// Frames per location (innermost first); location `i` is at `MAPPING_START + 16 * i`.
+    /// Frames per location, innermost first.
     locations: Vec<Vec<Frame>>,
+    tree_locations: u64,
 }
 
 impl Program {
-    fn new(function_count: u64, location_count: u64) -> Self {
+    fn new(samples: u64) -> Self {
         let mut rng = Rng(1);
-        let functions = (0..function_count)
+        let common_functions = samples / 8 + 100;
+        let functions: Vec<Frame> = (0..common_functions + 2 * CHANGED_FUNCTIONS)
             .map(|f| {
                 let package = format!("example.com/fleet/svc{}/pkg{:03}", f % 7, f % 700);
                 let name = format!("{package}.(*Type{}).Method{f}", (f / 700) % 40);
@@ -81,39 +97,65 @@ impl Program {
                     start_line: 10 + rng.below(2000) as i64,
                 }
             })
-            .collect::<Vec<_>>();
-        let frame = |rng: &mut Rng| {
-            let function = &functions[rng.below(function_count) as usize];
-            Frame {
+            .collect();
+        let mut frame = |first: u64, count: u64| {
+            let function = &functions[(first + rng.below(count)) as usize];
+            let frame = Frame {
                 line: function.start_line + 1 + rng.below(200) as i64,
                 ..function.clone()
+            };
+            // A quarter of the locations have a call inlined into them.
+            if rng.below(4) == 0 {
+                let inlined = &functions[(first + rng.below(count)) as usize];
+                let inlined = Frame {
+                    line: inlined.start_line + 1 + rng.below(20) as i64,
+                    ..inlined.clone()
+                };
+                vec![inlined, frame]
+            } else {
+                vec![frame]
             }
         };
-        let locations = (0..location_count)
-            .map(|_| {
-                if rng.below(4) == 0 {
-                    vec![frame(&mut rng), frame(&mut rng)]
-                } else {
-                    vec![frame(&mut rng)]
-                }
-            })
-            .collect();
+        let tree_locations = samples / 2;
+        let mut locations = Vec::new();
+        for _ in 0..ROOT_CHAINS * ROOT_CHAIN_DEPTH + tree_locations {
+            locations.push(frame(0, common_functions));
+        }
+        for first in [common_functions, common_functions + CHANGED_FUNCTIONS] {
+            for _ in 0..CHANGED_FUNCTIONS {
+                locations.push(frame(first, CHANGED_FUNCTIONS));
+            }
+        }
         Self {
             functions,
             locations,
+            tree_locations,
         }
     }
 
-    /// Stack `index` (leaf first): a root chain, then random frames.
-    fn stack(&self, index: u64) -> Vec<u64> {
+    /// Stack `index` (leaf first): a root chain, a walk down the call tree, and for stacks only
+    /// in one profile a leaf only they have.
+    fn stack(&self, index: u64, leaf: Leaf) -> Vec<u64> {
         let mut rng = Rng(index.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ 7);
         let chain = rng.below(ROOT_CHAINS);
+        let tree_start = ROOT_CHAINS * ROOT_CHAIN_DEPTH;
         let mut stack: Vec<u64> = (0..ROOT_CHAIN_DEPTH)
             .map(|i| chain * ROOT_CHAIN_DEPTH + i)
             .collect();
-        let rest = self.locations.len() as u64 - ROOT_CHAINS * ROOT_CHAIN_DEPTH;
-        let depth = 4 + rng.below(31);
-        stack.extend((0..depth).map(|_| ROOT_CHAINS * ROOT_CHAIN_DEPTH + rng.below(rest)));
+        let mut caller = chain;
+        for _ in 0..4 + rng.below(31) {
+            let callee = Rng(caller * FANOUT + rng.below(FANOUT)).next();
+            caller = tree_start + callee % self.tree_locations;
+            stack.push(caller);
+        }
+        let changed_start = tree_start + self.tree_locations;
+        match leaf {
+            Leaf::Common => {}
+            Leaf::Vanished => stack.push(changed_start + rng.below(CHANGED_FUNCTIONS)),
+            Leaf::Appeared => {
+                stack.push(changed_start + CHANGED_FUNCTIONS + rng.below(CHANGED_FUNCTIONS))
+            }
+        }
         stack.reverse();
         stack
     }
@@ -148,25 +190,25 @@ fn sample(program: &Program, rng: &mut Rng) -> ([i64; SAMPLE_TYPES.len()], Vec<S
     (values, labels)
 }
 
+/// Adds stack `index` with random values times `scale`.
 fn add(
     builder: &mut ProfileBuilder,
     mapping: u64,
     program: &Program,
-    stack: &[u64],
+    (index, leaf): (u64, Leaf),
+    scale: i64,
     rng: &mut Rng,
 ) {
-    let locations: Vec<u64> = stack
-        .iter()
-        .map(|&l| {
-            builder.location(
-                mapping,
-                MAPPING_START + 16 * l,
-                &program.locations[l as usize],
-            )
+    let locations: Vec<u64> = program
+        .stack(index, leaf)
+        .into_iter()
+        .map(|l| {
+            let frames = &program.locations[l as usize];
+            builder.location(mapping, MAPPING_START + 16 * l, frames)
         })
         .collect();
     let (values, labels) = sample(program, rng);
-    builder.add_sample(&locations, &values, &labels);
+    builder.add_sample(&locations, &values.map(|v| v * scale), &labels);
 }
 
 fn write(program: &Program, samples: u64, later: bool, path: &PathBuf) -> Result<()> {
@@ -190,25 +232,38 @@ fn write(program: &Program, samples: u64, later: bool, path: &PathBuf) -> Result
     let mut rng = Rng(if later { 3 } else { 2 });
     for index in 0..samples {
         let per_mille = index % 1000;
-        if later && per_mille < VANISHED_PER_MILLE {
+        if per_mille < VANISHED_PER_MILLE {
+            if !later {
+                add(
+                    &mut builder,
+                    mapping,
+                    program,
+                    (index, Leaf::Vanished),
+                    1,
+                    &mut rng,
+                );
+            }
             continue;
         }
-        let stack = program.stack(index);
-        add(&mut builder, mapping, program, &stack, &mut rng);
-        if later && per_mille < VANISHED_PER_MILLE + REGRESSED_PER_MILLE {
-            // The same stack again: its values add up, as a regression's would.
-            for _ in 0..9 {
-                add(&mut builder, mapping, program, &stack, &mut rng);
-            }
-        }
+        let regressed = later && per_mille < VANISHED_PER_MILLE + REGRESSED_PER_MILLE;
+        let scale = if regressed { 10 } else { 1 };
+        add(
+            &mut builder,
+            mapping,
+            program,
+            (index, Leaf::Common),
+            scale,
+            &mut rng,
+        );
     }
     if later {
-        for index in 0..samples * APPEARED_PER_MILLE / 1000 {
+        for index in samples..samples + samples * APPEARED_PER_MILLE / 1000 {
             add(
                 &mut builder,
                 mapping,
                 program,
-                &program.stack(samples + index),
+                (index, Leaf::Appeared),
+                1,
                 &mut rng,
             );
         }
@@ -219,12 +274,8 @@ fn write(program: &Program, samples: u64, later: bool, path: &PathBuf) -> Result
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let samples = args.samples as u64;
-    let program = Program::new(
-        samples / 8 + 100,
-        samples / 2 + ROOT_CHAINS * ROOT_CHAIN_DEPTH,
-    );
-    write(&program, samples, false, &args.base)?;
-    write(&program, samples, true, &args.new)?;
+    let program = Program::new(args.samples as u64);
+    write(&program, args.samples as u64, false, &args.base)?;
+    write(&program, args.samples as u64, true, &args.new)?;
     Ok(())
 }

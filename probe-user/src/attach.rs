@@ -13,7 +13,7 @@ use aya::{
 };
 use probe_common::{HookPlan, TargetConfig};
 
-use crate::hooks::Plan;
+use crate::{cgo::CgoHooks, hooks::Plan};
 
 /// Sizes of the kernel maps; every overflow is counted as a drop, never silent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +73,8 @@ pub struct Probe {
 }
 
 const TIMER_PROGRAM: &str = "timer_hook";
+const CGO_CALL_PROGRAM: &str = "cgo_call";
+const CGO_RETURN_PROGRAM: &str = "cgo_return";
 /// Tracepoint programs, each named after its `syscalls/` tracepoint.
 const MMAP_PROGRAMS: [&str; 6] = [
     "sys_enter_mmap",
@@ -89,6 +91,7 @@ impl Probe {
     /// the binary in the target (0 unless PIE).
     pub fn attach(
         plan: &Plan,
+        cgo: Option<&CgoHooks>,
         binary: &Path,
         pid: u32,
         bias: u64,
@@ -143,6 +146,27 @@ impl Probe {
                 })?;
         }
 
+        if let Some(cgo) = cgo {
+            for name in [CGO_CALL_PROGRAM, CGO_RETURN_PROGRAM] {
+                let program: &mut UProbe = program_mut(&mut ebpf, name)?;
+                program
+                    .load()
+                    .map_err(|source| AttachError::Program { name, source })?;
+            }
+            let points = std::iter::once((CGO_CALL_PROGRAM, cgo.call))
+                .chain(cgo.returns.iter().map(|&ret| (CGO_RETURN_PROGRAM, ret)));
+            for (name, file_offset) in points {
+                let program: &mut UProbe = program_mut(&mut ebpf, name)?;
+                let location = UProbeAttachLocation::AbsoluteOffset(file_offset);
+                program
+                    .attach(location, binary, UProbeScope::OneProcess(pid))
+                    .map_err(|source| AttachError::Uprobe {
+                        symbol: name,
+                        source,
+                    })?;
+            }
+        }
+
         ensure_tracefs()?;
         for name in MMAP_PROGRAMS {
             let tracepoint: &mut TracePoint = program_mut(&mut ebpf, name)?;
@@ -163,13 +187,14 @@ impl Probe {
 }
 
 /// Maps the probes fill, read by [`crate::collect`].
-const PROBE_MAPS: [&str; 6] = [
+const PROBE_MAPS: [&str; 7] = [
     "SITES",
     "LIVE",
     "STACKS",
     "HOOK_HITS",
     "DROPS",
     "DELAY_HIST",
+    "TIMER_WORKERS",
 ];
 
 /// The probe's maps, kept after its programs were detached, so a final read sees one consistent

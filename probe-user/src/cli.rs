@@ -2,7 +2,7 @@
 
 use std::{ffi::OsString, path::PathBuf, process::ExitCode, time::Duration};
 
-use analyzer::cli_args;
+use analyzer::{cli_args, inspect};
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
@@ -37,6 +37,19 @@ pub enum Command {
     ///   timerscope record --output leak.pb.gz -- ./server --port 8080
     ///   go tool pprof -top -sample_index=timers_live leak.pb.gz
     Record(RecordArgs),
+    /// Capture continuously on a host: one profile per interval, metrics, pushes (needs root).
+    ///
+    /// Each interval's profile (DIR/<exe>-<pid>-<start>.pb.gz, written atomically) has that
+    /// interval's counts, and the live timers and mappings as of its end. With --exe every
+    /// process running that binary is followed, including ones started later (a restarted
+    /// target is picked up under its new pid). SIGINT/SIGTERM write the current interval and
+    /// exit 0; SIGHUP rotates now.
+    ///
+    /// Examples:
+    ///   timerscope watch --pid 1234 --interval 60s --dir /var/lib/timerscope
+    ///   timerscope watch --exe /usr/local/bin/api --dir /var/lib/timerscope --keep 1440 \
+    ///       --max-disk 2GiB --metrics-addr 127.0.0.1:9464 --push http://pyroscope:4040
+    Watch(WatchArgs),
     /// Compare two profiles per function, like `go tool pprof -diff_base` (no root needed).
     ///
     /// Shows flat and cumulative change per function, each function's share of the total before
@@ -65,6 +78,30 @@ pub enum Command {
     /// Example:
     ///   timerscope flamegraph --sample-index timers_live leak.pb.gz -o leak.svg
     Flamegraph(FlamegraphArgs),
+    /// Inspect Go services through their own net/http/pprof endpoints (no root needed).
+    ///
+    /// One run is one round, meant for cron or a CI schedule: pull each service's profiles
+    /// (cpu, heap, goroutine, block, mutex; a few services at a time, with timeouts and retries),
+    /// store them under STORE/<service>/<profile>/<timestamp>.pb.gz, and compare each with the
+    /// service's previous round and its baseline. Reports per service: function shares that
+    /// moved more than --threshold points, the slopes of heap in-use bytes and goroutines over
+    /// the stored rounds, and the classifier's findings (a function whose memory grows while its
+    /// goroutines pile up is one finding). A service that does not answer is reported as
+    /// unreachable; the others still run. Exit status 3 when something reaches --fail-on.
+    ///
+    /// Targets file (TOML; YAML with the same keys also works):
+    ///   [[services]]
+    ///   name = "checkout"
+    ///   url = "http://10.0.0.7:6060"
+    ///   profiles = ["cpu", "heap", "goroutine"]
+    ///   threshold = 10.0     # optional: pp, instead of --threshold
+    ///
+    /// Examples:
+    ///   timerscope inspect --targets services.toml --store /var/lib/timerscope
+    ///   timerscope inspect --targets services.yaml --cpu-seconds 10 --json --fail-on high
+    ///   timerscope inspect baseline set checkout            # pin the newest round
+    #[command(verbatim_doc_comment)]
+    Inspect(InspectArgs),
 }
 
 #[derive(Debug, Args)]
@@ -121,6 +158,62 @@ pub struct FlamegraphArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(subcommand_negates_reqs = true)]
+pub struct InspectArgs {
+    #[command(subcommand)]
+    pub action: Option<InspectAction>,
+    /// The services to inspect: a TOML (*.toml) or YAML (*.yaml, *.yml) file.
+    #[arg(long, required = true)]
+    pub targets: Option<PathBuf>,
+    /// Where rounds are stored [default: $XDG_STATE_HOME/timerscope/inspect, else
+    /// ~/.local/state/timerscope/inspect].
+    #[arg(long, global = true)]
+    pub store: Option<PathBuf>,
+    /// Length of each CPU profile in seconds.
+    #[arg(long, default_value_t = inspect::DEFAULT_CPU_SECONDS,
+          value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub cpu_seconds: u32,
+    /// Flag functions whose share of a profile moved by more than this many percentage points
+    /// since the baseline or the previous round (a service's own `threshold` wins).
+    #[arg(long, default_value_t = cli_args::DEFAULT_THRESHOLD_PP)]
+    pub threshold: f64,
+    /// Rounds kept per service; older ones are deleted, except the pinned baseline.
+    #[arg(long, default_value_t = inspect::DEFAULT_KEEP_ROUNDS as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep: u64,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit with status 3 when a finding, share shift or growth of this severity or higher exists.
+    #[arg(long, value_name = "low|medium|high")]
+    pub fail_on: Option<analyzer::classify::Severity>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InspectAction {
+    /// Choose the round each later round is compared with.
+    #[command(subcommand)]
+    Baseline(BaselineAction),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BaselineAction {
+    /// Pin a stored round of SERVICE as its baseline (without one, the oldest stored round is
+    /// used).
+    ///
+    /// Example:
+    ///   timerscope inspect --store /var/lib/timerscope baseline set checkout 20260127T1015
+    #[command(verbatim_doc_comment)]
+    Set {
+        /// The service's name in the targets file.
+        service: String,
+        /// The round: its timestamp as in the report (YYYYmmddTHHMMSS.mmmZ), RFC 3339, or a
+        /// unique prefix [default: the newest round].
+        timestamp: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
 pub struct RecordArgs {
     /// Process to attach to. Without it, the command after `--` is launched and recorded from
     /// its first instruction until it exits; its exit status is passed through.
@@ -137,6 +230,36 @@ pub struct RecordArgs {
     /// Command to launch and record.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Process to watch; the watch ends when it exits.
+    #[arg(long, conflicts_with = "exe", required_unless_present = "exe")]
+    pub pid: Option<u32>,
+    /// Watch every process running this binary, now and later.
+    #[arg(long)]
+    pub exe: Option<PathBuf>,
+    /// Length of one profile's interval.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+    /// Directory for the profiles (created if missing).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Keep at most this many profiles (oldest deleted first).
+    #[arg(long)]
+    pub keep: Option<usize>,
+    /// Keep the profiles under this total size (e.g. 500MiB, 2GiB).
+    #[arg(long)]
+    pub max_disk: Option<bytesize::ByteSize>,
+    /// Serve Prometheus metrics here (e.g. 127.0.0.1:9464).
+    #[arg(long)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Push each profile to this Pyroscope server (its /ingest API); spooled while it is down.
+    #[arg(long, value_name = "URL")]
+    pub push: Option<String>,
+    #[command(flatten)]
+    pub sizes: MapSizeArgs,
 }
 
 /// Kernel map sizes. Overflows are counted and reported, never silent; raise these when they
@@ -181,6 +304,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", outcome.output.display());
             Ok(exit_code_of(outcome.command_status))
         }
+        Command::Watch(args) => {
+            let target = match (args.pid, args.exe) {
+                (Some(pid), _) => crate::watch::WatchTarget::Pid(pid),
+                (None, Some(exe)) => crate::watch::WatchTarget::Exe(exe),
+                (None, None) => unreachable!("clap requires --pid or --exe"),
+            };
+            crate::watch::watch(crate::watch::WatchOptions {
+                target,
+                interval: args.interval,
+                dir: args.dir,
+                keep: args.keep,
+                max_disk: args.max_disk.map(|size| size.as_u64()),
+                metrics_addr: args.metrics_addr,
+                push: args.push,
+                sizes: (&args.sizes).into(),
+            })
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Diff(args) => Ok(analyze(|| {
             let report = cli_args::run_diff(&cli_args::DiffOptions {
                 base: args.base,
@@ -211,6 +353,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{summary}");
             Ok(0)
         })),
+        Command::Inspect(args) => Ok(analyze(|| inspect_command(args))),
+    }
+}
+
+fn inspect_command(args: InspectArgs) -> anyhow::Result<i32> {
+    let store = args.store.unwrap_or_else(inspect::default_store_dir);
+    match (args.action, args.targets) {
+        (Some(InspectAction::Baseline(BaselineAction::Set { service, timestamp })), _) => {
+            let round = inspect::set_baseline(&store, &service, timestamp.as_deref())?;
+            let profiles: Vec<&str> = round.profiles.keys().map(|k| k.name()).collect();
+            println!(
+                "{service}: baseline pinned to round {} ({}) in {}",
+                round.timestamp,
+                profiles.join(", "),
+                store.display()
+            );
+            Ok(0)
+        }
+        (None, Some(targets)) => {
+            let report = inspect::run_inspect(&inspect::InspectOptions {
+                targets,
+                store,
+                pull: inspect::pull::PullSettings {
+                    cpu_seconds: args.cpu_seconds,
+                    ..Default::default()
+                },
+                threshold_pp: args.threshold,
+                keep_rounds: usize::try_from(args.keep).unwrap_or(usize::MAX),
+            })?;
+            print_report(&report, args.json);
+            Ok(cli_args::inspect_exit_status(&report, args.fail_on))
+        }
+        (None, None) => unreachable!("clap requires --targets without a subcommand"),
     }
 }
 

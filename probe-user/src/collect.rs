@@ -7,7 +7,9 @@ use aya::{
     Ebpf,
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
 };
-use probe_common::{DELAY_BUCKETS, LiveTimer, MmapEvent, SiteKey, SiteValue, drop, site_flag};
+use probe_common::{
+    DELAY_BUCKETS, LiveTimer, MmapEvent, SiteKey, SiteValue, TimerWorker, drop, site_flag,
+};
 
 use crate::mappings::LiveMappings;
 
@@ -34,6 +36,9 @@ pub struct Snapshot {
     pub drops: [u64; drop::COUNT as usize],
     /// Timer fires by lateness: bucket `b` counts delays in `[2^(b-1), 2^b)` ns.
     pub fire_delays: Vec<u64>,
+    /// Go <= 1.13: callback time of each timer goroutine (`runtime.timerproc`) seen running a
+    /// callback, by its timer bucket's address.
+    pub timer_workers: Vec<(u64, TimerWorker)>,
 }
 
 impl Snapshot {
@@ -43,6 +48,31 @@ impl Snapshot {
 
     pub fn total_events(&self) -> u64 {
         self.hook_hits.iter().sum()
+    }
+
+    /// Profile comments on Go <= 1.13's timer goroutines, none on other releases:
+    /// `timerproc_goroutines` (that ran a callback while recorded), `timerproc_callbacks`,
+    /// `timerproc_busy_ns` (total time inside callbacks) and `timerproc_busy_ns_each` (per
+    /// goroutine, busiest first).
+    pub fn timer_worker_comments(&self) -> Vec<String> {
+        let mut busy: Vec<u64> = self
+            .timer_workers
+            .iter()
+            .filter(|(_, w)| w.callbacks > 0)
+            .map(|(_, w)| w.busy_ns)
+            .collect();
+        if busy.is_empty() {
+            return Vec::new();
+        }
+        busy.sort_unstable_by(|a, b| b.cmp(a));
+        let callbacks: u64 = self.timer_workers.iter().map(|(_, w)| w.callbacks).sum();
+        let each: Vec<String> = busy.iter().map(u64::to_string).collect();
+        vec![
+            format!("timerproc_goroutines={}", busy.len()),
+            format!("timerproc_callbacks={callbacks}"),
+            format!("timerproc_busy_ns={}", busy.iter().sum::<u64>()),
+            format!("timerproc_busy_ns_each={}", each.join(",")),
+        ]
     }
 
     /// What happened since `earlier` (a snapshot of the same probes): counts become the
@@ -72,6 +102,21 @@ impl Snapshot {
         for (drop, then) in drops.iter_mut().zip(earlier.drops) {
             *drop -= then;
         }
+        let workers_before: HashMap<u64, TimerWorker> =
+            earlier.timer_workers.iter().copied().collect();
+        let timer_workers = self
+            .timer_workers
+            .iter()
+            .map(|(key, now)| {
+                let then = workers_before.get(key).copied().unwrap_or_default();
+                let delta = TimerWorker {
+                    busy_ns: now.busy_ns - then.busy_ns,
+                    callbacks: now.callbacks - then.callbacks,
+                    running_since: now.running_since,
+                };
+                (*key, delta)
+            })
+            .collect();
         Snapshot {
             sites,
             live: self.live.clone(),
@@ -80,6 +125,7 @@ impl Snapshot {
             hook_hits: minus(&self.hook_hits, &earlier.hook_hits),
             drops,
             fire_delays: minus(&self.fire_delays, &earlier.fire_delays),
+            timer_workers,
         }
     }
 
@@ -207,6 +253,11 @@ pub fn snapshot(
     let mut drops = [0; drop::COUNT as usize];
     drops.copy_from_slice(&drop_sums);
     let fire_delays = per_cpu_sums(ebpf, "DELAY_HIST", DELAY_BUCKETS)?;
+    let timer_workers = BpfHashMap::<_, u64, TimerWorker>::try_from(map(ebpf, "TIMER_WORKERS"))
+        .map_err(err("TIMER_WORKERS"))?
+        .iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err("TIMER_WORKERS"))?;
     Ok(Snapshot {
         sites,
         live,
@@ -215,5 +266,6 @@ pub fn snapshot(
         hook_hits,
         drops,
         fire_delays,
+        timer_workers,
     })
 }

@@ -2,14 +2,14 @@
 //! Pyroscope, Parca and speedscope read.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeSet, HashMap},
     time::{Duration, SystemTime},
 };
 
 use analyzer::{Frame, MappingSpec, ProfileBuilder, SampleLabel, pprof::Profile};
 use probe_common::{SiteKey, drop, event, site_flag};
 
-use crate::{collect::Snapshot, mappings::Origin, symbolize::Symbolizer};
+use crate::{collect::Snapshot, libraries::Libraries, mappings::Origin, symbolize::Symbolizer};
 
 /// Sample types, in value order. The names are part of the CLI contract.
 pub const SAMPLE_TYPES: [(&str, &str); 10] = [
@@ -43,6 +43,7 @@ pub const DROP_NAMES: [&str; drop::COUNT as usize] = [
     "read_fault",
     "mmap_pending_full",
     "mmap_event_lost",
+    "cgo_calls_full",
 ];
 
 /// Facts about the recording that go into the profile's header and comments.
@@ -91,8 +92,11 @@ pub fn timer_kind(callback: Option<&str>, periodic: bool) -> &'static str {
 struct Encoder<'a> {
     builder: ProfileBuilder,
     symbolizer: &'a mut Symbolizer,
+    libraries: &'a Libraries,
     mapping_id: u64,
     mapping: &'a MappingSpec,
+    /// pprof mapping ids of the shared libraries used so far, by path.
+    library_mappings: HashMap<String, u64>,
 }
 
 impl Encoder<'_> {
@@ -103,12 +107,46 @@ impl Encoder<'_> {
             .map(|(depth, &pc)| {
                 // Every frame but the leaf is a return address: look up the call itself.
                 let address = if depth == 0 { pc } else { pc - 1 };
-                let in_binary = (self.mapping.start..self.mapping.limit).contains(&address);
-                let frames = self.symbolizer.frames(address).to_vec();
-                let mapping = if in_binary { self.mapping_id } else { 0 };
-                self.builder.location(mapping, address, &frames)
+                self.location(address)
             })
             .collect()
+    }
+
+    /// The location of one address: in the binary (DWARF or pclntab), in a shared library
+    /// (its symbol table), or bare.
+    fn location(&mut self, address: u64) -> u64 {
+        if (self.mapping.start..self.mapping.limit).contains(&address) {
+            let frames = self.symbolizer.frames(address).to_vec();
+            return self.builder.location(self.mapping_id, address, &frames);
+        }
+        let Some((library, function)) = self.libraries.lookup(address) else {
+            return self.builder.location(0, address, &[]);
+        };
+        let frames: Vec<Frame> = function
+            .map(|name| Frame {
+                function: name.to_owned(),
+                system_name: name.to_owned(),
+                file: library.path.clone(),
+                ..Frame::default()
+            })
+            .into_iter()
+            .collect();
+        let mapping_id = match self.library_mappings.get(&library.path) {
+            Some(&id) => id,
+            None => {
+                let id = self.builder.add_mapping(MappingSpec {
+                    start: library.start,
+                    limit: library.end,
+                    offset: library.offset,
+                    file: library.path.clone(),
+                    has_functions: true,
+                    ..MappingSpec::default()
+                });
+                self.library_mappings.insert(library.path.clone(), id);
+                id
+            }
+        };
+        self.builder.location(mapping_id, address, &frames)
     }
 
     /// A single made-up frame, for things that have no stack of their own.
@@ -132,9 +170,24 @@ impl Encoder<'_> {
     fn mapping_sample(&mut self, origin: Origin, values: Values, snapshot: &Snapshot) {
         let (locations, class) = match origin {
             Origin::PreExisting(class) => (self.synthetic("[pre-existing]"), class.label()),
-            Origin::Call { stack_id, class } => {
-                let pcs = snapshot.stacks.get(&stack_id).cloned().unwrap_or_default();
-                let locations = self.stack(&pcs);
+            Origin::Call { stack, class } => {
+                let pcs = snapshot
+                    .stacks
+                    .get(&stack.stack_id)
+                    .cloned()
+                    .unwrap_or_default();
+                let go_pcs = snapshot.stacks.get(&stack.cgo_stack_id);
+                let locations = match go_pcs {
+                    // Called from C: keep where the syscall was made, then continue with the Go
+                    // stack that entered C (frame pointers cannot be followed through C).
+                    Some(go_pcs) => {
+                        let mut locations = self.stack(&pcs[..pcs.len().min(1)]);
+                        locations.extend(self.synthetic("[C code: no frame pointers]"));
+                        locations.extend(self.stack(go_pcs));
+                        locations
+                    }
+                    None => self.stack(&pcs),
+                };
                 // The runtime's heap arenas are mapped from (*mheap) methods.
                 let arena = pcs.iter().enumerate().any(|(depth, &pc)| {
                     let address = if depth == 0 { pc } else { pc - 1 };
@@ -179,6 +232,7 @@ pub fn encode(
     snapshot: &Snapshot,
     recording: &Recording,
     symbolizer: &mut Symbolizer,
+    libraries: &Libraries,
 ) -> Result<Profile, analyzer::ProfileError> {
     let mut builder = ProfileBuilder::new(&SAMPLE_TYPES, DEFAULT_SAMPLE_TYPE);
     let start_nanos = recording
@@ -204,8 +258,10 @@ pub fn encode(
     let mut encoder = Encoder {
         builder,
         symbolizer,
+        libraries,
         mapping_id,
         mapping: &recording.mapping,
+        library_mappings: HashMap::new(),
     };
     let mut rows = Vec::new();
     for (site, value) in &snapshot.sites {

@@ -4,11 +4,15 @@
 
 use probe_common::{HookPlan, TargetConfig, ValueSource, event, hook_flag, reg};
 
-use crate::target::{GoVersion, Target, dwarf, prologue};
+use crate::target::{GoVersion, Symbol, Target, body, dwarf, prologue};
 
-/// The two designs of the Go runtime's timers this table knows (see go-runtime-timers.md §1).
+/// The designs of the Go runtime's timers this table knows (see go-runtime-timers.md §1, and
+/// README "Old Go versions" for Go <= 1.18).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimerFamily {
+    /// Go 1.12-1.13: 64 timer buckets, each a heap run by its own `runtime.timerproc`
+    /// goroutine, which calls the callbacks itself.
+    Timerproc,
     /// Go 1.14-1.22: per-P heaps of `runtime.timer` with a status word.
     StatusWord,
     /// Go 1.23+: locked timers; channel timers are heaped only while someone waits.
@@ -19,6 +23,7 @@ impl TimerFamily {
     /// Short name written into profiles (`timer_family=...`).
     pub fn label(self) -> &'static str {
         match self {
+            Self::Timerproc => "timerproc",
             Self::StatusWord => "A",
             Self::Locked => "B",
         }
@@ -44,13 +49,47 @@ impl ChannelMode {
     }
 }
 
+/// Where in its function a hook's probe goes, and what decoding that function fills into the
+/// hook's plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Placement {
+    /// Right after the stack check: once per call, arguments in place (every function hook).
+    AfterStackCheck,
+    /// On the load of `timer.f` with which Go <= 1.13's timerproc starts running a due timer;
+    /// the timer is the load's base register.
+    AtCallbackLoad,
+    /// Right after Go <= 1.13's `time.Sleep` stores its timer's callback; the timer is the
+    /// store's base register.
+    AfterCallbackStore,
+    /// On timerproc's call of the callback; the worker is timerproc's bucket argument.
+    AtCallbackCall,
+    /// On the instruction the callback returns to.
+    AfterCallbackCall,
+}
+
 struct HookSpec {
     symbol: &'static str,
+    placement: Placement,
     plan: HookPlan,
+}
+
+/// A hook probed right after the stack check.
+const fn at_entry(symbol: &'static str, plan: HookPlan) -> HookSpec {
+    HookSpec {
+        symbol,
+        placement: Placement::AfterStackCheck,
+        plan,
+    }
 }
 
 const fn reg(slot: u32) -> ValueSource {
     ValueSource::register(slot)
+}
+
+/// Argument word `n` (from 0) in Go's stack ABI (Go <= 1.16), at the probe after the stack
+/// check: the return address is at 0(SP).
+const fn arg(n: u32) -> ValueSource {
+    ValueSource::stack(8 + 8 * n)
 }
 
 /// A hook whose values are all read from the timer struct.
@@ -64,6 +103,7 @@ const fn timer_in(event: u32, timer: ValueSource) -> HookPlan {
         callback: ValueSource::NONE,
         arg_data: ValueSource::NONE,
         now: ValueSource::NONE,
+        worker: ValueSource::NONE,
     }
 }
 
@@ -79,8 +119,20 @@ const fn modify(event: u32, flags: u32) -> HookPlan {
         // arg is an `any`: type word in RSI, data word in R8.
         arg_data: reg(reg::R8),
         now: ValueSource::NONE,
+        worker: ValueSource::NONE,
     }
 }
+
+/// `modtimer(t, when, period, f, arg any, seq)` in the stack ABI: one word each, two for `arg`.
+const STACK_MODTIMER: HookPlan = HookPlan {
+    timer: arg(0),
+    when: arg(1),
+    period: arg(2),
+    callback: arg(3),
+    // arg(4) is the `any`'s type word.
+    arg_data: arg(5),
+    ..timer_in(event::RESET, ValueSource::NONE)
+};
 
 const fn fire(timer: ValueSource, now: ValueSource) -> HookPlan {
     HookPlan {
@@ -89,90 +141,193 @@ const fn fire(timer: ValueSource, now: ValueSource) -> HookPlan {
     }
 }
 
-/// Family A, register ABI (Go 1.17-1.22). Verified live on 1.19/1.21/1.22.
+/// A hook inside a function body; the placement fills in the register or slot it reads.
+const fn in_body(symbol: &'static str, placement: Placement, plan: HookPlan) -> HookSpec {
+    HookSpec {
+        symbol,
+        placement,
+        plan: HookPlan {
+            flags: plan.flags | hook_flag::IN_BODY,
+            ..plan
+        },
+    }
+}
+
+/// Go 1.12-1.13, stack ABI. Creation is an `addtimer` of a timer that has no bucket yet (a
+/// Reset stops the timer and adds it again: that counts as a reset). Sleep arms `g.timer`
+/// without calling addtimer. Fires happen inside timerproc, which is also timed per goroutine.
+/// Verified live on ibazel 0.10.3 (go1.12.5) and 0.11.1 (go1.13.5).
+const TIMERPROC_HOOKS: &[HookSpec] = &[
+    at_entry(
+        "runtime.addtimer",
+        HookPlan {
+            flags: hook_flag::CREATE_IF_UNINITIALIZED,
+            ..timer_in(event::RESET, arg(0))
+        },
+    ),
+    // Network deadlines.
+    at_entry("runtime.modtimer", STACK_MODTIMER),
+    at_entry("runtime.deltimer", timer_in(event::STOPPED, arg(0))),
+    in_body(
+        "time.Sleep",
+        Placement::AfterCallbackStore,
+        timer_in(event::RESET, ValueSource::NONE),
+    ),
+    in_body(
+        "runtime.timerproc",
+        Placement::AtCallbackLoad,
+        fire(ValueSource::NONE, ValueSource::MONOTONIC_NOW),
+    ),
+    in_body(
+        "runtime.timerproc",
+        Placement::AtCallbackCall,
+        timer_in(event::CALLBACK_BEGIN, ValueSource::NONE),
+    ),
+    in_body(
+        "runtime.timerproc",
+        Placement::AfterCallbackCall,
+        timer_in(event::CALLBACK_END, ValueSource::NONE),
+    ),
+];
+
+/// Family A in the stack ABI (Go 1.14-1.16): the same functions as 1.17+, arguments on the
+/// stack. Verified live on ibazel 0.15.10 (go1.14.2) and etcd 3.5.1 (go1.16.3).
+const STACK_STATUS_WORD_HOOKS: &[HookSpec] = &[
+    at_entry("runtime.addtimer", timer_in(event::CREATED, arg(0))),
+    at_entry("runtime.modtimer", STACK_MODTIMER),
+    at_entry("runtime.deltimer", timer_in(event::STOPPED, arg(0))),
+    // runOneTimer(pp *p, t *timer, now int64)
+    at_entry("runtime.runOneTimer", fire(arg(1), arg(2))),
+    at_entry(
+        "runtime.checkTimers",
+        timer_in(event::TIMER_LOOP, ValueSource::NONE),
+    ),
+];
+
+/// Family A, register ABI (Go 1.17-1.22). Verified live on 1.19/1.21/1.22, and on ibazel
+/// 0.16.2 (go1.17.6).
 const STATUS_WORD_HOOKS: &[HookSpec] = &[
-    HookSpec {
-        symbol: "runtime.addtimer",
-        plan: timer_in(event::CREATED, reg(reg::RAX)),
-    },
-    HookSpec {
-        symbol: "runtime.modtimer",
-        plan: modify(event::RESET, 0),
-    },
-    HookSpec {
-        symbol: "runtime.deltimer",
-        plan: timer_in(event::STOPPED, reg(reg::RAX)),
-    },
-    HookSpec {
-        symbol: "runtime.runOneTimer",
-        plan: fire(reg(reg::RBX), reg(reg::RCX)),
-    },
-    HookSpec {
-        symbol: "runtime.checkTimers",
-        plan: timer_in(event::TIMER_LOOP, ValueSource::NONE),
-    },
+    at_entry("runtime.addtimer", timer_in(event::CREATED, reg(reg::RAX))),
+    at_entry("runtime.modtimer", modify(event::RESET, 0)),
+    at_entry("runtime.deltimer", timer_in(event::STOPPED, reg(reg::RAX))),
+    at_entry("runtime.runOneTimer", fire(reg(reg::RBX), reg(reg::RCX))),
+    at_entry(
+        "runtime.checkTimers",
+        timer_in(event::TIMER_LOOP, ValueSource::NONE),
+    ),
 ];
 
 /// Family B (Go 1.23+). Creation is the first `modify` of a timer `time.newTimer` allocated
 /// (its `f` still nil); `time.newTimer` itself has no timer pointer yet.
 const LOCKED_HOOKS: &[HookSpec] = &[
-    HookSpec {
-        symbol: "runtime.(*timer).modify",
-        plan: modify(event::RESET, hook_flag::CREATE_IF_UNINITIALIZED),
-    },
-    HookSpec {
-        symbol: "runtime.(*timer).stop",
-        plan: timer_in(event::STOPPED, reg(reg::RAX)),
-    },
-    HookSpec {
-        symbol: "runtime.(*timer).unlockAndRun",
-        plan: fire(reg(reg::RAX), reg(reg::RBX)),
-    },
-    HookSpec {
-        symbol: "runtime.(*timers).check",
-        plan: timer_in(event::TIMER_LOOP, ValueSource::NONE),
-    },
+    at_entry(
+        "runtime.(*timer).modify",
+        modify(event::RESET, hook_flag::CREATE_IF_UNINITIALIZED),
+    ),
+    at_entry(
+        "runtime.(*timer).stop",
+        timer_in(event::STOPPED, reg(reg::RAX)),
+    ),
+    at_entry(
+        "runtime.(*timer).unlockAndRun",
+        fire(reg(reg::RAX), reg(reg::RBX)),
+    ),
+    at_entry(
+        "runtime.(*timers).check",
+        timer_in(event::TIMER_LOOP, ValueSource::NONE),
+    ),
 ];
 
-/// Struct offsets for binaries without DWARF (from go-runtime-timers.md §5; DWARF wins when
-/// present). Rows are inclusive ranges of Go 1.x minor versions.
+/// How arguments are passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Abi {
+    /// Go <= 1.16: on the stack; `g` lives in thread-local storage.
+    Stack,
+    /// Go 1.17+: in registers; `g` in R14.
+    Register,
+}
+
+/// One Go release range: its hooks, and struct offsets for binaries without DWARF (from
+/// go-runtime-timers.md §5 and, for Go <= 1.18, the DWARF of the binaries README "Old Go
+/// versions" names; DWARF wins when present). Rows are inclusive ranges of Go 1.x minor
+/// versions.
 struct LayoutRow {
     minors: (u32, u32),
     family: TimerFamily,
+    abi: Abi,
+    hooks: &'static [HookSpec],
     timer_when: u32,
     timer_period: u32,
     timer_f: u32,
     timer_arg: u32,
+    /// The timer field nil until the first arm ([`hook_flag::CREATE_IF_UNINITIALIZED`]): its
+    /// DWARF member name and offset; `None` when no hook asks.
+    unarmed_marker: Option<(&'static str, u32)>,
     g_goid: u32,
 }
 
 const LAYOUTS: &[LayoutRow] = &[
+    // runtime.timer{tb, i, when, period, f, arg, seq}: DWARF of go1.12.9 and go1.13.8 builds.
     LayoutRow {
-        minors: (19, 22),
+        minors: (12, 13),
+        family: TimerFamily::Timerproc,
+        abi: Abi::Stack,
+        hooks: TIMERPROC_HOOKS,
+        timer_when: 16,
+        timer_period: 24,
+        timer_f: 32,
+        timer_arg: 40,
+        unarmed_marker: Some(("tb", 0)),
+        g_goid: 152,
+    },
+    // runtime.timer{pp, when, period, f, arg, seq, nextwhen, status}, as in 1.19.
+    LayoutRow {
+        minors: (14, 16),
         family: TimerFamily::StatusWord,
+        abi: Abi::Stack,
+        hooks: STACK_STATUS_WORD_HOOKS,
         timer_when: 8,
         timer_period: 16,
         timer_f: 24,
         timer_arg: 32,
+        unarmed_marker: None,
+        g_goid: 152,
+    },
+    LayoutRow {
+        minors: (17, 22),
+        family: TimerFamily::StatusWord,
+        abi: Abi::Register,
+        hooks: STATUS_WORD_HOOKS,
+        timer_when: 8,
+        timer_period: 16,
+        timer_f: 24,
+        timer_arg: 32,
+        unarmed_marker: None,
         g_goid: 152,
     },
     LayoutRow {
         minors: (23, 24),
         family: TimerFamily::Locked,
+        abi: Abi::Register,
+        hooks: LOCKED_HOOKS,
         timer_when: 16,
         timer_period: 24,
         timer_f: 32,
         timer_arg: 40,
+        unarmed_marker: Some(("f", 32)),
         g_goid: 160,
     },
     // 1.25 inserted `timer.rand`, shifting every later field by 8; g.goid moved back.
     LayoutRow {
         minors: (25, 27),
         family: TimerFamily::Locked,
+        abi: Abi::Register,
+        hooks: LOCKED_HOOKS,
         timer_when: 24,
         timer_period: 32,
         timer_f: 40,
         timer_arg: 48,
+        unarmed_marker: Some(("f", 40)),
         g_goid: 152,
     },
 ];
@@ -183,7 +338,8 @@ pub struct PlannedHook {
     pub symbol: &'static str,
     /// Link-time address of the probed instruction.
     pub address: u64,
-    /// Offset of the probe from the function entry (after the stack check).
+    /// Offset of the probe from the function entry (after the stack check, or inside the body
+    /// for Go <= 1.13's timerproc and Sleep).
     pub entry_offset: u64,
     /// File offset, what the uprobe attaches to.
     pub file_offset: u64,
@@ -210,7 +366,7 @@ pub struct Plan {
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error(
-        "{version} has no hook table (supported: Go 1.19 to 1.27): upgrade timerscope or \
+        "{version} has no hook table (supported: Go 1.12 to 1.27): upgrade timerscope or \
          rebuild the program with a supported Go release"
     )]
     UnsupportedVersion { version: GoVersion },
@@ -218,35 +374,40 @@ pub enum PlanError {
     MissingSymbol(&'static str),
     #[error("cannot find the stack check in {0}'s prologue: refusing to probe at a guessed offset")]
     UnrecognizedPrologue(&'static str),
+    #[error("cannot find {what} in the code of {symbol}: refusing to probe at a guessed place")]
+    UnrecognizedBody {
+        symbol: &'static str,
+        what: &'static str,
+    },
 }
 
 impl Plan {
     pub fn for_target(target: &Target) -> Result<Self, PlanError> {
         let version = target.version();
         let row = layout_row(version)?;
-        let specs = match row.family {
-            TimerFamily::StatusWord => STATUS_WORD_HOOKS,
-            TimerFamily::Locked => LOCKED_HOOKS,
+        let (config, offsets_source) = match dwarf_offsets(target) {
+            Some(config) => (config, "dwarf"),
+            None => (table_layout(row), "table"),
         };
         // The linker drops runtime functions a program never reaches (a program that makes no
         // timers of its own has no `runtime.addtimer`): probe what exists, refuse only when
         // nothing does.
         let mut hooks = Vec::new();
         let mut missing_hooks = Vec::new();
-        for spec in specs {
-            match place(target, spec) {
+        for spec in row.hooks {
+            match place(target, spec, &config) {
                 Ok(hook) => hooks.push(hook),
-                Err(PlanError::MissingSymbol(symbol)) => missing_hooks.push(symbol),
+                Err(PlanError::MissingSymbol(symbol)) => {
+                    if !missing_hooks.contains(&symbol) {
+                        missing_hooks.push(symbol);
+                    }
+                }
                 Err(other) => return Err(other),
             }
         }
         if hooks.is_empty() {
-            return Err(PlanError::MissingSymbol(specs[0].symbol));
+            return Err(PlanError::MissingSymbol(row.hooks[0].symbol));
         }
-        let (config, offsets_source) = match dwarf_offsets(target) {
-            Some(config) => (config, "dwarf"),
-            None => (table_layout(row), "table"),
-        };
         Ok(Self {
             version,
             family: row.family,
@@ -259,15 +420,25 @@ impl Plan {
     }
 }
 
-fn place(target: &Target, spec: &HookSpec) -> Result<PlannedHook, PlanError> {
+fn place(
+    target: &Target,
+    spec: &HookSpec,
+    config: &TargetConfig,
+) -> Result<PlannedHook, PlanError> {
     let symbol = target
         .function(spec.symbol)
         .ok_or(PlanError::MissingSymbol(spec.symbol))?;
-    let code = target
-        .code(symbol, 64)
-        .ok_or(PlanError::UnrecognizedPrologue(spec.symbol))?;
-    let entry_offset = prologue::probe_offset(code, symbol.address)
-        .ok_or(PlanError::UnrecognizedPrologue(spec.symbol))?;
+    let (entry_offset, plan) = match spec.placement {
+        Placement::AfterStackCheck => {
+            let code = target
+                .code(symbol, 64)
+                .ok_or(PlanError::UnrecognizedPrologue(spec.symbol))?;
+            let offset = prologue::probe_offset(code, symbol.address)
+                .ok_or(PlanError::UnrecognizedPrologue(spec.symbol))?;
+            (offset, spec.plan)
+        }
+        placement => place_in_body(target, spec, symbol, placement, config)?,
+    };
     let address = symbol.address + entry_offset;
     let file_offset = target
         .elf
@@ -278,8 +449,63 @@ fn place(target: &Target, spec: &HookSpec) -> Result<PlannedHook, PlanError> {
         address,
         entry_offset,
         file_offset,
-        plan: spec.plan,
+        plan,
     })
+}
+
+/// Decodes a function's body for an in-body hook: the probe's offset, and the plan with the
+/// register or stack slot the decoding found.
+fn place_in_body(
+    target: &Target,
+    spec: &HookSpec,
+    symbol: Symbol,
+    placement: Placement,
+    config: &TargetConfig,
+) -> Result<(u64, HookPlan), PlanError> {
+    let unrecognized = |what| PlanError::UnrecognizedBody {
+        symbol: spec.symbol,
+        what,
+    };
+    let code = usize::try_from(symbol.size)
+        .ok()
+        .and_then(|size| target.code(symbol, size))
+        .ok_or(unrecognized("the function's code"))?;
+    let entry = symbol.address;
+    let f = u64::from(config.timer_f);
+    let mut plan = spec.plan;
+    let offset = match placement {
+        Placement::AfterStackCheck => unreachable!("placed by `place`"),
+        Placement::AtCallbackLoad => {
+            // The callback's argument (`arg`, two words) is loaded next to `f`.
+            let arg_type = u64::from(config.timer_arg_data - 8);
+            let load = body::timer_callback_load(code, entry, f, &[arg_type, arg_type + 8])
+                .ok_or(unrecognized("the load of timer.f and its argument"))?;
+            plan.timer = ValueSource::register(load.timer_register);
+            load.offset
+        }
+        Placement::AfterCallbackStore => {
+            let store = body::after_timer_callback_store(code, entry, f)
+                .ok_or(unrecognized("the store of timer.f"))?;
+            plan.timer = ValueSource::register(store.timer_register);
+            store.offset
+        }
+        Placement::AtCallbackCall | Placement::AfterCallbackCall => {
+            let call = body::only_indirect_call(code, entry)
+                .ok_or(unrecognized("exactly one call through a register"))?;
+            let frame = body::frame_size(code, entry)
+                .and_then(|frame| u32::try_from(frame).ok())
+                .ok_or(unrecognized("the frame size in the prologue"))?;
+            // The bucket, timerproc's only argument, is the first word of the caller's
+            // argument area, above the frame and the return address.
+            plan.worker = ValueSource::stack(frame + 8);
+            if placement == Placement::AtCallbackCall {
+                call.call_offset
+            } else {
+                call.return_offset
+            }
+        }
+    };
+    Ok((offset, plan))
 }
 
 /// The table row for a Go release; releases outside the table are refused, never guessed.
@@ -301,23 +527,41 @@ fn table_layout(row: &LayoutRow) -> TargetConfig {
         timer_period: row.timer_period,
         timer_f: row.timer_f,
         timer_arg_data: row.timer_arg + 8,
-        g_goid: row.g_goid,
+        timer_unarmed_marker: row.unarmed_marker.map_or(0, |(_, offset)| offset),
+        g_goid: goid_readable(row, row.g_goid),
         ..TargetConfig::default()
     }
 }
 
-/// The struct offsets the binary's own DWARF gives; `None` without DWARF.
+/// `g.goid`'s offset where the probes can reach the current `g`; 0 (unread) in the stack ABI,
+/// whose `g` is in thread-local storage, not R14.
+fn goid_readable(row: &LayoutRow, g_goid: u32) -> u32 {
+    match row.abi {
+        Abi::Register => g_goid,
+        Abi::Stack => 0,
+    }
+}
+
+/// The struct offsets the binary's own DWARF gives; `None` without DWARF (or for a release the
+/// table does not know).
 pub fn dwarf_offsets(target: &Target) -> Option<TargetConfig> {
+    let row = layout_row(target.version()).ok()?;
     let offsets = dwarf::struct_offsets(target.image(), &["runtime.timer", "runtime.g"])?;
     let timer = offsets.get("runtime.timer")?;
     let field = |name: &str| timer.get(name).and_then(|&o| u32::try_from(o).ok());
+    let timer_unarmed_marker = match row.unarmed_marker {
+        Some((member, _)) => field(member)?,
+        None => 0,
+    };
+    let g_goid = u32::try_from(*offsets.get("runtime.g")?.get("goid")?).ok()?;
     Some(TargetConfig {
         timer_when: field("when")?,
         timer_period: field("period")?,
         timer_f: field("f")?,
         // `arg` is an `any`: its data word follows the type word.
         timer_arg_data: field("arg")? + 8,
-        g_goid: u32::try_from(*offsets.get("runtime.g")?.get("goid")?).ok()?,
+        timer_unarmed_marker,
+        g_goid: goid_readable(row, g_goid),
         ..TargetConfig::default()
     })
 }
@@ -329,7 +573,7 @@ pub fn channel_mode(
     env_godebug: Option<&str>,
 ) -> ChannelMode {
     let version = target.version();
-    if family == TimerFamily::StatusWord {
+    if family != TimerFamily::Locked {
         return ChannelMode::Async;
     }
     // Go 1.27 removed the setting (setting it to 1 is a fatal error at start-up).
@@ -362,7 +606,7 @@ mod tests {
     #[test]
     fn versions_outside_the_table_are_refused_by_name() {
         for version in [
-            GoVersion::new(1, 18, 10),
+            GoVersion::new(1, 11, 13),
             GoVersion::new(1, 28, 0),
             GoVersion::new(2, 0, 0),
         ] {
@@ -374,7 +618,7 @@ mod tests {
             let message = error.to_string();
             assert!(message.contains(&version.to_string()), "{message}");
         }
-        for minor in 19..=27 {
+        for minor in 12..=27 {
             assert!(
                 table_offsets(GoVersion::new(1, minor, 0)).is_ok(),
                 "1.{minor}"

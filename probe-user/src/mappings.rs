@@ -49,11 +49,28 @@ impl MapClass {
     }
 }
 
+/// The stacks of one call: the user stack, and for calls from C called by Go, the Go stack of
+/// the cgo call (`probe_common::NO_STACK` otherwise).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallStack {
+    pub stack_id: i32,
+    pub cgo_stack_id: i32,
+}
+
+impl CallStack {
+    fn of(event: &MmapEvent) -> Self {
+        Self {
+            stack_id: event.stack_id,
+            cgo_stack_id: event.cgo_stack_id,
+        }
+    }
+}
+
 /// Who made a mapping, or unmapped one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Origin {
-    /// A call the probe saw: its user stack id.
-    Call { stack_id: i32, class: MapClass },
+    /// A call the probe saw.
+    Call { stack: CallStack, class: MapClass },
     /// Mapped before the probe attached.
     PreExisting(MapClass),
 }
@@ -107,18 +124,20 @@ impl LiveMappings {
         match event.op {
             mmap_op::MMAP => {
                 let origin = Origin::Call {
-                    stack_id: event.stack_id,
+                    stack: CallStack::of(event),
                     class: MapClass::of_call(event.flags, event.fd),
                 };
                 let len = page_round_up(event.len);
                 // MAP_FIXED over existing mappings unmaps them implicitly, at this call.
-                self.unmap(event.addr, len, event.stack_id);
+                self.unmap(event.addr, len, CallStack::of(event));
                 self.insert(event.addr, event.addr + len, origin);
                 let totals = self.totals.entry(origin).or_default();
                 totals.mmap_calls += 1;
                 totals.mapped_bytes += len;
             }
-            mmap_op::MUNMAP => self.unmap(event.addr, page_round_up(event.len), event.stack_id),
+            mmap_op::MUNMAP => {
+                self.unmap(event.addr, page_round_up(event.len), CallStack::of(event));
+            }
             mmap_op::MREMAP => self.remap(event),
             _ => {}
         }
@@ -130,9 +149,9 @@ impl LiveMappings {
     }
 
     /// Unmaps `[addr, addr + len)`, counting the bytes at the unmapping call's stack.
-    fn unmap(&mut self, addr: u64, len: u64, stack_id: i32) {
+    fn unmap(&mut self, addr: u64, len: u64, stack: CallStack) {
         for (class, bytes) in self.remove_range(addr, addr + len) {
-            let origin = Origin::Call { stack_id, class };
+            let origin = Origin::Call { stack, class };
             self.totals.entry(origin).or_default().unmapped_bytes += bytes;
         }
     }
@@ -149,7 +168,7 @@ impl LiveMappings {
             .filter(|(_, interval)| interval.end > event.addr)
             .map(|(_, interval)| interval.origin)
             .unwrap_or(Origin::Call {
-                stack_id: event.stack_id,
+                stack: CallStack::of(event),
                 class: MapClass::Anon,
             });
         self.remove_range(event.addr, event.addr + old_len);
@@ -243,9 +262,10 @@ impl LiveMappings {
             .keys()
             .chain(self.intervals.values().map(|i| &i.origin))
             .filter_map(|o| match o {
-                Origin::Call { stack_id, .. } => Some(*stack_id),
+                Origin::Call { stack, .. } => Some([stack.stack_id, stack.cgo_stack_id]),
                 Origin::PreExisting(_) => None,
             })
+            .flatten()
     }
 }
 
@@ -261,6 +281,7 @@ mod tests {
             addr,
             len,
             stack_id,
+            cgo_stack_id: probe_common::NO_STACK,
             flags: MAP_ANONYMOUS,
             fd: -1,
             ..Default::default()
@@ -273,6 +294,7 @@ mod tests {
             addr,
             len,
             stack_id,
+            cgo_stack_id: probe_common::NO_STACK,
             fd: -1,
             ..Default::default()
         }
@@ -280,7 +302,10 @@ mod tests {
 
     fn call(stack_id: i32) -> Origin {
         Origin::Call {
-            stack_id,
+            stack: CallStack {
+                stack_id,
+                cgo_stack_id: probe_common::NO_STACK,
+            },
             class: MapClass::Anon,
         }
     }

@@ -145,18 +145,8 @@ pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
 
 /// `timerscope-PID-YYYYmmddTHHMMSS.pb.gz`, local time.
 fn default_output(pid: u32) -> PathBuf {
-    let now = unsafe { libc::time(std::ptr::null_mut()) };
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    unsafe { libc::localtime_r(&now, &mut tm) };
-    PathBuf::from(format!(
-        "timerscope-{pid}-{:04}{:02}{:02}T{:02}{:02}{:02}.pb.gz",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec
-    ))
+    let stamp = crate::session::file_timestamp(SystemTime::now(), false);
+    PathBuf::from(format!("timerscope-{pid}-{stamp}.pb.gz"))
 }
 
 /// A command started stopped at its first instruction after exec (ptrace), so the probes are
@@ -244,7 +234,8 @@ async fn wait_for_end(
 ) -> (Stop, Option<ExitStatus>) {
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);
     let status = crate::status::StatusLine::start();
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    // Also how often new shared libraries are looked for: a short-lived target may exit soon.
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
     let launched = exited.is_some();
     loop {
         tokio::select! {

@@ -11,9 +11,11 @@ use anyhow::Context as _;
 
 use crate::{
     attach::{MapSizes, Probe, ProbeMaps},
+    cgo::CgoHooks,
     collect::{self, Snapshot},
     encode::{self, DROP_NAMES, Recording},
     hooks::{self, ChannelMode, Plan},
+    libraries::Libraries,
     mappings::LiveMappings,
     symbolize::Symbolizer,
     target::{Target, process},
@@ -37,6 +39,7 @@ pub struct Session {
     /// The binary's executable mapping, for the profile's main mapping.
     text_map: process::MapEntry,
     symbolizer: Symbolizer,
+    libraries: Libraries,
     probe: ProbeState,
     mappings: LiveMappings,
 }
@@ -57,11 +60,13 @@ impl Session {
         let channel_mode = hooks::channel_mode(&target, plan.family, godebug.as_deref());
         // Opened now: /proc/PID/exe is gone once the target exits.
         let symbolizer = Symbolizer::new(&exe, bias)?;
-        let probe = Probe::attach(&plan, &exe, pid, bias, sizes)
+        let cgo = CgoHooks::for_target(&target).with_context(|| format!("target: pid {pid}"))?;
+        let probe = Probe::attach(&plan, cgo.as_ref(), &exe, pid, bias, sizes)
             .with_context(|| format!("attach: pid {pid}"))?;
         // Read after the tracepoints are attached: a mapping made in between is in both, and the
         // event replaces the pre-existing interval rather than counting twice.
         let mappings = LiveMappings::from_proc_maps(&process::maps(pid)?);
+        let libraries = Libraries::new(pid, &text_map.path);
         Ok(Self {
             pid,
             target,
@@ -70,6 +75,7 @@ impl Session {
             bias,
             text_map,
             symbolizer,
+            libraries,
             probe: ProbeState::Attached(Box::new(probe)),
             mappings,
         })
@@ -89,6 +95,7 @@ impl Session {
     /// Moves completed mmap-family calls from the ring buffer into the interval map; call it
     /// often enough that the ring buffer never fills.
     pub fn drain(&mut self) {
+        self.libraries.refresh();
         if let ProbeState::Attached(probe) = &mut self.probe {
             collect::drain_mmap_events(&mut probe.mmap_events, &mut self.mappings);
         }
@@ -162,6 +169,7 @@ impl Session {
             format!("missing_hooks={}", self.plan.missing_hooks.join(",")),
             format!("pid={}", self.pid),
         ];
+        comments.extend(snapshot.timer_worker_comments());
         comments.extend_from_slice(extra_comments);
         let recording = Recording {
             start,
@@ -179,7 +187,7 @@ impl Session {
             },
             comments,
         };
-        encode::encode(snapshot, &recording, &mut self.symbolizer)
+        encode::encode(snapshot, &recording, &mut self.symbolizer, &self.libraries)
     }
 
     /// The binary's path as the target sees it (for names and messages).
@@ -205,4 +213,28 @@ pub fn report_drops(snapshot: &Snapshot) {
          --max-live or --max-stacks",
         snapshot.total_drops()
     );
+}
+
+/// `YYYYmmddTHHMMSS` in local time, with `.mmm` milliseconds when `millis` (file names).
+pub fn file_timestamp(time: SystemTime, millis: bool) -> String {
+    let since_epoch = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let seconds = since_epoch.as_secs() as libc::time_t;
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: localtime_r only writes the tm it is given.
+    unsafe { libc::localtime_r(&seconds, &mut tm) };
+    let mut stamp = format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    );
+    if millis {
+        stamp.push_str(&format!(".{:03}", since_epoch.subsec_millis()));
+    }
+    stamp
 }

@@ -1,6 +1,9 @@
-//! Stage 5, symbolize: runtime addresses to frames (function, file, line, inlined frames) from
-//! the binary's DWARF (plain, `.zdebug_*` or `SHF_COMPRESSED`), else from its `.gopclntab`,
-//! which stripped Go binaries keep; `.symtab` names what neither covers. Cached per address.
+//! Stage 5, symbolize: runtime addresses to frames (function, file, line, inlined frames).
+//! Go code is symbolized from the binary's `.gopclntab`, which every Go binary keeps, stripped
+//! or not: so normal, stripped and PIE builds of a program give the same frames, and the same
+//! ones the Go runtime reports (Go 1.19's DWARF puts some inlined calls on the wrong line).
+//! Code the pclntab does not describe (the C half of a cgo binary) comes from DWARF (plain,
+//! `.zdebug_*` or `SHF_COMPRESSED`), then from `.symtab`. Cached per address.
 
 use std::{collections::HashMap, path::Path};
 
@@ -15,11 +18,12 @@ pub struct SymbolizeError {
     reason: String,
 }
 
-/// Where a binary's frames come from.
+/// Where a binary's Go frames come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FrameSource {
-    Dwarf,
     Pclntab,
+    /// A binary whose pclntab is unreadable, but which has DWARF.
+    Dwarf,
     /// Function names from `.symtab` only, or nothing.
     Symbols,
 }
@@ -28,15 +32,16 @@ impl FrameSource {
     /// Written into profiles (`symbols=...`).
     pub fn label(self) -> &'static str {
         match self {
-            Self::Dwarf => "dwarf",
             Self::Pclntab => "pclntab",
+            Self::Dwarf => "dwarf",
             Self::Symbols => "symtab",
         }
     }
 }
 
 pub struct Symbolizer {
-    /// DWARF and `.symtab`, through addr2line (which decompresses sections as needed).
+    /// DWARF and `.symtab`, through addr2line (which decompresses sections as needed), for
+    /// what the pclntab does not cover.
     loader: addr2line::Loader,
     has_dwarf: bool,
     pclntab: Option<Pclntab>,
@@ -68,12 +73,12 @@ impl Symbolizer {
         })
     }
 
-    /// What most frames come from: DWARF when the binary has it, else the pclntab.
+    /// What Go frames come from.
     pub fn source(&self) -> FrameSource {
-        if self.has_dwarf {
-            FrameSource::Dwarf
-        } else if self.pclntab.is_some() {
+        if self.pclntab.is_some() {
             FrameSource::Pclntab
+        } else if self.has_dwarf {
+            FrameSource::Dwarf
         } else {
             FrameSource::Symbols
         }
@@ -87,8 +92,8 @@ impl Symbolizer {
     /// Whether inlined calls get frames of their own.
     pub fn has_inline_frames(&self) -> bool {
         match self.source() {
-            FrameSource::Dwarf => true,
             FrameSource::Pclntab => self.pclntab.as_ref().is_some_and(Pclntab::has_inline_trees),
+            FrameSource::Dwarf => true,
             FrameSource::Symbols => false,
         }
     }
@@ -109,24 +114,23 @@ impl Symbolizer {
     }
 }
 
-/// DWARF first; the pclntab for code DWARF does not describe (all of it in a stripped binary);
-/// `.symtab` for the rest (C code of a cgo binary without debug info).
+/// The pclntab for Go code, DWARF for the rest (C code of a cgo binary), `.symtab` for what has
+/// no debug info.
 fn lookup(loader: &addr2line::Loader, pclntab: Option<&Pclntab>, link_address: u64) -> Vec<Frame> {
-    let mut frames = dwarf_frames(loader, link_address);
-    if frames.is_empty()
-        && let Some(pclntab) = pclntab
-    {
-        frames = pclntab
-            .frames(link_address)
-            .into_iter()
-            .map(|frame| Frame {
-                function: frame.function.to_owned(),
-                system_name: frame.function.to_owned(),
-                file: frame.file.to_owned(),
-                line: i64::from(frame.line),
-                start_line: i64::from(frame.start_line),
-            })
-            .collect();
+    let mut frames: Vec<Frame> = pclntab
+        .map(|pclntab| pclntab.frames(link_address))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|frame| Frame {
+            function: frame.function.to_owned(),
+            system_name: frame.function.to_owned(),
+            file: frame.file.to_owned(),
+            line: i64::from(frame.line),
+            start_line: i64::from(frame.start_line),
+        })
+        .collect();
+    if frames.is_empty() {
+        frames = dwarf_frames(loader, link_address);
     }
     if frames.is_empty()
         && let Some(name) = loader.find_symbol(link_address)
@@ -151,11 +155,22 @@ fn dwarf_frames(loader: &addr2line::Loader, link_address: u64) -> Vec<Frame> {
             frames.push(Frame {
                 function: function.to_string(),
                 system_name: function.to_string(),
-                file: location.and_then(|l| l.file).unwrap_or_default().to_owned(),
+                file: location
+                    .and_then(|l| l.file)
+                    .map(go_file_name)
+                    .unwrap_or_default()
+                    .to_owned(),
                 line: location.and_then(|l| l.line).map_or(0, i64::from),
                 start_line: 0,
             });
         }
     }
     frames
+}
+
+/// A file name as Go reports it (runtime.Caller, pclntab): Go's DWARF gives files without a
+/// directory, such as cgo's `_cgo_gotypes.go` or `<autogenerated>`, the compilation directory
+/// `.`, which addr2line joins in front.
+fn go_file_name(path: &str) -> &str {
+    path.strip_prefix("./").unwrap_or(path)
 }

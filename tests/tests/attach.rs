@@ -24,7 +24,7 @@ fn attach(fixture: &Fixture) -> (Probe, Plan, Symbolizer) {
     let text = target.elf.text_segment().expect("text segment");
     let (_, bias) = process::text_mapping(pid, text).expect("binary mapped");
     let symbolizer = Symbolizer::new(&exe, bias).expect("debug info");
-    let probe = Probe::attach(&plan, &exe, pid, bias, MapSizes::default()).expect("attached");
+    let probe = Probe::attach(&plan, None, &exe, pid, bias, MapSizes::default()).expect("attached");
     (probe, plan, symbolizer)
 }
 
@@ -56,10 +56,10 @@ per_go_version!(uprobes_see_timer_calls, super::uprobes_see_timer_calls);
 fn mapped_bytes_at(snapshot: &Snapshot, symbolizer: &mut Symbolizer, function: &str) -> u64 {
     let mut total = 0;
     for (origin, totals) in &snapshot.mappings.totals {
-        let Origin::Call { stack_id, .. } = origin else {
+        let Origin::Call { stack, .. } = origin else {
             continue;
         };
-        let Some(stack) = snapshot.stacks.get(stack_id) else {
+        let Some(stack) = snapshot.stacks.get(&stack.stack_id) else {
             continue;
         };
         let on_stack = stack.iter().any(|&pc| {

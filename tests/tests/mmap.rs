@@ -143,3 +143,42 @@ fn live_bytes_agree_with_smaps_over_30_seconds() {
         error * 100.0
     );
 }
+
+/// Memory malloc'ed in C called from Go (glibc maps big blocks): the live bytes sit at a stack
+/// that reaches the Go function that called into C, though frame pointers end inside C.
+fn c_allocations_are_attributed_to_the_go_caller(go: &GoVersion) {
+    let dir = tempfile::tempdir().unwrap();
+    let (summary, _, profile) = record_launch(
+        dir.path(),
+        "cgomalloc",
+        go,
+        Variant::Normal,
+        &["leak", "-n", "3", "-hold", "500ms"],
+    );
+    let leaked = count(&summary, "bytes_leaked");
+    let live = cum(&profile, "mmap_live_bytes", "main.leakCBlocks", None);
+    // glibc adds a page to each mmapped block, and maps some bookkeeping of its own on first
+    // use, inside the same call.
+    assert!(
+        live >= leaked && live <= leaked + (1 << 20),
+        "live {live} for {leaked} leaked"
+    );
+    // The syscall itself is named from libc's own symbols.
+    let index = profile.sample_index(Some("mmap_live_bytes")).unwrap();
+    let sample = profile
+        .samples
+        .iter()
+        .filter(|s| profile.stack(s).any(|f| f.function == "main.leakCBlocks"))
+        .max_by_key(|s| s.values[index])
+        .unwrap();
+    let leaf = profile.stack(sample).next().unwrap();
+    assert!(
+        leaf.function.contains("mmap"),
+        "leaf frame: {}",
+        leaf.function
+    );
+}
+per_go_version!(
+    c_allocations_are_attributed_to_the_go_caller,
+    super::c_allocations_are_attributed_to_the_go_caller
+);

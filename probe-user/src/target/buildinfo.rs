@@ -1,11 +1,17 @@
 //! `.go.buildinfo`: the Go version and build settings the linker records in every Go binary
-//! (it survives `-s -w` and PIE).
+//! since 1.13 (it survives `-s -w` and PIE); for Go 1.12, which wrote none, the runtime's own
+//! version string.
 
-use super::TargetError;
+use object::{Object as _, ObjectSymbol as _};
+
+use super::{TargetError, elf::Segment};
 
 const MAGIC: &[u8; 14] = b"\xff Go buildinf:";
 /// Flag bit: version and module info are stored inline as varint-prefixed strings (Go 1.18+).
+/// Without it (Go 1.13-1.17) the header holds two pointers to Go string headers.
 const FLAG_INLINE_STRINGS: u8 = 0x2;
+/// Flag bit: a big-endian target.
+const FLAG_BIG_ENDIAN: u8 = 0x1;
 
 /// A Go release, `go1.MINOR.PATCH`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -77,22 +83,67 @@ impl BuildInfo {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Parses the contents of the `.go.buildinfo` section (or the bytes found at its magic).
-    pub fn parse(data: &[u8]) -> Result<Self, TargetError> {
-        let header = data
-            .get(..32)
-            .filter(|h| h.starts_with(MAGIC))
-            .ok_or(TargetError::BuildInfo("no `\\xff Go buildinf:` magic"))?;
-        if header[15] & FLAG_INLINE_STRINGS == 0 {
-            // Go <= 1.17 stores pointers to string headers; resolving them needs the image.
+    /// Reads a binary's build info: `.go.buildinfo` (`section`, else found by its magic) in
+    /// either format, pointers resolved through the image's `segments`; without any (Go 1.12),
+    /// the `runtime.buildVersion` string.
+    pub fn read(
+        image: &[u8],
+        section: Option<&[u8]>,
+        segments: &[Segment],
+    ) -> Result<Self, TargetError> {
+        let data = match section {
+            Some(section) => section,
+            None => match image.windows(MAGIC.len()).position(|w| w == MAGIC) {
+                Some(at) => &image[at..],
+                None => {
+                    let version_string = runtime_build_version(image, segments)
+                        .ok_or(TargetError::NotGo("no .go.buildinfo section or magic"))?;
+                    return Self::from_strings(version_string, "");
+                }
+            },
+        };
+        let header = Self::header(data)?;
+        if header[15] & FLAG_INLINE_STRINGS != 0 {
+            return Self::parse(data);
+        }
+        if header[14] != 8 || header[15] & FLAG_BIG_ENDIAN != 0 {
             return Err(TargetError::BuildInfo(
-                "pointer-format build info (Go 1.17 or older) is not supported",
+                "pointer-format build info of a non-64-bit or big-endian target",
+            ));
+        }
+        // Slots 16 and 24 hold the addresses of `runtime.buildVersion` and `runtime.modinfo`.
+        let string_at = |slot: usize| read_go_string(image, segments, read_u64(header, slot)?);
+        let version_string = string_at(16).ok_or(TargetError::BuildInfo(
+            "version string pointer out of the image",
+        ))?;
+        // No module info (GOPATH builds) is an empty string, not an error.
+        let modinfo = string_at(24).unwrap_or_default();
+        Self::from_strings(version_string, &modinfo)
+    }
+
+    fn header(data: &[u8]) -> Result<&[u8], TargetError> {
+        data.get(..32)
+            .filter(|h| h.starts_with(MAGIC))
+            .ok_or(TargetError::BuildInfo("no `\\xff Go buildinf:` magic"))
+    }
+
+    /// Parses the contents of a Go 1.18+ `.go.buildinfo` section (or the bytes found at its
+    /// magic); the pointer format of older releases needs the image: [`Self::read`].
+    pub fn parse(data: &[u8]) -> Result<Self, TargetError> {
+        let header = Self::header(data)?;
+        if header[15] & FLAG_INLINE_STRINGS == 0 {
+            return Err(TargetError::BuildInfo(
+                "pointer-format build info (Go 1.13-1.17) needs the whole image to resolve",
             ));
         }
         let mut rest = &data[32..];
         let version_string = read_varint_string(&mut rest)
             .ok_or(TargetError::BuildInfo("truncated version string"))?;
         let modinfo = read_varint_string(&mut rest).unwrap_or_default();
+        Self::from_strings(version_string, &modinfo)
+    }
+
+    fn from_strings(version_string: String, modinfo: &str) -> Result<Self, TargetError> {
         let version = GoVersion::parse(&version_string)
             .ok_or(TargetError::BuildInfo("unparsable Go version string"))?;
         let settings = modinfo
@@ -108,7 +159,7 @@ impl BuildInfo {
         })
     }
 
-    /// Finds the build info by its magic, for binaries whose section headers are gone.
+    /// Finds Go 1.18+ build info by its magic, for binaries whose section headers are gone.
     pub fn find(image: &[u8]) -> Result<Self, TargetError> {
         let at = image
             .windows(MAGIC.len())
@@ -116,6 +167,68 @@ impl BuildInfo {
             .ok_or(TargetError::NotGo("no .go.buildinfo section or magic"))?;
         Self::parse(&image[at..])
     }
+}
+
+/// The bytes of a Go string whose header (`{ptr, len}`) is at link address `header`.
+fn read_go_string(image: &[u8], segments: &[Segment], header: u64) -> Option<String> {
+    let bytes = |address: u64, len: u64| {
+        let end = address.checked_add(len)?;
+        let segment = segments
+            .iter()
+            .find(|s| address >= s.vaddr && end <= s.vaddr + s.filesz)?;
+        let start = usize::try_from(address - segment.vaddr + segment.offset).ok()?;
+        image.get(start..start.checked_add(usize::try_from(len).ok()?)?)
+    };
+    let string_header = bytes(header, 16)?;
+    let (pointer, len) = (read_u64(string_header, 0)?, read_u64(string_header, 8)?);
+    // Module info is a few KiB; anything far larger is not a string header.
+    if len > 1 << 20 {
+        return None;
+    }
+    Some(String::from_utf8_lossy(bytes(pointer, len)?).into_owned())
+}
+
+/// Go 1.12 and older: `runtime.buildVersion` ("go1.12.5"), by its symbol when `.symtab` is
+/// there, else (stripped) the one string header in the initialized data whose bytes are a
+/// whole Go release name.
+fn runtime_build_version(image: &[u8], segments: &[Segment]) -> Option<String> {
+    let is_release = |s: &str| {
+        s.strip_prefix("go1.").is_some_and(|rest| {
+            !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '.')
+        })
+    };
+    if let Some(symbol) = object::File::parse(image).ok().and_then(|file| {
+        file.symbols()
+            .find(|s| s.name() == Ok("runtime.buildVersion"))
+            .map(|s| s.address())
+    }) {
+        return read_go_string(image, segments, symbol).filter(|s| is_release(s));
+    }
+    let mut found = segments
+        .iter()
+        .filter(|s| s.writable && s.filesz > 0)
+        .flat_map(|segment| {
+            (0..segment.filesz.saturating_sub(16))
+                .step_by(8)
+                .map(move |at| segment.vaddr + at)
+        })
+        .filter_map(|header| {
+            let start = usize::try_from(segments.iter().find_map(|s| {
+                (header >= s.vaddr && header < s.vaddr + s.filesz)
+                    .then(|| header - s.vaddr + s.offset)
+            })?)
+            .ok()?;
+            let len = read_u64(image, start + 8)?;
+            (6..=24).contains(&len).then_some(())?;
+            read_go_string(image, segments, header).filter(|s| is_release(s))
+        });
+    let first = found.next()?;
+    // Two different release names: not a reliable answer.
+    found.all(|other| other == first).then_some(first)
+}
+
+fn read_u64(data: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(data.get(at..at + 8)?.try_into().ok()?))
 }
 
 fn read_varint_string(data: &mut &[u8]) -> Option<String> {

@@ -1,5 +1,6 @@
 //! Stage 1, inspect: reads a target binary once into a [`Target`]. Knows nothing of aya.
 
+pub mod body;
 pub mod buildinfo;
 pub mod dwarf;
 pub mod elf;
@@ -84,10 +85,7 @@ impl Target {
     pub fn open(path: &Path) -> Result<Self, TargetError> {
         let image = Image::open(path)?;
         let elf = ElfInfo::parse(&image)?;
-        let buildinfo = match &elf.buildinfo_section {
-            Some(section) => BuildInfo::parse(section)?,
-            None => BuildInfo::find(&image)?,
-        };
+        let buildinfo = BuildInfo::read(&image, elf.buildinfo_section.as_deref(), &elf.segments)?;
         let pclntab = Pclntab::find(image.clone())
             .inspect_err(|e| tracing::warn!("target: {}: {e}", path.display()))
             .ok();

@@ -151,6 +151,18 @@ struct Func {
     at: usize,
 }
 
+/// File offsets of the table's parts.
+#[derive(Clone, Copy, Debug)]
+struct Parts {
+    funcnametab: usize,
+    cutab: usize,
+    filetab: usize,
+    pctab: usize,
+    functab: usize,
+    /// What functab's `_func` offsets count from.
+    funcdata: usize,
+}
+
 /// A parsed `.gopclntab` over the binary's bytes.
 pub struct Pclntab {
     image: Image,
@@ -163,14 +175,7 @@ pub struct Pclntab {
     nfunc: usize,
     /// `runtime.text`, which entries count from since 1.18; 0 before.
     text_start: u64,
-    // File offsets of the sub-tables.
-    funcnametab: usize,
-    cutab: usize,
-    filetab: usize,
-    pctab: usize,
-    functab: usize,
-    /// What functab's `_func` offsets count from.
-    funcdata: usize,
+    parts: Parts,
     inline_trees: InlineTrees,
     segments: Vec<Segment>,
     /// Function indexes by name; several for ABI wrapper pairs.
@@ -257,20 +262,49 @@ impl Pclntab {
             return Err(PclntabError::Malformed("not a 64-bit table"));
         }
         let table_len = (table.end - table.start) as u64;
-        let word = |index: usize| {
+        let header_word = |index: usize| {
             read_u64(&image, table.start + 8 + 8 * index)
-                .filter(|&w| w < table_len)
-                .map(|w| table.start + w as usize)
-                .ok_or(PclntabError::Malformed("header field out of range"))
+                .ok_or(PclntabError::Malformed("truncated header"))
         };
-        let nfunc = word(0)? - table.start;
-        // Offsets from the header of funcnametab, cutab, filetab, pctab and functab, which
-        // follow nfunc and nfiles (1.16), and textStart (1.18+; unused since 1.26).
-        let tables = match format {
-            Format::Go12 => None,
-            Format::Go116 => Some([word(2)?, word(3)?, word(4)?, word(5)?, word(6)?]),
-            Format::Go118 | Format::Go120 => {
-                Some([word(3)?, word(4)?, word(5)?, word(6)?, word(7)?])
+        let offset = |index: usize| {
+            Some(header_word(index)?)
+                .filter(|&offset| offset < table_len)
+                .map(|offset| table.start + offset as usize)
+                .ok_or(PclntabError::Malformed("header offset out of range"))
+        };
+        let nfunc = usize::try_from(header_word(0)?)
+            .ok()
+            .filter(|&n| (n as u64) < table_len)
+            .ok_or(PclntabError::Malformed("function count out of range"))?;
+        let parts = match format {
+            Format::Go12 => {
+                // The functab follows nfunc and the file table's offset follows the functab;
+                // names, pc tables and `_func`s count from the header.
+                let functab = table.start + 16;
+                let filetab = read_u32(&image, functab + (2 * nfunc + 1) * 8)
+                    .filter(|&offset| u64::from(offset) < table_len)
+                    .ok_or(PclntabError::Malformed("file table out of range"))?;
+                Parts {
+                    funcnametab: table.start,
+                    cutab: table.start,
+                    filetab: table.start + filetab as usize,
+                    pctab: table.start,
+                    functab,
+                    funcdata: table.start,
+                }
+            }
+            // nfunc and nfiles, then the offsets; 1.18 put textStart (unused since 1.26)
+            // between them.
+            Format::Go116 | Format::Go118 | Format::Go120 => {
+                let first = if format == Format::Go116 { 2 } else { 3 };
+                Parts {
+                    funcnametab: offset(first)?,
+                    cutab: offset(first + 1)?,
+                    filetab: offset(first + 2)?,
+                    pctab: offset(first + 3)?,
+                    functab: offset(first + 4)?,
+                    funcdata: offset(first + 4)?,
+                }
             }
         };
         let mut pclntab = Self {
@@ -279,39 +313,17 @@ impl Pclntab {
             quantum: u64::from(header[6]),
             nfunc,
             text_start: 0,
-            funcnametab: table.start,
-            cutab: table.start,
-            filetab: table.start,
-            pctab: table.start,
-            // 1.2: the functab follows nfunc; names, pc tables and `_func`s count from the
-            // header.
-            functab: table.start + 16,
-            funcdata: table.start,
-            inline_trees: InlineTrees::Unavailable,
+            parts,
+            inline_trees: if format == Format::Go116 {
+                InlineTrees::Absolute
+            } else {
+                InlineTrees::Unavailable
+            },
             by_name: OnceLock::new(),
             image,
             table,
             segments,
         };
-        match tables {
-            None => {
-                // The file table's offset follows the functab.
-                let filetab = read_u32(&pclntab.image, pclntab.functab_end())
-                    .ok_or(PclntabError::Malformed("truncated functab"))?;
-                pclntab.filetab = pclntab.table.start + filetab as usize;
-            }
-            Some([funcnametab, cutab, filetab, pctab, functab]) => {
-                pclntab.funcnametab = funcnametab;
-                pclntab.cutab = cutab;
-                pclntab.filetab = filetab;
-                pclntab.pctab = pctab;
-                pclntab.functab = functab;
-                pclntab.funcdata = functab;
-                if format == Format::Go116 {
-                    pclntab.inline_trees = InlineTrees::Absolute;
-                }
-            }
-        }
         pclntab.check_functab()?;
         if format >= Format::Go118 {
             let moduledata = pclntab.moduledata();
@@ -351,15 +363,20 @@ impl Pclntab {
         (0..self.nfunc).filter_map(|index| self.function_at_index(index))
     }
 
-    /// A function by name, as `.symtab` names it: the runtime's name, and for the two halves
-    /// of an ABI wrapper pair (which the table names alike) `.abi0` on the one taking its
-    /// arguments on the stack.
+    /// A function by name, as `.symtab` names it: the runtime's name (or with `.` for `·`), and
+    /// for the two halves of an ABI wrapper pair (which the table names alike) `.abi0` on the
+    /// one taking its arguments on the stack.
     pub fn function(&self, name: &str) -> Option<Function<'_>> {
         let by_name = self.by_name.get_or_init(|| {
             let mut by_name: HashMap<Box<str>, Vec<usize>> = HashMap::with_capacity(self.nfunc);
             for index in 0..self.nfunc {
                 if let Some(function) = self.function_at_index(index) {
                     by_name.entry(function.name.into()).or_default().push(index);
+                    // `.symtab` spells the middle dot of generated names (`dialResult·1`) `.`.
+                    if function.name.contains('·') {
+                        let dotted = function.name.replace('·', ".");
+                        by_name.entry(dotted.into()).or_default().push(index);
+                    }
                 }
             }
             by_name
@@ -398,13 +415,10 @@ impl Pclntab {
     /// Source frames at a link address, innermost inlined call first, the function itself last;
     /// empty outside the table's functions.
     pub fn frames(&self, pc: u64) -> Vec<SourceFrame<'_>> {
-        let Some(index) = self.index_containing(pc) else {
-            return Vec::new();
-        };
-        let Some(func) = self.func(index) else {
-            return Vec::new();
-        };
-        let Some(function) = self.function_at_index(index) else {
+        let Some((func, function)) = self
+            .index_containing(pc)
+            .and_then(|index| Some((self.func(index)?, self.function_at_index(index)?)))
+        else {
             return Vec::new();
         };
         let inline_tree = self.inline_tree(func, self.inline_trees);
@@ -449,7 +463,7 @@ impl Pclntab {
 
     /// Where the functab ends: `nfunc` (entry, offset) pairs and the end address.
     fn functab_end(&self) -> usize {
-        self.functab + (2 * self.nfunc + 1) * self.functab_entry_size()
+        self.parts.functab + (2 * self.nfunc + 1) * self.functab_entry_size()
     }
 
     fn functab_field(&self, at: usize) -> Option<u64> {
@@ -462,14 +476,14 @@ impl Pclntab {
 
     /// Entry address of function `index`; `index == nfunc` gives the end of the last one.
     fn entry(&self, index: usize) -> Option<u64> {
-        let raw = self.functab_field(self.functab + 2 * index * self.functab_entry_size())?;
+        let raw = self.functab_field(self.parts.functab + 2 * index * self.functab_entry_size())?;
         Some(raw + self.text_start)
     }
 
     fn func(&self, index: usize) -> Option<Func> {
         let offset =
-            self.functab_field(self.functab + (2 * index + 1) * self.functab_entry_size())?;
-        let at = self.funcdata + usize::try_from(offset).ok()?;
+            self.functab_field(self.parts.functab + (2 * index + 1) * self.functab_entry_size())?;
+        let at = self.parts.funcdata + usize::try_from(offset).ok()?;
         (at < self.table.end).then_some(Func {
             entry: self.entry(index)?,
             at,
@@ -509,7 +523,7 @@ impl Pclntab {
             return Err(PclntabError::Malformed("functab out of range"));
         }
         let raw_entry = |index| {
-            self.functab_field(self.functab + 2 * index * self.functab_entry_size())
+            self.functab_field(self.parts.functab + 2 * index * self.functab_entry_size())
                 .ok_or(PclntabError::Malformed("truncated functab"))
         };
         let mut previous = raw_entry(0)?;
@@ -522,10 +536,10 @@ impl Pclntab {
         }
         // The first `_func` starts with the same entry as its functab slot.
         let offset = self
-            .functab_field(self.functab + self.functab_entry_size())
+            .functab_field(self.parts.functab + self.functab_entry_size())
             .and_then(|o| usize::try_from(o).ok())
             .ok_or(PclntabError::Malformed("truncated functab"))?;
-        let first = self.funcdata + offset;
+        let first = self.parts.funcdata + offset;
         let recorded = if self.functab_entry_size() == 4 {
             read_u32(&self.image, first).map(u64::from)
         } else {
@@ -557,9 +571,9 @@ impl Pclntab {
     }
 
     fn name(&self, offset: u32) -> Option<&str> {
-        let at = self.funcnametab + offset as usize;
+        let at = self.parts.funcnametab + offset as usize;
         // Since 1.16 names have a table of their own, which the CU table follows.
-        if self.format >= Format::Go116 && at >= self.cutab {
+        if self.format >= Format::Go116 && at >= self.parts.cutab {
             return None;
         }
         self.string(at)
@@ -592,16 +606,16 @@ impl Pclntab {
             if index == 0 {
                 return None;
             }
-            let offset = read_u32(&self.image, self.filetab + 4 * index)?;
+            let offset = read_u32(&self.image, self.parts.filetab + 4 * index)?;
             return self.string(self.table.start + offset as usize);
         }
         // Per compilation unit: cutab[cuOffset + index] is an offset into filetab.
         let cu = self.field(func, 8)? as usize;
-        let offset = read_u32(&self.image, self.cutab + 4 * (cu + index))?;
+        let offset = read_u32(&self.image, self.parts.cutab + 4 * (cu + index))?;
         if offset == u32::MAX {
             return None;
         }
-        self.string(self.filetab + offset as usize)
+        self.string(self.parts.filetab + offset as usize)
     }
 
     /// The value a pc-value table gives at `pc` (see runtime.pcvalue): a varint stream of
@@ -610,7 +624,7 @@ impl Pclntab {
         if table == 0 {
             return None;
         }
-        let mut at = self.pctab + table as usize;
+        let mut at = self.parts.pctab + table as usize;
         let mut value: i32 = -1;
         let mut current = entry;
         let mut first = true;
@@ -686,7 +700,7 @@ impl Pclntab {
     fn moduledata(&self) -> Option<usize> {
         let header = self.address.to_le_bytes();
         let funcnametab =
-            (self.address + (self.funcnametab - self.table.start) as u64).to_le_bytes();
+            (self.address + (self.parts.funcnametab - self.table.start) as u64).to_le_bytes();
         self.segments
             .iter()
             .filter(|s| s.writable && s.filesz > 0)
@@ -780,4 +794,393 @@ fn read_varint(data: &[u8], at: &mut usize) -> Option<u32> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    //! Hand-built tables in every format: two functions, `main.outer` (lines 10-12 of a.go,
+    //! with `main.inlined` inlined at line 11) and `main.leaf` (b.go:20). The Go 1.19-1.27
+    //! formats are also checked against real binaries in tests/tests/target.rs.
+
+    use super::*;
+
+    const TEXT: u64 = 0x40_1000;
+    /// Where the table, `go:func.*` and moduledata sit in the image (file offset = address -
+    /// BASE).
+    const BASE: u64 = 0x40_0000;
+    const TABLE: usize = 0x2000;
+    const GOFUNC: usize = 0x3000;
+    const MODULEDATA: usize = 0x3800;
+
+    fn varint(out: &mut Vec<u8>, mut value: u32) {
+        while value >= 0x80 {
+            out.push(value as u8 | 0x80);
+            value >>= 7;
+        }
+        out.push(value as u8);
+    }
+
+    /// A pc-value table: (value, bytes of code) runs, starting from value -1.
+    fn pc_table(runs: &[(i32, u32)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut previous = -1;
+        for &(value, len) in runs {
+            let delta = value - previous;
+            varint(
+                &mut out,
+                if delta < 0 {
+                    ((-delta - 1) << 1 | 1) as u32
+                } else {
+                    (delta << 1) as u32
+                },
+            );
+            varint(&mut out, len);
+            previous = value;
+        }
+        out.push(0);
+        out
+    }
+
+    fn put(out: &mut [u8], at: usize, bytes: &[u8]) {
+        out[at..at + bytes.len()].copy_from_slice(bytes);
+    }
+
+    /// The image and the table's file range in `format`; `with_moduledata` false leaves the
+    /// text base and `go:func.*` to be found some other way.
+    fn build(format: Format, with_moduledata: bool) -> (Image, Range<usize>, Vec<Segment>) {
+        let magic: u32 = match format {
+            Format::Go12 => 0xffff_fffb,
+            Format::Go116 => 0xffff_fffa,
+            Format::Go118 => 0xffff_fff0,
+            Format::Go120 => 0xffff_fff1,
+        };
+        let go12 = format == Format::Go12;
+        // Go 1.2 counts file numbers from 1 (0 holds the table's length).
+        let file_base = if go12 { 1 } else { 0 };
+        let names = b"main.outer\0main.leaf\0main.inlined\0";
+        let (outer_name, leaf_name, inlined_name) = (0u32, 11u32, 21u32);
+        let files = b"/src/a.go\0/src/b.go\0";
+        let mut pctab = vec![0u8]; // offset 0 means "no table"
+        let mut add = |table: Vec<u8>| {
+            let at = pctab.len() as u32;
+            pctab.extend(table);
+            at
+        };
+        let outer_file = add(pc_table(&[(file_base, 0x40)]));
+        let leaf_file = add(pc_table(&[(file_base + 1, 0x20)]));
+        let outer_lines = add(pc_table(&[(10, 0x10), (11, 0x10), (30, 0x10), (12, 0x10)]));
+        let leaf_lines = add(pc_table(&[(20, 0x20)]));
+        let outer_inline = add(pc_table(&[(-1, 0x20), (0, 0x10), (-1, 0x10)]));
+
+        let mut image = vec![0u8; 0x4000];
+        let address = |file_offset: usize| BASE + file_offset as u64;
+        // Sub-tables after the header; 1.2 puts the functab right after nfunc instead.
+        let header_len = if go12 { 16 } else { 72 };
+        let funcnametab = header_len + 0x100;
+        let cutab = funcnametab + names.len().next_multiple_of(4);
+        let filetab = cutab + 0x10;
+        let pctab_at = filetab + 0x40;
+        let functab = (pctab_at + pctab.len()).next_multiple_of(8);
+        put(&mut image, TABLE, &magic.to_le_bytes());
+        put(&mut image, TABLE + 4, &[0, 0, 1, 8]);
+        put(&mut image, TABLE + 8, &2u64.to_le_bytes());
+        put(&mut image, TABLE + funcnametab, names);
+        put(&mut image, TABLE + pctab_at, &pctab);
+        if go12 {
+            // count, then offsets of the names from the table start.
+            for (i, offset) in [3, filetab + 16, filetab + 26].into_iter().enumerate() {
+                put(
+                    &mut image,
+                    TABLE + filetab + 4 * i,
+                    &(offset as u32).to_le_bytes(),
+                );
+            }
+            put(&mut image, TABLE + filetab + 16, files);
+        } else {
+            put(&mut image, TABLE + cutab, &0u32.to_le_bytes());
+            put(&mut image, TABLE + cutab + 4, &10u32.to_le_bytes());
+            put(&mut image, TABLE + filetab, files);
+            let text_start = if format >= Format::Go118 { TEXT } else { 0 };
+            let offsets = [funcnametab, cutab, filetab, pctab_at, functab];
+            let words: Vec<u64> = match format {
+                Format::Go116 => [2, 2]
+                    .into_iter()
+                    .chain(offsets.map(|o| o as u64))
+                    .collect(),
+                _ => [2, 2, text_start]
+                    .into_iter()
+                    .chain(offsets.map(|o| o as u64))
+                    .collect(),
+            };
+            for (i, word) in words.iter().enumerate() {
+                put(&mut image, TABLE + 8 + 8 * i, &word.to_le_bytes());
+            }
+        }
+        let functab = if go12 { 16 } else { functab };
+        let funcdata_base = if go12 { 0 } else { functab };
+        let name_base = if go12 { funcnametab as u32 } else { 0 };
+        // functab: (entry, _func offset) twice, then the end.
+        let entry_size = format.entry_size();
+        let funcs_at = functab + 5 * entry_size + 8;
+        let func_len = 0x80;
+        let entries = [
+            (
+                0u64,
+                outer_name,
+                outer_file,
+                outer_lines,
+                Some(outer_inline),
+            ),
+            (0x40, leaf_name, leaf_file, leaf_lines, None),
+        ];
+        for (i, (offset, name, file, lines, inline)) in entries.into_iter().enumerate() {
+            let at = funcs_at + i * func_len;
+            let entry = if entry_size == 4 {
+                offset
+            } else {
+                TEXT + offset
+            };
+            let slot = functab + 2 * i * entry_size;
+            let func_offset = (at - funcdata_base) as u64;
+            if entry_size == 4 {
+                put(&mut image, TABLE + slot, &(entry as u32).to_le_bytes());
+                put(
+                    &mut image,
+                    TABLE + slot + 4,
+                    &(func_offset as u32).to_le_bytes(),
+                );
+                put(&mut image, TABLE + at, &(entry as u32).to_le_bytes());
+            } else {
+                put(&mut image, TABLE + slot, &entry.to_le_bytes());
+                put(&mut image, TABLE + slot + 8, &func_offset.to_le_bytes());
+                put(&mut image, TABLE + at, &entry.to_le_bytes());
+            }
+            let fields = TABLE + at + entry_size;
+            let pc = |table: u32| if go12 { table + pctab_at as u32 } else { table };
+            put(&mut image, fields, &(name + name_base).to_le_bytes());
+            put(&mut image, fields + 16, &pc(file).to_le_bytes());
+            put(&mut image, fields + 20, &pc(lines).to_le_bytes());
+            if format >= Format::Go120 {
+                put(&mut image, fields + 32, &(5 + 10 * i as u32).to_le_bytes());
+            }
+            let (Some(size), Some(inline)) = (format.func_size(), inline) else {
+                continue;
+            };
+            // npcdata 3 (the inline index is pcdata 2), nfuncdata 4 (the tree is funcdata 3).
+            put(&mut image, fields + 24, &3u32.to_le_bytes());
+            image[TABLE + at + size - 1] = 4;
+            let pcdata = TABLE + at + size;
+            put(&mut image, pcdata + 8, &inline.to_le_bytes());
+            let slots = pcdata + 12;
+            if format == Format::Go116 {
+                let slots = slots.next_multiple_of(8);
+                put(&mut image, slots + 24, &address(GOFUNC).to_le_bytes());
+            } else {
+                for slot in 0..3 {
+                    put(&mut image, slots + 4 * slot, &u32::MAX.to_le_bytes());
+                }
+                put(&mut image, slots + 12, &0u32.to_le_bytes());
+            }
+            // The inlined call: main.inlined, called at entry+0x18 (line 11).
+            let layout = format.inlined_call();
+            put(
+                &mut image,
+                GOFUNC + layout.name as usize,
+                &inlined_name.to_le_bytes(),
+            );
+            put(
+                &mut image,
+                GOFUNC + layout.parent_pc as usize,
+                &0x18u32.to_le_bytes(),
+            );
+            if let Some(start_line) = layout.start_line {
+                put(
+                    &mut image,
+                    GOFUNC + start_line as usize,
+                    &29u32.to_le_bytes(),
+                );
+            }
+        }
+        let end_slot = functab + 4 * entry_size;
+        if entry_size == 4 {
+            put(&mut image, TABLE + end_slot, &0x60u32.to_le_bytes());
+        } else {
+            put(&mut image, TABLE + end_slot, &(TEXT + 0x60).to_le_bytes());
+        }
+        if go12 {
+            put(
+                &mut image,
+                TABLE + end_slot + 8,
+                &(filetab as u32).to_le_bytes(),
+            );
+        }
+        if with_moduledata {
+            put(&mut image, MODULEDATA, &address(TABLE).to_le_bytes());
+            put(
+                &mut image,
+                MODULEDATA + 8,
+                &address(TABLE + funcnametab).to_le_bytes(),
+            );
+            put(
+                &mut image,
+                MODULEDATA + 8 * MODULEDATA_TEXT_WORD,
+                &TEXT.to_le_bytes(),
+            );
+            if let Some(&word) = format.gofunc_words().first() {
+                put(
+                    &mut image,
+                    MODULEDATA + 8 * (word - 1),
+                    &address(TABLE).to_le_bytes(),
+                );
+                put(
+                    &mut image,
+                    MODULEDATA + 8 * word,
+                    &address(GOFUNC).to_le_bytes(),
+                );
+            }
+        }
+        let segments = vec![Segment {
+            vaddr: BASE,
+            memsz: image.len() as u64,
+            offset: 0,
+            filesz: image.len() as u64,
+            executable: true,
+            writable: true,
+        }];
+        let len = image.len();
+        (Image::from_bytes(image), TABLE..len, segments)
+    }
+
+    fn frame<'a>(function: &'a str, file: &'a str, line: u32, start_line: u32) -> SourceFrame<'a> {
+        SourceFrame {
+            function,
+            file,
+            line,
+            start_line,
+        }
+    }
+
+    #[test]
+    fn reads_every_format() {
+        for format in [Format::Go12, Format::Go116, Format::Go118, Format::Go120] {
+            let (image, table, segments) = build(format, true);
+            let pclntab = Pclntab::parse(image, table, BASE + TABLE as u64, segments, None)
+                .unwrap_or_else(|e| panic!("{format:?}: {e}"));
+            assert_eq!(pclntab.format(), format);
+            let functions: Vec<_> = pclntab.functions().collect();
+            assert_eq!(
+                functions,
+                [
+                    Function {
+                        name: "main.outer",
+                        entry: TEXT,
+                        end: TEXT + 0x40
+                    },
+                    Function {
+                        name: "main.leaf",
+                        entry: TEXT + 0x40,
+                        end: TEXT + 0x60
+                    },
+                ],
+                "{format:?}"
+            );
+            assert_eq!(pclntab.function("main.leaf"), Some(functions[1]));
+            assert_eq!(pclntab.function_containing(TEXT + 0x3f), Some(functions[0]));
+            assert_eq!(pclntab.function_containing(TEXT + 0x60), None);
+            assert_eq!(pclntab.function_containing(TEXT - 1), None);
+
+            let (outer_start, leaf_start, inlined_start) = match format {
+                Format::Go120 => (5, 15, 29),
+                _ => (0, 0, 0),
+            };
+            assert_eq!(
+                pclntab.frames(TEXT + 0x5),
+                [frame("main.outer", "/src/a.go", 10, outer_start)],
+                "{format:?}"
+            );
+            assert_eq!(
+                pclntab.frames(TEXT + 0x45),
+                [frame("main.leaf", "/src/b.go", 20, leaf_start)],
+                "{format:?}"
+            );
+            let inlined = pclntab.frames(TEXT + 0x25);
+            if format == Format::Go12 {
+                assert!(!pclntab.has_inline_trees());
+                assert_eq!(inlined, [frame("main.outer", "/src/a.go", 30, outer_start)]);
+            } else {
+                assert!(pclntab.has_inline_trees(), "{format:?}");
+                assert_eq!(
+                    inlined,
+                    [
+                        frame("main.inlined", "/src/a.go", 30, inlined_start),
+                        frame("main.outer", "/src/a.go", 11, outer_start)
+                    ],
+                    "{format:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn without_moduledata_the_symbol_or_header_gives_the_text_base() {
+        for format in [Format::Go118, Format::Go120] {
+            let (image, table, segments) = build(format, false);
+            let address = BASE + TABLE as u64;
+            let from_header = Pclntab::parse(
+                image.clone(),
+                table.clone(),
+                address,
+                segments.clone(),
+                None,
+            )
+            .unwrap();
+            assert_eq!(from_header.text_start(), TEXT);
+            // Without moduledata there is no `go:func.*`: frames stay, inlining goes.
+            assert!(!from_header.has_inline_trees());
+            assert_eq!(from_header.frames(TEXT + 0x25)[0].function, "main.outer");
+            // Go 1.26+ leave textStart zero.
+            let mut bytes = image.to_vec();
+            put(&mut bytes, TABLE + 24, &0u64.to_le_bytes());
+            let image = Image::from_bytes(bytes);
+            let from_symbol = Pclntab::parse(
+                image.clone(),
+                table.clone(),
+                address,
+                segments.clone(),
+                Some(TEXT),
+            )
+            .unwrap();
+            assert_eq!(
+                from_symbol.function("main.leaf").unwrap().entry,
+                TEXT + 0x40
+            );
+            assert!(matches!(
+                Pclntab::parse(image, table, address, segments, None),
+                Err(PclntabError::NoTextBase)
+            ));
+        }
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_table() {
+        let (image, table, segments) = build(Format::Go120, true);
+        let address = BASE + TABLE as u64;
+        let mut bytes = image.to_vec();
+        put(&mut bytes, TABLE, &0xffff_fff2u32.to_le_bytes());
+        let unknown = Pclntab::parse(
+            Image::from_bytes(bytes),
+            table.clone(),
+            address,
+            segments.clone(),
+            None,
+        );
+        assert!(matches!(unknown, Err(PclntabError::Malformed(_))));
+        // A functab whose first `_func` disagrees with it.
+        let mut bytes = image.to_vec();
+        let functab =
+            u64::from_le_bytes(bytes[TABLE + 64..TABLE + 72].try_into().unwrap()) as usize;
+        put(&mut bytes, TABLE + functab, &4u32.to_le_bytes());
+        let shifted = Pclntab::parse(Image::from_bytes(bytes), table, address, segments, None);
+        assert!(matches!(shifted, Err(PclntabError::Malformed(_))));
+    }
 }

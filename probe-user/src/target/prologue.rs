@@ -11,7 +11,22 @@ use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Reg
 
 /// Offset from the function entry at which to probe. `None` when the prologue is not a
 /// recognizable Go prologue (the caller must refuse rather than guess).
+///
+/// A `//go:nosplit` function has no stack check and opens with its frame setup (`PUSHQ BP` since
+/// Go 1.21ish, `SUBQ $n, SP` before): nothing restarts it, so its entry fires exactly once.
 pub fn probe_offset(code: &[u8], entry: u64) -> Option<u64> {
+    let mut decoder = Decoder::with_ip(64, code, entry, DecoderOptions::NONE);
+    let first = decoder.decode();
+    let pushes_frame = first.mnemonic() == Mnemonic::Push && first.op0_register() == Register::RBP;
+    let grows_frame = first.mnemonic() == Mnemonic::Sub
+        && first.op0_register() == Register::RSP
+        && matches!(
+            first.op1_kind(),
+            OpKind::Immediate8to64 | OpKind::Immediate32to64
+        );
+    if pushes_frame || grows_frame {
+        return Some(0);
+    }
     let mut decoder = Decoder::with_ip(64, code, entry, DecoderOptions::NONE);
     let mut previous: Option<Instruction> = None;
     // The stack check is always within the first few instructions.
@@ -81,11 +96,19 @@ mod tests {
     }
 
     #[test]
-    fn rejects_code_without_a_stack_check() {
-        // push rbp; mov rbp,rsp; ...
-        let code = [
-            0x55, 0x48, 0x89, 0xe5, 0x48, 0x83, 0xec, 0x10, 0xc3, 0xc3, 0xc3, 0xc3,
-        ];
+    fn probes_nosplit_functions_at_their_entry() {
+        // push rbp; mov rbp,rsp; sub rsp,0x10
+        let code = [0x55, 0x48, 0x89, 0xe5, 0x48, 0x83, 0xec, 0x10];
+        assert_eq!(probe_offset(&code, 0x401000), Some(0));
+        // sub rsp,0x30; mov [rsp+0x28],rbp (the frame setup before Go 1.21)
+        let code = [0x48, 0x83, 0xec, 0x30, 0x48, 0x89, 0x6c, 0x24, 0x28];
+        assert_eq!(probe_offset(&code, 0x401000), Some(0));
+    }
+
+    #[test]
+    fn rejects_code_that_is_neither() {
+        // mov rax,rdi; ret
+        let code = [0x48, 0x89, 0xf8, 0xc3, 0xc3, 0xc3, 0xc3, 0xc3];
         assert_eq!(probe_offset(&code, 0x401000), None);
     }
 }

@@ -1,0 +1,301 @@
+//! `timerscope watch`: interval profiles that add up, across a restart of the target, and pushes
+//! to a profile store that survive the store being down.
+
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
+
+use analyzer::ResolvedProfile;
+use common::{Fixture, count, cum, read_profile, timerscope};
+use timerscope_tests::{Variant, fixture_path, reference_go};
+
+/// A running `timerscope watch` whose stderr lines arrive on a channel.
+struct Watcher {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Watcher {
+    fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(timerscope())
+            .arg("watch")
+            .args(args)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let (send, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                eprintln!("watch: {line}");
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// Waits for a stderr line containing `needle`.
+    fn wait_for(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("timerscope watch never said {needle:?}");
+    }
+
+    /// SIGTERM, then the exit status must be success.
+    fn stop(mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "watch exits 0 on SIGTERM: {status}");
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The profiles in `dir` by pid, each list in time order.
+fn profiles_by_pid(dir: &Path) -> BTreeMap<u32, Vec<(PathBuf, ResolvedProfile)>> {
+    let mut by_pid: BTreeMap<u32, Vec<(PathBuf, ResolvedProfile)>> = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if !path.to_string_lossy().ends_with(".pb.gz") {
+            continue;
+        }
+        let profile = read_profile(&path);
+        let pid = profile.comment_value("pid").unwrap().parse().unwrap();
+        by_pid.entry(pid).or_default().push((path, profile));
+    }
+    for profiles in by_pid.values_mut() {
+        profiles.sort_by_key(|(_, p)| p.time_nanos);
+    }
+    by_pid
+}
+
+/// Runs one churn process under the watcher: started once the watcher has attached, so every
+/// timer call of it is seen.
+fn run_churn_under(watcher: &Watcher, seconds: &str) -> (u32, serde_json::Value) {
+    let go = reference_go();
+    let mut fixture = Fixture::spawn(
+        "timers",
+        go,
+        Variant::Normal,
+        &["churn", "-n", "0", "-duration", seconds],
+    );
+    let pid = fixture.pid();
+    watcher.wait_for(&format!("watching pid {pid}"));
+    fixture.start_scenario();
+    let summary = fixture.summary();
+    watcher.wait_for(&format!("pid {pid} exited"));
+    (pid, summary)
+}
+
+#[test]
+fn intervals_add_up_across_a_restart_of_the_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = fixture_path("timers", reference_go(), Variant::Normal).unwrap();
+    let watcher = Watcher::start(&[
+        "--exe",
+        binary.to_str().unwrap(),
+        "--interval",
+        "1s",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    let (first, first_summary) = run_churn_under(&watcher, "2500ms");
+    // The same binary again, as after a restart: a new pid, picked up by itself.
+    let (second, second_summary) = run_churn_under(&watcher, "2500ms");
+    watcher.stop();
+
+    let by_pid = profiles_by_pid(dir.path());
+    assert_eq!(
+        by_pid.keys().copied().collect::<Vec<_>>(),
+        vec![first.min(second), first.max(second)]
+    );
+    for (pid, summary) in [(first, first_summary), (second, second_summary)] {
+        let profiles = &by_pid[&pid];
+        assert!(
+            profiles.len() >= 3,
+            "pid {pid}: several intervals, got {}",
+            profiles.len()
+        );
+        // No interval missing or duplicated: each starts where the previous one ended.
+        for pair in profiles.windows(2) {
+            let (earlier, later) = (&pair[0].1, &pair[1].1);
+            assert_eq!(
+                earlier.time_nanos + earlier.duration_nanos,
+                later.time_nanos,
+                "pid {pid}: {} and {} do not touch",
+                pair[0].0.display(),
+                pair[1].0.display()
+            );
+        }
+        for (sample_type, key) in [
+            ("timers_created", "created"),
+            ("timers_reset", "reset"),
+            ("timers_stopped", "stopped"),
+        ] {
+            let total: i64 = profiles
+                .iter()
+                .map(|(_, p)| cum(p, sample_type, "main.churn", None))
+                .sum();
+            assert_eq!(
+                total,
+                count(&summary, key),
+                "pid {pid}: {sample_type} over all intervals"
+            );
+        }
+    }
+}
+
+/// One request the fake profile store received.
+struct Ingest {
+    request_line: String,
+    body: Vec<u8>,
+}
+
+/// A minimal HTTP server on `listener` that answers 200 to everything and reports each request.
+fn profile_store(listener: TcpListener, received: mpsc::Sender<Ingest>) {
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            let mut length = 0;
+            loop {
+                let mut header = String::new();
+                reader.read_line(&mut header).unwrap();
+                if header.trim().is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = header.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            if received
+                .send(Ingest {
+                    request_line: request_line.trim().to_owned(),
+                    body,
+                })
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+}
+
+fn query_value<'a>(target: &'a str, key: &str) -> &'a str {
+    let query = target.split_once('?').unwrap().1;
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key} in {target}"))
+}
+
+#[test]
+fn pushes_reach_the_profile_store_even_after_it_was_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let go = reference_go();
+    // The PIE build: a different file from the one the --exe test watches concurrently.
+    let mut fixture = Fixture::spawn(
+        "timers",
+        go,
+        Variant::Pie,
+        &["afterfunc-leak", "-n", "30", "-hold", "60s"],
+    );
+    // A port nobody listens on yet: the store is down.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let watcher = Watcher::start(&[
+        "--pid",
+        &fixture.pid().to_string(),
+        "--interval",
+        "1s",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--push",
+        &url,
+    ]);
+    watcher.wait_for(&format!("watching pid {}", fixture.pid()));
+    fixture.start_scenario();
+    let summary = fixture.summary();
+    watcher.wait_for("push to");
+    thread::sleep(Duration::from_secs(2));
+    let spooled = std::fs::read_dir(dir.path().join("spool")).unwrap().count();
+    assert!(
+        spooled >= 2,
+        "profiles wait in the spool while the store is down: {spooled}"
+    );
+
+    let (send, received) = mpsc::channel();
+    profile_store(TcpListener::bind(("127.0.0.1", port)).unwrap(), send);
+    // The pusher retries with backoff (at most 60 s); give it time to drain the spool.
+    let deadline = Instant::now() + Duration::from_secs(45);
+    while std::fs::read_dir(dir.path().join("spool")).unwrap().count() > 0
+        && Instant::now() < deadline
+    {
+        thread::sleep(Duration::from_millis(200));
+    }
+    watcher.stop();
+
+    let written = profiles_by_pid(dir.path()).remove(&fixture.pid()).unwrap();
+    let requests: Vec<Ingest> = received.try_iter().collect();
+    assert_eq!(
+        requests.len(),
+        written.len(),
+        "every interval pushed once, none lost"
+    );
+    let mut live_total = 0;
+    for request in &requests {
+        let (method, rest) = request.request_line.split_once(' ').unwrap();
+        let target = rest.split(' ').next().unwrap();
+        assert_eq!(method, "POST");
+        assert!(target.starts_with("/ingest?"), "{target}");
+        assert_eq!(query_value(target, "format"), "pprof");
+        let name = query_value(target, "name");
+        assert_eq!(
+            name,
+            format!("timerscope.timers%7Bpid%3D{}%7D", fixture.pid())
+        );
+        let from: u64 = query_value(target, "from").parse().unwrap();
+        let until: u64 = query_value(target, "until").parse().unwrap();
+        assert!(from < until, "{target}");
+        let profile = ResolvedProfile::new(&analyzer::decode(&request.body).unwrap());
+        live_total = live_total.max(cum(&profile, "timers_live", "main.leakAfterFuncs", None));
+    }
+    assert_eq!(live_total, count(&summary, "pending"));
+}
