@@ -331,11 +331,14 @@ fn per_site<K: Ord + Clone>(
     sites
 }
 
+/// (time, value) points of a series. Live quantities are what was live when a profile's
+/// recording ended, so each point sits at `time_nanos + duration_nanos` (Go's own snapshots have
+/// a duration of about zero).
 fn points(series: &[&ResolvedProfile], values: &[f64]) -> Vec<(i64, f64)> {
     series
         .iter()
         .zip(values)
-        .map(|(p, &v)| (p.time_nanos, v))
+        .map(|(p, &v)| (p.time_nanos.saturating_add(p.duration_nanos.max(0)), v))
         .collect()
 }
 
@@ -618,6 +621,48 @@ struct BytesRule {
     suggestion: &'static str,
 }
 
+/// The frame timerscope puts on mappings that existed before it attached to the process.
+pub const PRE_EXISTING_FRAME: &str = "[pre-existing]";
+
+/// Whether a series of profiles comes from separate attachments (one `timerscope record` each)
+/// rather than from one (the intervals of `timerscope watch`). Within one attachment,
+/// `[pre-existing]` bytes can only shrink, as older mappings are unmapped, and a site's live
+/// bytes carry over from interval to interval. Each new attachment starts its sites from zero
+/// and counts what they kept before as `[pre-existing]`, which then grows: the series is
+/// windowed, its sites hold only what was mapped during each recording.
+fn is_windowed(series: &[&ResolvedProfile], sample_type: &str) -> bool {
+    let pre_existing: Vec<i64> = series
+        .iter()
+        .map(|p| {
+            let Some(index) = p.sample_index(Some(sample_type)) else {
+                return 0;
+            };
+            p.samples
+                .iter()
+                .filter(|s| {
+                    p.stack(s)
+                        .next()
+                        .is_some_and(|leaf| leaf.function == PRE_EXISTING_FRAME)
+                })
+                .map(|s| s.values[index])
+                .sum()
+        })
+        .collect();
+    pre_existing.windows(2).any(|w| w[1] > w[0])
+}
+
+/// How fast one site's live bytes grow.
+struct SiteGrowth {
+    site: Site,
+    /// Bytes per second: the fitted slope over the series (cumulative profiles), or what stayed
+    /// mapped per second recorded (windowed profiles).
+    rate: f64,
+    /// Grew at every step of three or more profiles (windowed: kept bytes in each of three or
+    /// more recordings).
+    steady: bool,
+    numbers: String,
+}
+
 const BYTES_RULES: [BytesRule; 2] = [
     BytesRule {
         kind: FindingKind::MmapGrowth,
@@ -659,32 +704,49 @@ fn bytes_growth(rule: &BytesRule, series: &[&ResolvedProfile], report: &mut Clas
     if total_slope <= BYTES_SLOPE_LEAK {
         return;
     }
-    let sites = per_site(series, rule.sample_type, |_, _, site| Some(site));
-    let mut fitted: Vec<(Site, Trend)> = sites
-        .into_iter()
-        .map(|(site, s)| {
-            let t = trend::fit(&points(series, &s.values));
-            (site, t)
-        })
-        .filter(|(_, t)| t.slope_per_second.is_some_and(|s| s > 0.0))
-        .collect();
-    fitted.sort_by(|a, b| {
-        b.1.slope_per_second
-            .partial_cmp(&a.1.slope_per_second)
-            .unwrap_or(std::cmp::Ordering::Equal)
+    // Mappings older than a recording are no site's: they are not named, whatever they do.
+    let sites = per_site(series, rule.sample_type, |_, _, site| {
+        (site.function != PRE_EXISTING_FRAME).then_some(site)
     });
+    let windowed = is_windowed(series, rule.sample_type);
+    let mut growing: Vec<SiteGrowth> = sites
+        .into_iter()
+        .filter_map(|(site, s)| {
+            if windowed {
+                windowed_growth(series, site, &s.values)
+            } else {
+                let t = trend::fit(&points(series, &s.values));
+                Some(SiteGrowth {
+                    site,
+                    rate: t.slope_per_second?,
+                    steady: t.keeps_rising,
+                    numbers: describe_trend(&t, mebibytes),
+                })
+            }
+        })
+        .filter(|g| g.rate > 0.0)
+        .collect();
+    growing.sort_by(|a, b| b.rate.total_cmp(&a.rate));
+    if growing.is_empty() {
+        report.notes.push(format!(
+            "{}: the process's {} grew at {}/s, but none of it was mapped by a call during the recordings (it is in mappings made before or between them); record for longer",
+            rule.kind,
+            rule.what,
+            mebibytes(total_slope),
+        ));
+    }
     // The process grows faster than the limit: name the site that grows most, and every other
     // site that alone grows faster than the limit.
-    for (rank, (site, t)) in fitted.iter().enumerate() {
-        let slope = t.slope_per_second.unwrap_or(0.0);
-        if rank > 0 && slope <= BYTES_SLOPE_LEAK {
+    for (rank, g) in growing.iter().enumerate() {
+        if rank > 0 && g.rate <= BYTES_SLOPE_LEAK {
             break;
         }
-        let severity = if t.keeps_rising || slope > 10.0 * BYTES_SLOPE_LEAK {
+        let severity = if g.steady || g.rate > 10.0 * BYTES_SLOPE_LEAK {
             Severity::High
         } else {
             Severity::Medium
         };
+        let site = &g.site;
         report.findings.push(Finding {
             kind: rule.kind,
             severity,
@@ -696,13 +758,44 @@ fn bytes_growth(rule: &BytesRule, series: &[&ResolvedProfile], report: &mut Clas
                 capitalize(rule.what),
                 site.function,
                 site.short_location(),
-                describe_trend(t, mebibytes),
+                g.numbers,
                 mebibytes(total_slope),
                 mebibytes(BYTES_SLOPE_LEAK),
             ),
             suggestion: rule.suggestion.to_owned(),
         });
     }
+}
+
+/// Growth of one site over windowed profiles (separate recordings of one process). A site holds
+/// only what it mapped during each recording and kept until its end, so the rate is bytes kept
+/// per second recorded, not a slope between recordings.
+fn windowed_growth(series: &[&ResolvedProfile], site: Site, values: &[f64]) -> Option<SiteGrowth> {
+    let recorded_seconds: f64 = series
+        .iter()
+        .map(|p| p.duration_nanos.max(0) as f64 / 1e9)
+        .sum();
+    if recorded_seconds <= 0.0 {
+        return None;
+    }
+    let kept: f64 = values.iter().sum();
+    let each = values
+        .iter()
+        .map(|&v| format!("{:.1}", v / MIB))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rate = kept / recorded_seconds;
+    Some(SiteGrowth {
+        site,
+        rate,
+        steady: values.len() >= 3 && values.iter().all(|&v| v > 0.0),
+        numbers: format!(
+            "during {} recordings and still mapped at their ends: {each} MiB ({} in {recorded_seconds:.1} s recorded, {}/s)",
+            values.len(),
+            mebibytes(kept),
+            mebibytes(rate),
+        ),
+    })
 }
 
 fn capitalize(s: &str) -> String {

@@ -1,6 +1,7 @@
 //! What the `timerscope diff|classify|flamegraph` subcommands do, without clap: option structs,
-//! `run_*` functions, text (`Display`) and JSON rendering, and exit statuses. The clap layer in
-//! probe-user only fills the structs and prints.
+//! `run_*` functions, text (`Display`) and JSON rendering, and exit statuses (also `inspect`'s,
+//! whose options and run live in [`crate::inspect`]). The clap layer in probe-user only fills the
+//! structs and prints.
 
 use std::fmt;
 use std::fs;
@@ -11,6 +12,8 @@ use anyhow::Context as _;
 use crate::classify::{ClassifyReport, Severity, classify};
 use crate::diff::{DiffError, DiffReport, Presence, diff, diff_profile};
 use crate::flamegraph::{FlamegraphError, FlamegraphSummary, write_flamegraph};
+use crate::inspect::InspectError;
+use crate::inspect::report::InspectReport;
 use crate::pprof::Profile;
 use crate::profile::{ProfileError, read_file, write_atomic, write_bytes_atomic};
 use crate::resolved::ResolvedProfile;
@@ -161,12 +164,24 @@ pub fn classify_exit_status(report: &ClassifyReport, fail_on: Option<Severity>) 
     }
 }
 
+/// The exit status of `inspect`: 3 when a finding, share shift or growth trend at or above
+/// `fail_on` exists, else 0 (an unreachable service alone is not a failure).
+pub fn inspect_exit_status(report: &InspectReport, fail_on: Option<Severity>) -> i32 {
+    match fail_on {
+        Some(level) if report.fails(level) => EXIT_FINDINGS,
+        _ => 0,
+    }
+}
+
 /// The exit status for an error returned by a `run_*` function: 2 for unusable input, 1 otherwise;
 /// never 3, which means "findings".
 pub fn error_exit_status(error: &anyhow::Error) -> i32 {
     let bad_input = error.chain().any(|cause| {
         if let Some(e) = cause.downcast_ref::<ProfileError>() {
             return !matches!(e, ProfileError::Write { .. });
+        }
+        if let Some(e) = cause.downcast_ref::<InspectError>() {
+            return e.is_bad_input();
         }
         if let Some(e) = cause.downcast_ref::<FlamegraphError>() {
             return !matches!(e, FlamegraphError::Render(_));
@@ -205,7 +220,7 @@ pub fn to_json<T: serde::Serialize>(report: &T) -> String {
 }
 
 /// A value in its unit, scaled for reading: bytes in KiB/MiB/GiB, nanoseconds in µs/ms/s.
-fn human(value: f64, unit: &str) -> String {
+pub(crate) fn human(value: f64, unit: &str) -> String {
     let scales: &[(f64, &str)] = match unit {
         "bytes" => &[
             (1024.0 * 1024.0 * 1024.0, "GiB"),

@@ -7,6 +7,7 @@ pub mod cli_args;
 pub mod diff;
 pub mod flamegraph;
 pub mod gosym;
+pub mod inspect;
 pub mod pprof;
 pub mod profile;
 pub mod resolved;

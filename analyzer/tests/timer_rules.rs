@@ -384,6 +384,115 @@ fn mmap_growth_names_the_growing_site_and_spares_balanced_ones() {
     }
 }
 
+/// Three separate 3 s recordings, 1 s apart, of a process whose `main.growArena` maps
+/// `kept_per_recording` bytes during each that stay mapped. Each recording sees only its own
+/// mappings at `main.growArena`; the older ones are `[pre-existing]` in later recordings.
+fn windowed_mmap_series(
+    runtime: GoRuntime,
+    kept_per_recording: i64,
+    scratch: i64,
+) -> Vec<analyzer::pprof::Profile> {
+    (0..3)
+        .map(|i| {
+            let sites = [
+                MmapSite {
+                    user: user("main.growArena", 120),
+                    mapping_label: "anon",
+                    mapped: kept_per_recording,
+                    unmapped: 0,
+                },
+                MmapSite {
+                    user: user("main.scratch", 125),
+                    mapping_label: "anon",
+                    mapped: scratch,
+                    unmapped: scratch,
+                },
+            ];
+            let pre_existing = (64 << 20) + i * kept_per_recording;
+            windowed_mmap_profile(
+                runtime,
+                T0 + i * 4 * SECOND,
+                3 * SECOND,
+                pre_existing,
+                &sites,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn mmap_growth_over_separate_recordings_names_the_mapping_call_not_pre_existing() {
+    for runtime in RUNTIMES {
+        // 6 MiB kept per 3 s recording: 2 MiB/s at the site.
+        let report = classify_profiles(&windowed_mmap_series(runtime, 6 << 20, 32 << 20));
+        assert_eq!(report.findings.len(), 1, "{runtime:?}: {report:#?}");
+        let f = &report.findings[0];
+        assert_eq!(f.kind, FindingKind::MmapGrowth);
+        assert_eq!((f.function.as_str(), f.line), ("main.growArena", 120));
+        assert_eq!(f.severity, Severity::High, "kept bytes in all 3 recordings");
+        assert!(
+            f.evidence.contains("6.0, 6.0, 6.0 MiB") && f.evidence.contains("2.0 MiB/s"),
+            "{}",
+            f.evidence
+        );
+
+        let balanced = classify_profiles(&windowed_mmap_series(runtime, 0, 32 << 20));
+        assert!(balanced.findings.is_empty(), "{balanced:#?}");
+
+        // Growth only before and between the recordings: no call site to name, said in a note.
+        let mut between = windowed_mmap_series(runtime, 6 << 20, 0);
+        for profile in &mut between {
+            profile.sample.retain(|s| s.location_id.len() == 1);
+        }
+        let report = classify_profiles(&between);
+        assert!(report.findings.is_empty(), "{report:#?}");
+        assert!(
+            report.notes.iter().any(|n| n.contains("before or between")),
+            "{report:#?}"
+        );
+    }
+}
+
+/// Three contiguous 3 s intervals of one attachment (`timerscope watch`): sites keep what they
+/// mapped since the attachment, and `[pre-existing]` stays as it was.
+fn one_attachment_mmap_series(runtime: GoRuntime) -> Vec<analyzer::pprof::Profile> {
+    (0..3)
+        .map(|i| {
+            let sites = [
+                MmapSite {
+                    user: user("main.growArena", 120),
+                    mapping_label: "anon",
+                    mapped: (i + 1) * (6 << 20),
+                    unmapped: 0,
+                },
+                // Mapped once, early, and kept: a fixed-size cache, not a leak.
+                MmapSite {
+                    user: user("main.cache", 130),
+                    mapping_label: "anon",
+                    mapped: 32 << 20,
+                    unmapped: 0,
+                },
+            ];
+            windowed_mmap_profile(runtime, T0 + i * 3 * SECOND, 3 * SECOND, 64 << 20, &sites)
+        })
+        .collect()
+}
+
+#[test]
+fn mmap_growth_over_one_attachment_fits_the_sites_own_trend() {
+    for runtime in RUNTIMES {
+        let report = classify_profiles(&one_attachment_mmap_series(runtime));
+        assert_eq!(report.findings.len(), 1, "{runtime:?}: {report:#?}");
+        let f = &report.findings[0];
+        assert_eq!((f.function.as_str(), f.line), ("main.growArena", 120));
+        assert!(
+            f.evidence.contains("from 6.0 MiB to 18.0 MiB") && f.evidence.contains("2.0 MiB/s"),
+            "{}",
+            f.evidence
+        );
+    }
+}
+
 #[test]
 fn classify_cli_with_baseline_dir_and_fail_on() {
     let dir = tempfile::tempdir().unwrap();

@@ -243,11 +243,55 @@ pub struct MmapSite {
 }
 
 pub fn mmap_profile(runtime: GoRuntime, time_nanos: i64, sites: &[MmapSite]) -> Profile {
+    build_mmap_profile(runtime, time_nanos, SECOND, None, sites)
+}
+
+/// A profile of one `timerscope record` run of `duration_nanos`, as the recorder writes them:
+/// `sites` hold what was mapped during the recording, and the `pre_existing` bytes mapped before
+/// it sit under one `[pre-existing]` frame.
+pub fn windowed_mmap_profile(
+    runtime: GoRuntime,
+    time_nanos: i64,
+    duration_nanos: i64,
+    pre_existing: i64,
+    sites: &[MmapSite],
+) -> Profile {
+    build_mmap_profile(
+        runtime,
+        time_nanos,
+        duration_nanos,
+        Some(pre_existing),
+        sites,
+    )
+}
+
+fn build_mmap_profile(
+    runtime: GoRuntime,
+    time_nanos: i64,
+    duration_nanos: i64,
+    pre_existing: Option<i64>,
+    sites: &[MmapSite],
+) -> Profile {
     let mut b = ProfileBuilder::new(&MMAP_SAMPLE_TYPES, "mmap_live_bytes");
     b.time_nanos(time_nanos)
-        .duration_nanos(SECOND)
+        .duration_nanos(duration_nanos)
         .comment(format!("go_version={}", runtime.version));
     let mapping = main_mapping(&mut b);
+    if let Some(bytes) = pre_existing {
+        let location = b.location(
+            0,
+            0,
+            &[frame(analyzer::classify::PRE_EXISTING_FRAME, "", 0)],
+        );
+        b.add_sample(
+            &[location],
+            &[0, 0, 0, bytes],
+            &[SampleLabel::Str {
+                key: "mapping".into(),
+                value: "anon".into(),
+            }],
+        );
+    }
     for site in sites {
         let mut frames = vec![
             frame("runtime.mmap", "/usr/local/go/src/runtime/mem_linux.go", 30),

@@ -23,13 +23,18 @@ pub struct Fixture {
 impl Fixture {
     pub fn spawn(name: &str, go: &GoVersion, variant: Variant, args: &[&str]) -> Self {
         let binary = fixture_path(name, go, variant).expect("fixture built");
-        let mut child = Command::new(&binary)
-            .args(args)
-            .arg("-wait-stdin")
+        let mut command = Command::new(&binary);
+        command.args(args).arg("-wait-stdin");
+        Self::from_command(command)
+    }
+
+    /// A fixture started by `command` (a wrapper that ends up running one with -wait-stdin).
+    pub fn from_command(mut command: Command) -> Self {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
+            .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
         let stdin = child.stdin.take();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let ready = read_json_line(&mut stdout);
@@ -225,4 +230,93 @@ macro_rules! per_go_version {
             }
         }
     };
+}
+
+/// The profile's drop counters, from its `drops: stack_collision=N site_map_full=N ...`
+/// comment; panics when the profile has none.
+pub fn profile_drops(profile: &ResolvedProfile) -> std::collections::BTreeMap<String, u64> {
+    let comment = profile
+        .comments
+        .iter()
+        .find_map(|c| c.strip_prefix("drops:"))
+        .unwrap_or_else(|| panic!("no drops comment in {:?}", profile.comments));
+    comment
+        .split_whitespace()
+        .map(|pair| {
+            let (name, n) = pair
+                .split_once('=')
+                .unwrap_or_else(|| panic!("bad drops comment: {comment}"));
+            (name.to_owned(), n.parse().expect("drop count"))
+        })
+        .collect()
+}
+
+/// N of timerscope's `warning: N events or stacks were lost (...)` line, None without one.
+pub fn reported_losses(stderr: &str) -> Option<u64> {
+    stderr.lines().find_map(|line| {
+        let rest = line.split_once("warning: ")?.1;
+        let (n, tail) = rest.split_once(' ')?;
+        tail.starts_with("events or stacks were lost")
+            .then(|| n.parse().expect("loss count"))
+    })
+}
+
+/// Runs `command` to completion capturing stdout and stderr; kills it and panics when it takes
+/// longer than `timeout` (a hung target or recorder fails the test instead of hanging it).
+pub fn output_within(command: &mut Command, timeout: std::time::Duration) -> Output {
+    use std::io::Read as _;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{command:?} still running after {timeout:?}: killed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+/// The function (`main.NAME`) and line of the `// SITE marker` comment in fixture `fixture`'s
+/// main.go: tests name the sites they expect by marker, never by line number.
+pub fn fixture_site(fixture: &str, marker: &str) -> (String, i64) {
+    let path = timerscope_tests::fixture_sources_root()
+        .join(fixture)
+        .join("main.go");
+    let source = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let lines: Vec<&str> = source.lines().collect();
+    let tag = format!("// SITE {marker}");
+    let index = lines
+        .iter()
+        .position(|l| l.trim_end().ends_with(&tag))
+        .unwrap_or_else(|| panic!("no {tag} in {}", path.display()));
+    let function = lines[..=index]
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix("func ")?.split('(').next())
+        .unwrap_or_else(|| panic!("{tag} in {} is outside a function", path.display()));
+    (format!("main.{function}"), index as i64 + 1)
 }
