@@ -7,6 +7,7 @@
 //!   selects e.g. the Go 1.23 timer semantics); binaries keep these real paths in DWARF (no
 //!   `-trimpath`);
 //! - `CGO_ENABLED=0` unless the fixture directory holds a file named `cgo`;
+//! - `-ldflags=-linkmode=external` (the C toolchain links) when it holds a file named `external`;
 //! - `GOTOOLCHAIN=local`, `GOCACHE=$CACHE/gocache/<version>`, `GOPATH=$CACHE/gopath`, no proxy;
 //! - variants: normal, stripped (`-ldflags=-s -w`), pie (`-buildmode=pie`), pie-stripped.
 
@@ -258,11 +259,19 @@ fn build(dir: &Path, name: &str, go: &GoVersion, variant: Variant) -> Result<()>
     let tmp = out_dir.join(format!(".tmp-{name}-{}", std::process::id()));
     let cache = cache_dir();
     let cgo = fixture_sources_root().join(name).join("cgo").exists();
+    let external = fixture_sources_root().join(name).join("external").exists();
 
     let mut cmd = Command::new(go_binary(go));
     cmd.current_dir(&src).arg("build").arg("-o").arg(&tmp);
-    if variant.stripped() {
-        cmd.arg("-ldflags=-s -w");
+    let ldflags: Vec<&str> = [
+        variant.stripped().then_some("-s -w"),
+        external.then_some("-linkmode=external"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !ldflags.is_empty() {
+        cmd.arg(format!("-ldflags={}", ldflags.join(" ")));
     }
     if variant.pie() {
         cmd.arg("-buildmode=pie");
