@@ -33,11 +33,20 @@ pub fn config() -> TargetConfig {
     unsafe { core::ptr::read_volatile(&CONFIG) }
 }
 
-/// The calling thread's id, when it belongs to the target process.
+/// Slot 0: 1 while the probes are armed. Uprobes attach and detach one at a time; counting
+/// only between "all attached" and "about to detach" keeps create, stop and fire consistent
+/// (no timer seen created whose stop went unseen).
+#[map]
+pub static ARMED: Array<u32> = Array::with_max_entries(1, 0);
+
+/// The calling thread's id, when it belongs to the target process and the probes are armed.
 #[inline(always)]
 pub fn target_thread() -> Option<u32> {
     let pid_tgid = bpf_get_current_pid_tgid();
-    ((pid_tgid >> 32) as u32 == config().tgid).then_some(pid_tgid as u32)
+    if (pid_tgid >> 32) as u32 != config().tgid || ARMED.get(0).copied() != Some(1) {
+        return None;
+    }
+    Some(pid_tgid as u32)
 }
 
 /// Per-hook read plans, indexed by the uprobe's attach cookie.

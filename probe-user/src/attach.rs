@@ -182,8 +182,23 @@ impl Probe {
             name: "MMAP_EVENTS",
             source,
         })?;
+        set_armed(&mut ebpf, true)?;
         Ok(Self { ebpf, mmap_events })
     }
+}
+
+/// Arms or disarms every probe at once (see `ARMED` in probe-ebpf).
+fn set_armed(ebpf: &mut Ebpf, armed: bool) -> Result<(), AttachError> {
+    let map_error = |source| AttachError::Map {
+        name: "ARMED",
+        source,
+    };
+    let mut flag: Array<_, u32> = Array::try_from(
+        ebpf.map_mut("ARMED")
+            .expect("ARMED is defined in probe-ebpf"),
+    )
+    .map_err(map_error)?;
+    flag.set(0, u32::from(armed), 0).map_err(map_error)
 }
 
 /// Maps the probes fill, read by [`crate::collect`].
@@ -210,6 +225,9 @@ impl crate::collect::Maps for ProbeMaps {
 impl Probe {
     /// Detaches every uprobe and tracepoint; returns the maps and the mmap ring buffer.
     pub fn detach(mut self) -> (ProbeMaps, RingBuf<MapData>) {
+        // Stop counting everywhere at once before the uprobes go away one by one. If the flag
+        // cannot be written the map is gone, and so are the programs' effects.
+        let _ = set_armed(&mut self.ebpf, false);
         let maps = PROBE_MAPS
             .into_iter()
             .map(|name| {
