@@ -343,12 +343,15 @@ fn points(series: &[&ResolvedProfile], values: &[f64]) -> Vec<(i64, f64)> {
 }
 
 fn describe_trend(trend: &Trend, unit: impl Fn(f64) -> String) -> String {
-    let mut text = format!(
-        "rose from {} to {} over {} profiles",
-        unit(trend.first),
-        unit(trend.last),
-        trend.points
-    );
+    let (first, last) = (unit(trend.first), unit(trend.last));
+    let change = if first == last {
+        format!("stayed at {last}")
+    } else if trend.last > trend.first {
+        format!("rose from {first} to {last}")
+    } else {
+        format!("fell from {first} to {last}")
+    };
+    let mut text = format!("{change} over {} profiles", trend.points);
     if let (Some(span), Some(growth), Some(slope)) = (
         trend.span_seconds,
         trend.growth_per_second,

@@ -384,6 +384,34 @@ fn mmap_growth_names_the_growing_site_and_spares_balanced_ones() {
     }
 }
 
+#[test]
+fn evidence_says_which_way_the_live_count_moved() {
+    let site = |live| {
+        TimerSite::new(
+            "afterfunc",
+            vec![frame("time.AfterFunc", SLEEP_GO, 176)],
+            user("main.retry", 210),
+        )
+        .counts(live, 0, 0)
+    };
+    let runtime = RUNTIMES[0];
+    for (counts, words) in [
+        ([200, 150], "fell from 200 to 150"),
+        ([150, 150], "stayed at 150"),
+        ([150, 200], "rose from 150 to 200"),
+    ] {
+        let profiles: Vec<_> = counts
+            .iter()
+            .enumerate()
+            .map(|(i, &live)| timer_profile(runtime, T0 + i as i64 * SECOND, &[site(live)]))
+            .collect();
+        let report = classify_profiles(&profiles);
+        assert_eq!(report.findings.len(), 1, "{report:#?}");
+        let evidence = &report.findings[0].evidence;
+        assert!(evidence.contains(words), "{counts:?}: {evidence}");
+    }
+}
+
 /// Three separate 3 s recordings, 1 s apart, of a process whose `main.growArena` maps
 /// `kept_per_recording` bytes during each that stay mapped. Each recording sees only its own
 /// mappings at `main.growArena`; the older ones are `[pre-existing]` in later recordings.
