@@ -102,6 +102,7 @@ struct Encoder<'a> {
 impl Encoder<'_> {
     /// One location for a stack of runtime addresses, leaf first.
     fn stack(&mut self, pcs: &[u64]) -> Vec<u64> {
+        let pcs = &pcs[..self.goroutine_root_end(pcs)];
         pcs.iter()
             .enumerate()
             .map(|(depth, &pc)| {
@@ -110,6 +111,24 @@ impl Encoder<'_> {
                 self.location(address)
             })
             .collect()
+    }
+
+    /// How many frames of a stack to keep: up to the goroutine's root (`runtime.main`,
+    /// `runtime.goexit`, `runtime.mstart`). Go <= 1.13 starts goroutines with a stale frame
+    /// pointer, so the unwind goes on past the root into whatever that register held.
+    fn goroutine_root_end(&mut self, pcs: &[u64]) -> usize {
+        const GOROUTINE_ROOTS: [&str; 3] = ["runtime.main", "runtime.goexit", "runtime.mstart"];
+        for (depth, &pc) in pcs.iter().enumerate() {
+            let address = if depth == 0 { pc } else { pc - 1 };
+            if !(self.mapping.start..self.mapping.limit).contains(&address) {
+                continue;
+            }
+            let outermost = self.symbolizer.frames(address).last();
+            if outermost.is_some_and(|f| GOROUTINE_ROOTS.contains(&f.function.as_str())) {
+                return depth + 1;
+            }
+        }
+        pcs.len()
     }
 
     /// The location of one address: in the binary (DWARF or pclntab), in a shared library

