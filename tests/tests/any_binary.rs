@@ -5,15 +5,10 @@
 
 mod common;
 
-use std::{
-    collections::BTreeMap,
-    fs,
-    io::{BufRead as _, BufReader},
-    process::{Command, Stdio},
-};
+use std::{collections::BTreeMap, fs, process::Command};
 
 use analyzer::{ResolvedProfile, SampleLabel};
-use common::{Fixture, count, cum, read_profile, record_launch, timerscope};
+use common::{Fixture, PidRecording, count, cum, read_profile, record_launch};
 use serde_json::Value;
 use timerscope_tests::{GoVersion, Variant, fixture_path, reference_go};
 
@@ -231,25 +226,14 @@ fn records_a_process_in_its_own_mount_and_pid_namespace() {
 
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("namespaced.pb.gz");
-    let mut recorder = Command::new(timerscope())
-        .args(["record", "--pid", &pid.to_string(), "-o"])
-        .arg(&output)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(recorder.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    assert!(line.contains("recording pid"), "timerscope said: {line}");
+    let recorder = PidRecording::start(pid, &output, &[]);
     fixture.start_scenario();
     let summary = fixture.summary();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(recorder.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    assert!(recorder.wait().unwrap().success());
+    assert!(
+        recorder
+            .stop_with(nix::sys::signal::Signal::SIGINT)
+            .success()
+    );
     let profile = read_profile(&output);
     assert_eq!(
         cum(

@@ -3,13 +3,9 @@
 
 mod common;
 
-use std::{
-    fs,
-    io::{BufRead as _, BufReader},
-    process::{Command, Stdio},
-};
+use std::fs;
 
-use common::{Fixture, count, cum, read_profile, record_launch, timerscope};
+use common::{Fixture, PidRecording, count, cum, read_profile, record_launch};
 use timerscope_tests::{GoVersion, Variant, reference_go};
 
 fn leaked_mappings_are_live_at_the_mapper(go: &GoVersion) {
@@ -98,29 +94,12 @@ fn live_bytes_agree_with_smaps_over_30_seconds() {
         &["leak", "-n", "28", "-every", "1s", "-hold", "60s"],
     );
     let pid = fixture.pid();
-    let mut recorder = Command::new(timerscope())
-        .args([
-            "record",
-            "--pid",
-            &pid.to_string(),
-            "--duration",
-            "30s",
-            "-o",
-        ])
-        .arg(&output)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(recorder.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    assert!(line.contains("recording pid"), "timerscope said: {line}");
+    let recorder = PidRecording::start(pid, &output, &["--duration", "30s"]);
     let before = anonymous_mapping_bytes(pid);
     fixture.start_scenario();
     let summary = fixture.summary();
     let after = anonymous_mapping_bytes(pid);
-    assert!(recorder.wait().unwrap().success());
+    assert!(recorder.wait().success());
 
     let profile = read_profile(&output);
     let live = profile.sample_index(Some("mmap_live_bytes")).unwrap();

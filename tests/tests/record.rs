@@ -3,12 +3,7 @@
 
 mod common;
 
-use std::{
-    io::{BufRead as _, BufReader},
-    process::{Command, Stdio},
-};
-
-use common::{Fixture, count, cum, go_tool_pprof, read_profile, record_launch, timerscope};
+use common::{Fixture, PidRecording, count, cum, go_tool_pprof, read_profile, record_launch};
 use timerscope_tests::{GoVersion, Variant, reference_go};
 
 fn afterfunc_leak_is_live_where_it_was_created(go: &GoVersion) {
@@ -169,30 +164,10 @@ fn record_by_pid_flushes_on_ctrl_c() {
         Variant::Normal,
         &["afterfunc-leak", "-n", "60", "-hold", "60s"],
     );
-    let mut recorder = Command::new(timerscope())
-        .args([
-            "record",
-            "--pid",
-            &fixture.pid().to_string(),
-            "-o",
-            output.to_str().unwrap(),
-        ])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(recorder.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    assert!(line.contains("recording pid"), "timerscope said: {line}");
+    let recorder = PidRecording::start(fixture.pid(), &output, &[]);
     fixture.start_scenario();
     let summary = fixture.summary();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(recorder.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let status = recorder.wait().unwrap();
+    let status = recorder.stop_with(nix::sys::signal::Signal::SIGINT);
     assert!(status.success(), "timerscope exits 0 after Ctrl-C");
     let profile = read_profile(&output);
     assert_eq!(

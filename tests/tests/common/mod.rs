@@ -320,3 +320,40 @@ pub fn fixture_site(fixture: &str, marker: &str) -> (String, i64) {
         .unwrap_or_else(|| panic!("{tag} in {} is outside a function", path.display()));
     (format!("main.{function}"), index as i64 + 1)
 }
+
+/// `timerscope record --pid PID -o OUTPUT ARGS`, returned once its probes are attached (it has
+/// printed its "recording pid" line).
+pub struct PidRecording {
+    pub child: Child,
+}
+
+impl PidRecording {
+    pub fn start(pid: u32, output: &Path, args: &[&str]) -> Self {
+        let mut child = Command::new(timerscope())
+            .args(["record", "--pid", &pid.to_string(), "-o"])
+            .arg(output)
+            .args(args)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("timerscope runs");
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        assert!(line.contains("recording pid"), "timerscope said: {line}");
+        // Keep draining stderr so timerscope never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        Self { child }
+    }
+
+    /// Sends `signal` (as Ctrl-C or a service manager would) and waits for the exit.
+    pub fn stop_with(mut self, signal: nix::sys::signal::Signal) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).unwrap();
+        self.child.wait().unwrap()
+    }
+
+    pub fn wait(mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
+    }
+}
