@@ -77,6 +77,14 @@ fn site_frames(site: &SiteKey, snapshot: &Snapshot) -> Vec<u64> {
     frames
 }
 
+/// CLOCK_MONOTONIC in nanoseconds: the clock of the runtime's `when`.
+fn monotonic_now() -> i64 {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes only the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec * 1_000_000_000 + now.tv_nsec
+}
+
 /// The `kind` label from the callback the runtime will call.
 pub fn timer_kind(callback: Option<&str>, periodic: bool) -> &'static str {
     match callback {
@@ -296,16 +304,32 @@ pub fn encode(
         if site.event == event::FIRED {
             values[DELAY_COLUMN] = value.delay_ns as i64;
         }
-        rows.push((*site, values));
+        rows.push((*site, values, Vec::new()));
     }
-    for (_, live) in &snapshot.live {
+    // Each live timer is its own sample, with what the runtime holds for it; views aggregate
+    // them by stack as usual.
+    let now = monotonic_now();
+    for (address, live) in &snapshot.live {
         let mut values: Values = [0; SAMPLE_TYPES.len()];
         values[LIVE_COLUMN] = 1;
-        rows.push((live.site, values));
+        let number = |key: &str, value: i64, unit: &str| SampleLabel::Num {
+            key: key.into(),
+            value,
+            unit: unit.into(),
+        };
+        let details = vec![
+            number("timer", *address as i64, ""),
+            number("goid", live.goid as i64, ""),
+            number("period", live.period, "nanoseconds"),
+            // Negative: overdue (a timer a busy P has not run yet).
+            number("due_in", live.when - now, "nanoseconds"),
+        ];
+        rows.push((live.site, values, details));
     }
-    for (site, values) in rows {
+    for (site, values, details) in rows {
         let locations = encoder.timer_locations(&site, snapshot);
-        let labels = encoder.labels(&site);
+        let mut labels = encoder.labels(&site);
+        labels.extend(details);
         encoder.builder.add_sample(&locations, &values, &labels);
     }
 
