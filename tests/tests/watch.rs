@@ -299,3 +299,60 @@ fn pushes_reach_the_profile_store_even_after_it_was_down() {
     }
     assert_eq!(live_total, count(&summary, "pending"));
 }
+
+#[test]
+fn sighup_rotates_now_and_sigterm_writes_the_last_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    // The stripped build: a different file from the ones the other tests watch by --exe.
+    let mut fixture = Fixture::spawn(
+        "timers",
+        reference_go(),
+        Variant::Stripped,
+        &["afterfunc-leak", "-n", "10", "-hold", "60s"],
+    );
+    let watcher = Watcher::start(&[
+        "--pid",
+        &fixture.pid().to_string(),
+        "--interval",
+        "1h",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    watcher.wait_for(&format!("watching pid {}", fixture.pid()));
+    fixture.start_scenario();
+    fixture.summary();
+    let profiles = || {
+        profiles_by_pid(dir.path())
+            .remove(&fixture.pid())
+            .unwrap_or_default()
+    };
+    let hangup = |expected: usize| {
+        let pid = nix::unistd::Pid::from_raw(watcher.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while profiles().len() < expected && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(
+            profiles().len(),
+            expected,
+            "SIGHUP wrote an interval at once"
+        );
+    };
+    hangup(1);
+    hangup(2);
+    watcher.stop();
+    let profiles = profiles();
+    assert_eq!(profiles.len(), 3, "SIGTERM wrote the last interval");
+    for pair in profiles.windows(2) {
+        assert_eq!(
+            pair[0].1.time_nanos + pair[0].1.duration_nanos,
+            pair[1].1.time_nanos
+        );
+    }
+    let created: i64 = profiles
+        .iter()
+        .map(|(_, p)| cum(p, "timers_created", "main.leakAfterFuncs", None))
+        .sum();
+    assert_eq!(created, 10);
+}
