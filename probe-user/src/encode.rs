@@ -79,7 +79,10 @@ fn site_frames(site: &SiteKey, snapshot: &Snapshot) -> Vec<u64> {
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock of the runtime's `when`.
 fn monotonic_now() -> i64 {
-    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes only the timespec it is given.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
     now.tv_sec * 1_000_000_000 + now.tv_nsec

@@ -208,7 +208,11 @@ fn runtime_build_version(image: &[u8], segments: &[Segment]) -> Option<String> {
         .iter()
         .filter(|s| s.writable && s.filesz > 0)
         .flat_map(|segment| {
-            (0..segment.filesz.saturating_sub(16))
+            // Only the bytes the file holds: a damaged header may claim far more.
+            let present = segment
+                .filesz
+                .min((image.len() as u64).saturating_sub(segment.offset));
+            (0..present.saturating_sub(16))
                 .step_by(8)
                 .map(move |at| segment.vaddr + at)
         })

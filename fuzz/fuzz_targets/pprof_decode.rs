@@ -1,0 +1,22 @@
+//! The pprof reader: gzip or raw protobuf, then validation. Whatever `decode` accepts must be
+//! safe for the readers built on it (the resolved view indexes functions, locations, strings).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(profile) = analyzer::decode(data) else {
+        return;
+    };
+    let resolved = analyzer::ResolvedProfile::new(&profile);
+    for (index, kind) in resolved.sample_types.iter().enumerate() {
+        assert!(resolved.sample_index(Some(&kind.ty)).is_some());
+        for sample in &resolved.samples {
+            let _ = sample.values.get(index);
+            for &frame in &sample.stack {
+                let _ = &resolved.frames[frame as usize].function;
+            }
+        }
+    }
+    let _ = resolved.sample_index(None);
+});
