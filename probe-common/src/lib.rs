@@ -58,6 +58,7 @@ pub mod reg {
     pub const RSI: u32 = 13;
     pub const RDI: u32 = 14;
     pub const RIP: u32 = 16;
+    pub const EFLAGS: u32 = 18;
     pub const RSP: u32 = 19;
 }
 
@@ -68,10 +69,13 @@ pub mod hook_flag {
     /// counts as [`super::event::RESET`]. Family B `(*timer).modify` (the first modify of a timer
     /// `time.newTimer` just allocated) and Go <= 1.13 `addtimer` (which Reset calls again).
     pub const CREATE_IF_UNINITIALIZED: u32 = 1;
+    /// The probe sits on the stack-check `JBE`: when the branch is taken (CF or ZF set) the
+    /// function grows its stack and restarts from its entry, so the hit is not the call's.
+    pub const SKIP_IF_MORESTACK: u32 = 2;
     /// The probe sits inside the function body, past the prologue (Go <= 1.13's timerproc and
     /// Sleep): the frame is pushed, so `[RSP]` is no return address and the frame-pointer unwind
     /// already has the caller. [`super::SiteKey::caller`] stays 0.
-    pub const IN_BODY: u32 = 2;
+    pub const IN_BODY: u32 = 4;
 }
 
 /// Bits of [`SiteKey::flags`].

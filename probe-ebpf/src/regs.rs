@@ -42,6 +42,7 @@ pub fn register(regs: &Registers, slot: u32) -> Option<u64> {
         reg::RSI => regs.rsi,
         reg::RDI => regs.rdi,
         reg::RIP => regs.rip,
+        reg::EFLAGS => regs.eflags,
         reg::RSP => regs.rsp,
         _ => return None,
     })

@@ -32,12 +32,15 @@ fn on_timer_hook(ctx: &ProbeContext) -> Option<()> {
     let config = config();
     target_thread()?;
     let hook = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
-    bump(&HOOK_HITS, hook);
     let plan = HOOKS.get(hook)?;
+    let regs = Registers::of(ctx)?;
+    if plan.flags & hook_flag::SKIP_IF_MORESTACK != 0 && morestack_branch_taken(&regs) {
+        return None;
+    }
+    bump(&HOOK_HITS, hook);
     if plan.event == event::TIMER_LOOP {
         return Some(());
     }
-    let regs = Registers::of(ctx)?;
     if plan.event == event::CALLBACK_BEGIN || plan.event == event::CALLBACK_END {
         return timer_worker(&regs, plan);
     }
@@ -55,6 +58,14 @@ fn on_timer_hook(ctx: &ProbeContext) -> Option<()> {
         event::STOPPED => hit.stopped(),
         _ => hit.armed(),
     }
+}
+
+/// At a stack-check `JBE`: the branch to morestack is taken when CF or ZF is set.
+#[inline(always)]
+fn morestack_branch_taken(regs: &Registers) -> bool {
+    const CARRY: u64 = 1 << 0;
+    const ZERO: u64 = 1 << 6;
+    register(regs, reg::EFLAGS).is_some_and(|flags| flags & (CARRY | ZERO) != 0)
 }
 
 /// One hit of a hook on one timer.

@@ -1,5 +1,5 @@
 //! Where to probe Go's calls into C (cgo), so memory mapped from C is attributed to the Go code
-//! that called it: `runtime.cgocall` after its stack check (the Go stack is still walkable
+//! that called it: `runtime.cgocall` at its entry (it is nosplit; the Go stack is walkable
 //! there) and every `RET` of `runtime.asmcgocall` (C has returned, on the same thread; a return
 //! is probed with entry-style uprobes on its `RET`s, never with a uretprobe).
 
@@ -13,7 +13,7 @@ use crate::{
 /// File offsets of the cgo probes in one binary.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CgoHooks {
-    /// `runtime.cgocall`, right after its stack-check branch.
+    /// `runtime.cgocall`, at its entry.
     pub call: u64,
     /// Each `RET` instruction of `runtime.asmcgocall`.
     pub returns: Vec<u64>,
@@ -34,8 +34,12 @@ impl CgoHooks {
         let code = target
             .code(cgocall, 64)
             .ok_or(PlanError::UnrecognizedPrologue(CGOCALL))?;
-        let entry_offset = prologue::probe_offset(code, cgocall.address)
-            .ok_or(PlanError::UnrecognizedPrologue(CGOCALL))?;
+        // cgocall is nosplit: no stack check, so its entry runs exactly once per call and the
+        // cgo programs need no morestack filtering.
+        let entry_offset = prologue::probe_point(code, cgocall.address)
+            .filter(|point| !point.on_stack_check)
+            .ok_or(PlanError::UnrecognizedPrologue(CGOCALL))?
+            .offset;
         let call = target
             .elf
             .file_offset(cgocall.address + entry_offset)

@@ -433,9 +433,13 @@ fn place(
             let code = target
                 .code(symbol, 64)
                 .ok_or(PlanError::UnrecognizedPrologue(spec.symbol))?;
-            let offset = prologue::probe_offset(code, symbol.address)
+            let point = prologue::probe_point(code, symbol.address)
                 .ok_or(PlanError::UnrecognizedPrologue(spec.symbol))?;
-            (offset, spec.plan)
+            let mut plan = spec.plan;
+            if point.on_stack_check {
+                plan.flags |= hook_flag::SKIP_IF_MORESTACK;
+            }
+            (point.offset, plan)
         }
         placement => place_in_body(target, spec, symbol, placement, config)?,
     };

@@ -1,20 +1,30 @@
-//! Where to put a uprobe in a Go function: right after its stack-check branch.
+//! Where to put a uprobe in a Go function: on its stack-check branch.
 //!
 //! A Go function starts `CMPQ SP, 0x10(R14); JBE morestack` (systemstack functions compare
 //! 0x18(R14); big frames compare R12 = SP-framesize; Go <= 1.16 loads g from TLS into a register
-//! first). When the branch is taken the function restarts from its entry, so a probe at the entry
-//! or on the JBE can fire twice for one call, and the CMP with its memory operand is
-//! single-stepped out of line (~10 µs). The instruction after the JBE runs exactly once per call
-//! with the argument registers intact and the frame not yet pushed.
+//! first). The CMP, with its memory operand, is single-stepped out of line by the kernel
+//! (~10 µs); so is the frame setup after the JBE before Go 1.21 (`SUBQ $n, SP`). The JBE itself
+//! is emulated (cheap), and there the argument registers are intact and the frame not yet pushed.
+//! When the branch is taken the function restarts from its entry after growing the stack, so the
+//! probe skips hits whose flags say the branch is taken (CF or ZF set): each call counts once.
 
 use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Register};
 
-/// Offset from the function entry at which to probe. `None` when the prologue is not a
-/// recognizable Go prologue (the caller must refuse rather than guess).
+/// Where in a function to probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbePoint {
+    /// Offset from the function entry.
+    pub offset: u64,
+    /// The probe sits on the stack-check branch: hits that take it must be skipped.
+    pub on_stack_check: bool,
+}
+
+/// The probe point of a function. `None` when the prologue is not a recognizable Go prologue
+/// (the caller must refuse rather than guess).
 ///
 /// A `//go:nosplit` function has no stack check and opens with its frame setup (`PUSHQ BP` since
 /// Go 1.21ish, `SUBQ $n, SP` before): nothing restarts it, so its entry fires exactly once.
-pub fn probe_offset(code: &[u8], entry: u64) -> Option<u64> {
+pub fn probe_point(code: &[u8], entry: u64) -> Option<ProbePoint> {
     let mut decoder = Decoder::with_ip(64, code, entry, DecoderOptions::NONE);
     let first = decoder.decode();
     let pushes_frame = first.mnemonic() == Mnemonic::Push && first.op0_register() == Register::RBP;
@@ -25,7 +35,10 @@ pub fn probe_offset(code: &[u8], entry: u64) -> Option<u64> {
             OpKind::Immediate8to64 | OpKind::Immediate32to64
         );
     if pushes_frame || grows_frame {
-        return Some(0);
+        return Some(ProbePoint {
+            offset: 0,
+            on_stack_check: false,
+        });
     }
     let mut decoder = Decoder::with_ip(64, code, entry, DecoderOptions::NONE);
     let mut previous: Option<Instruction> = None;
@@ -40,7 +53,10 @@ pub fn probe_offset(code: &[u8], entry: u64) -> Option<u64> {
         }
         let after_check = previous.is_some_and(|cmp| is_stack_check(&cmp));
         if after_check && matches!(instruction.mnemonic(), Mnemonic::Jbe) {
-            return Some(instruction.next_ip() - entry);
+            return Some(ProbePoint {
+                offset: instruction.ip() - entry,
+                on_stack_check: true,
+            });
         }
         previous = Some(instruction);
     }
@@ -62,17 +78,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_the_instruction_after_a_short_jbe() {
+    fn finds_a_short_jbe() {
         // cmp rsp,[r14+0x10]; jbe +0x20; push rbp
         let code = [0x49, 0x3b, 0x66, 0x10, 0x76, 0x20, 0x55];
-        assert_eq!(probe_offset(&code, 0x401000), Some(6));
+        assert_eq!(
+            probe_point(&code, 0x401000),
+            Some(ProbePoint {
+                offset: 4,
+                on_stack_check: true
+            })
+        );
     }
 
     #[test]
-    fn finds_the_instruction_after_a_near_jbe_on_g0_guard() {
+    fn finds_a_near_jbe_on_the_g0_guard() {
         // cmp rsp,[r14+0x18]; jbe rel32; push rbp
         let code = [0x49, 0x3b, 0x66, 0x18, 0x0f, 0x86, 0x10, 0, 0, 0, 0x55];
-        assert_eq!(probe_offset(&code, 0x401000), Some(10));
+        assert_eq!(
+            probe_point(&code, 0x401000),
+            Some(ProbePoint {
+                offset: 4,
+                on_stack_check: true
+            })
+        );
     }
 
     #[test]
@@ -82,7 +110,13 @@ mod tests {
             0x4c, 0x8d, 0xa4, 0x24, 0x00, 0xf0, 0xff, 0xff, 0x4d, 0x3b, 0x66, 0x10, 0x76, 0x40,
             0x55,
         ];
-        assert_eq!(probe_offset(&code, 0x401000), Some(14));
+        assert_eq!(
+            probe_point(&code, 0x401000),
+            Some(ProbePoint {
+                offset: 12,
+                on_stack_check: true
+            })
+        );
     }
 
     #[test]
@@ -92,23 +126,41 @@ mod tests {
             0x64, 0x48, 0x8b, 0x0c, 0x25, 0xf8, 0xff, 0xff, 0xff, 0x48, 0x3b, 0x61, 0x10, 0x76,
             0x30, 0x48, 0x83, 0xec, 0x18,
         ];
-        assert_eq!(probe_offset(&code, 0x401000), Some(15));
+        assert_eq!(
+            probe_point(&code, 0x401000),
+            Some(ProbePoint {
+                offset: 13,
+                on_stack_check: true
+            })
+        );
     }
 
     #[test]
     fn probes_nosplit_functions_at_their_entry() {
         // push rbp; mov rbp,rsp; sub rsp,0x10
         let code = [0x55, 0x48, 0x89, 0xe5, 0x48, 0x83, 0xec, 0x10];
-        assert_eq!(probe_offset(&code, 0x401000), Some(0));
+        assert_eq!(
+            probe_point(&code, 0x401000),
+            Some(ProbePoint {
+                offset: 0,
+                on_stack_check: false
+            })
+        );
         // sub rsp,0x30; mov [rsp+0x28],rbp (the frame setup before Go 1.21)
         let code = [0x48, 0x83, 0xec, 0x30, 0x48, 0x89, 0x6c, 0x24, 0x28];
-        assert_eq!(probe_offset(&code, 0x401000), Some(0));
+        assert_eq!(
+            probe_point(&code, 0x401000),
+            Some(ProbePoint {
+                offset: 0,
+                on_stack_check: false
+            })
+        );
     }
 
     #[test]
     fn rejects_code_that_is_neither() {
         // mov rax,rdi; ret
         let code = [0x48, 0x89, 0xf8, 0xc3, 0xc3, 0xc3, 0xc3, 0xc3];
-        assert_eq!(probe_offset(&code, 0x401000), None);
+        assert_eq!(probe_point(&code, 0x401000), None);
     }
 }
