@@ -344,6 +344,16 @@ pub const OLD_GO_BINARIES: &[OldGoBinary] = &[
         path: "package/bin/linux_amd64/ibazel",
         go_version: "go1.14.2",
     },
+    // esbuild, a JavaScript bundler, with its DWARF: the reference for the inlined frames that
+    // timerscope reads from the Go 1.2-format pclntab.
+    OldGoBinary {
+        name: "esbuild-0.5.0",
+        registry: OldGoPackage::Npm,
+        package: "esbuild-linux-64",
+        version: "0.5.0",
+        path: "package/bin/esbuild",
+        go_version: "go1.14.2",
+    },
     // The etcd server, stripped (-s -w): symbols from .gopclntab, offsets from the table.
     OldGoBinary {
         name: "etcd-3.5.1",

@@ -20,7 +20,10 @@ use analyzer::ResolvedProfile;
 use common::{read_profile, timerscope};
 use probe_user::{
     hooks::{Plan, TimerFamily},
-    target::Target,
+    target::{
+        Pclntab, Target,
+        pclntab::{Format, SourceFrame},
+    },
 };
 use timerscope_tests::{OLD_GO_BINARIES, OldGoBinary, old_go_binary};
 
@@ -406,4 +409,133 @@ fn stripped_go_1_12_is_read_from_its_data_and_pclntab() {
     let without = Plan::for_target(&bare).unwrap();
     assert_eq!(with_symbols.hooks, without.hooks);
     assert_eq!(without.family, TimerFamily::Timerproc);
+}
+
+/// Calls that Go 1.12-1.14 inlined get frames of their own from the 1.2-format pclntab, which
+/// keeps the inline tree in other pcdata and funcdata slots in 1.12 than in 1.13-1.15. ibazel's
+/// debounce loop waits on `time.After`, inlined: at the pc of its call `time.After` is innermost,
+/// at `return NewTimer(d).C` in the release's time/sleep.go, under `main.(*IBazel).iteration` at
+/// `case <-time.After(i.debounceDuration)` in ibazel/ibazel.go (as of the source each binary was
+/// built from: tags v0.11.1 and v0.15.10; the npm 0.10.3 binary predates v0.10.3's ibazel.go
+/// change, and has v0.10.2's lines).
+#[test]
+fn go_1_12_to_1_14_inlined_calls_are_frames_of_their_own() {
+    for (name, sleep_go_line, call_lines) in [
+        ("ibazel-0.10.3", 150, [293, 309]),
+        ("ibazel-0.11.1", 149, [304, 320]),
+        ("ibazel-0.15.10", 149, [305, 321]),
+    ] {
+        let target = Target::open(&old_go_binary(name).unwrap()).unwrap();
+        let table = target.pclntab.as_ref().expect("a .gopclntab");
+        assert!(table.has_inline_trees(), "{name}");
+        let iteration = table.function("main.(*IBazel).iteration").unwrap();
+        let mut calls: Vec<Vec<SourceFrame>> = (iteration.entry..iteration.end)
+            .map(|pc| table.frames(pc))
+            .filter(|frames| frames[0].function == "time.After")
+            .collect();
+        // Each call site's instructions, in source order.
+        calls.sort_by_key(|frames| frames[1].line);
+        calls.dedup();
+        let expected: Vec<_> = call_lines
+            .map(|line| {
+                vec![
+                    frame("time.After", "GOROOT/src/time/sleep.go", sleep_go_line),
+                    frame("main.(*IBazel).iteration", "ibazel/ibazel.go", line),
+                ]
+            })
+            .to_vec();
+        assert_eq!(calls, expected, "{name}");
+    }
+}
+
+fn frame<'a>(function: &'a str, file: &'a str, line: u32) -> SourceFrame<'a> {
+    SourceFrame {
+        function,
+        file,
+        line,
+        start_line: 0,
+    }
+}
+
+/// One source frame as compared here: function, file, line.
+type Line = (String, String, u32);
+
+fn pclntab_frames(table: &Pclntab, pc: u64) -> Vec<Line> {
+    (table.frames(pc).iter())
+        .map(|f| (f.function.to_owned(), f.file.to_owned(), f.line))
+        .collect()
+}
+
+/// Frames at `pc` from DWARF, innermost first, files as Go names them (no `./` for
+/// directory-less files).
+fn dwarf_frames(loader: &addr2line::Loader, pc: u64) -> Vec<Line> {
+    let mut frames = Vec::new();
+    let mut iter = loader.find_frames(pc).expect("DWARF lookup");
+    while let Some(frame) = iter.next().expect("DWARF frame") {
+        let function = frame.function.map_or(String::new(), |f| {
+            f.raw_name().expect("a UTF-8 name").into_owned()
+        });
+        let file = frame.location.as_ref().and_then(|l| l.file);
+        let line = frame.location.and_then(|l| l.line);
+        frames.push((
+            function,
+            file.map_or("", |f| f.strip_prefix("./").unwrap_or(f))
+                .to_owned(),
+            line.unwrap_or(0),
+        ));
+    }
+    frames
+}
+
+/// Go 1.14's inline trees, read from the 1.2-format pclntab, agree with esbuild's DWARF at every
+/// instruction of esbuild's own code, on every frame: function, file and line, callers included.
+/// Except at DWARF's gaps: an instruction that Go 1.14 left out of an inlined call's DWARF range
+/// has the call's innermost line, in the callee's file, but under the caller (binary.go:65 in
+/// `main.readLengthPrefixedSlice`, which calls `encoding/binary.littleEndian.Uint32` through
+/// `main.readUint32`); the pclntab, which the runtime's tracebacks read too, keeps the calls.
+#[test]
+fn go_1_14_inlined_frames_agree_with_dwarf() {
+    let binary = old_go_binary("esbuild-0.5.0").unwrap();
+    let target = Target::open(&binary).unwrap();
+    let table = target.pclntab.as_ref().expect("a .gopclntab");
+    assert_eq!(table.format(), Format::Go12);
+    assert!(target.elf.has_dwarf && table.has_inline_trees());
+    let dwarf = addr2line::Loader::new(&binary).unwrap();
+    let esbuild = |name: &str| name.starts_with("main.") || name.starts_with("github.com/evanw/");
+    // Padding after a function's last instruction, and code the compiler generated, have no
+    // source position to compare.
+    let positioned = |frames: &[Line]| {
+        frames.iter().all(|(function, file, line)| {
+            !function.is_empty() && !file.is_empty() && file != "<autogenerated>" && *line > 0
+        })
+    };
+    let (mut compared, mut inlined, mut dwarf_gaps) = (0, 0, 0);
+    for function in table.functions().filter(|f| esbuild(f.name)) {
+        for pc in function.entry..function.end {
+            let frames = pclntab_frames(table, pc);
+            let from_dwarf = dwarf_frames(&dwarf, pc);
+            if !positioned(&frames) || !positioned(&from_dwarf) {
+                continue;
+            }
+            compared += 1;
+            inlined += usize::from(frames.len() > 1);
+            if frames == from_dwarf {
+                continue;
+            }
+            // DWARF's innermost frame is one of our callers, at our innermost position.
+            let dropped = frames.len().saturating_sub(from_dwarf.len());
+            let gap = dropped > 0
+                && from_dwarf[0].0 == frames[dropped].0
+                && (&from_dwarf[0].1, from_dwarf[0].2) == (&frames[0].1, frames[0].2)
+                && from_dwarf[1..] == frames[dropped + 1..];
+            assert!(gap, "{pc:#x}: pclntab {frames:?}, DWARF {from_dwarf:?}");
+            dwarf_gaps += 1;
+        }
+    }
+    println!("{compared} instructions, {inlined} in inlined calls, {dwarf_gaps} in DWARF's gaps");
+    assert!(inlined > 50_000, "{inlined} of {compared} in inlined calls");
+    assert!(
+        dwarf_gaps * 50 < compared,
+        "{dwarf_gaps} of {compared} in DWARF gaps"
+    );
 }

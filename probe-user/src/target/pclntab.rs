@@ -54,22 +54,44 @@ impl Format {
         if self >= Self::Go118 { 4 } else { 8 }
     }
 
-    /// Size of `_func`'s fixed part, after which the pcdata and funcdata slots follow; `None`
-    /// for the 1.2 format, whose `_func` changed shape release by release.
-    fn func_size(self) -> Option<usize> {
+    /// Size of `_func`'s fixed part, which ends with `nfuncdata` (a byte) and is followed by the
+    /// pcdata offsets and the funcdata slots. For the 1.2 format, that of Go 1.12-1.15; Go
+    /// 1.8-1.11 wrote as many bytes but `nfuncdata` as an int32, whose last byte (read here as
+    /// the count) is 0, so their functions show no inline trees.
+    fn func_size(self) -> usize {
         match self {
-            Self::Go12 => None,
-            Self::Go116 | Self::Go120 => Some(44),
-            Self::Go118 => Some(40),
+            Self::Go12 | Self::Go118 => 40,
+            Self::Go116 | Self::Go120 => 44,
         }
     }
 
-    /// `inlinedCall`: its size and the offsets of its name offset and parent pc.
+    /// Where the releases writing this format put the inline tree among pcdata and funcdata,
+    /// newest first: one magic covers releases that moved it.
+    fn inline_tree_indexes(self) -> &'static [InlineTreeIndexes] {
+        match self {
+            Self::Go12 => &[GO113_INLINE_TREE, GO112_INLINE_TREE],
+            Self::Go116 | Self::Go118 | Self::Go120 => &[GO116_INLINE_TREE],
+        }
+    }
+
+    /// How `_func`'s funcdata slots point at their data; `None` when that is at an address yet
+    /// to be found (1.18+, see [`Self::gofunc_words`]).
+    fn funcdata_slots(self) -> Option<FuncdataSlots> {
+        match self {
+            Self::Go12 | Self::Go116 => Some(FuncdataSlots::Addresses),
+            Self::Go118 | Self::Go120 => None,
+        }
+    }
+
+    /// `inlinedCall`: its size and where its fields are.
     fn inlined_call(self) -> InlinedCallLayout {
         match self {
-            // parent i16, funcID u8, _ u8, file i32, line i32, func_ i32, parentPc i32
+            // parent i16, funcID u8, _ u8, file i32, line i32, func_ i32, parentPc i32. The
+            // call site's file and line are unused: parentPc leads to an instruction at it,
+            // whose position the pc tables give (as the runtime does since 1.12).
             Self::Go12 | Self::Go116 | Self::Go118 => InlinedCallLayout {
                 size: 20,
+                parent: Some(0),
                 name: 12,
                 parent_pc: 16,
                 start_line: None,
@@ -77,6 +99,7 @@ impl Format {
             // funcID u8, _ [3]u8, nameOff i32, parentPc i32, startLine i32
             Self::Go120 => InlinedCallLayout {
                 size: 16,
+                parent: None,
                 name: 4,
                 parent_pc: 8,
                 start_line: Some(12),
@@ -98,29 +121,59 @@ impl Format {
 
 struct InlinedCallLayout {
     size: u64,
+    /// The index of the call's parent in the tree (i16, -1 for a call from the function
+    /// itself), until 1.20.
+    parent: Option<u64>,
     name: u64,
     parent_pc: u64,
     start_line: Option<u64>,
 }
 
-/// `_PCDATA_InlTreeIndex` and `_FUNCDATA_InlTree` since Go 1.16.
-const PCDATA_INL_TREE_INDEX: usize = 2;
-const FUNCDATA_INL_TREE: usize = 3;
+/// Which of a `_func`'s pcdata tables and funcdata slots hold its inline tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct InlineTreeIndexes {
+    /// `_PCDATA_InlTreeIndex`: the pc table of the innermost call's index in the tree.
+    pcdata: usize,
+    /// `_FUNCDATA_InlTree`: the tree.
+    funcdata: usize,
+}
+
+/// Go 1.12 appended register maps (pcdata 2, funcdata 3) and stack objects (funcdata 4).
+const GO112_INLINE_TREE: InlineTreeIndexes = InlineTreeIndexes {
+    pcdata: 1,
+    funcdata: 2,
+};
+/// Go 1.13-1.15 moved register maps first (pcdata 0, funcdata 2), then stack objects.
+const GO113_INLINE_TREE: InlineTreeIndexes = InlineTreeIndexes {
+    pcdata: 2,
+    funcdata: 4,
+};
+/// Go 1.16 dropped register maps (pcdata 0 became unsafe points).
+const GO116_INLINE_TREE: InlineTreeIndexes = InlineTreeIndexes {
+    pcdata: 2,
+    funcdata: 3,
+};
 /// `moduledata.text`, the same word in every format since 1.16.
 const MODULEDATA_TEXT_WORD: usize = 22;
 /// An inline tree deeper than this is corrupt (the compiler's budget keeps real ones shallow).
 const MAX_INLINE_DEPTH: usize = 64;
+/// How many functions' trees must decode before a way of reading them is trusted.
+const INLINE_TREES_CHECKED: usize = 8;
 
-/// Where a function's inline tree is.
+/// How a `_func`'s funcdata slots point at the data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum InlineTrees {
-    /// Not readable: the 1.2 format (its funcdata indexes moved from release to release), or a
-    /// 1.18+ binary whose `go:func.*` base was not found.
-    Unavailable,
-    /// 1.16-1.17: funcdata slots hold the trees' link addresses.
-    Absolute,
-    /// 1.18+: funcdata slots are offsets from `go:func.*` (`moduledata.gofunc`), at this address.
-    GoFunc(u64),
+enum FuncdataSlots {
+    /// Until 1.17: link addresses, aligned in memory to 8 bytes (0 for none).
+    Addresses,
+    /// 1.18+: offsets from `go:func.*` (`moduledata.gofunc`), at this address (`!0` for none).
+    GoFuncOffsets(u64),
+}
+
+/// Where functions' inline trees are: which pcdata and funcdata, and how funcdata points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct InlineTrees {
+    indexes: InlineTreeIndexes,
+    slots: FuncdataSlots,
 }
 
 /// A Go function as the table records it.
@@ -176,7 +229,8 @@ pub struct Pclntab {
     /// `runtime.text`, which entries count from since 1.18; 0 before.
     text_start: u64,
     parts: Parts,
-    inline_trees: InlineTrees,
+    /// `None` when inlined calls cannot be expanded (see [`Self::find_inline_trees`]).
+    inline_trees: Option<InlineTrees>,
     segments: Vec<Segment>,
     /// Function indexes by name; several for ABI wrapper pairs.
     by_name: OnceLock<HashMap<Box<str>, Vec<usize>>>,
@@ -314,29 +368,24 @@ impl Pclntab {
             nfunc,
             text_start: 0,
             parts,
-            inline_trees: if format == Format::Go116 {
-                InlineTrees::Absolute
-            } else {
-                InlineTrees::Unavailable
-            },
+            inline_trees: None,
             by_name: OnceLock::new(),
             image,
             table,
             segments,
         };
         pclntab.check_functab()?;
+        let mut moduledata = None;
         if format >= Format::Go118 {
-            let moduledata = pclntab.moduledata();
+            moduledata = pclntab.moduledata();
             let header_text_start = read_u64(&pclntab.image, pclntab.table.start + 24);
             pclntab.text_start = moduledata
                 .and_then(|m| pclntab.word_at(m, MODULEDATA_TEXT_WORD))
                 .or(text_symbol)
                 .or(header_text_start.filter(|&t| t != 0))
                 .ok_or(PclntabError::NoTextBase)?;
-            pclntab.inline_trees = moduledata
-                .and_then(|m| pclntab.find_gofunc(m))
-                .map_or(InlineTrees::Unavailable, InlineTrees::GoFunc);
         }
+        pclntab.inline_trees = pclntab.find_inline_trees(moduledata);
         Ok(pclntab)
     }
 
@@ -351,7 +400,7 @@ impl Pclntab {
 
     /// Whether [`Self::frames`] expands inlined calls.
     pub fn has_inline_trees(&self) -> bool {
-        self.inline_trees != InlineTrees::Unavailable
+        self.inline_trees.is_some()
     }
 
     pub fn function_count(&self) -> usize {
@@ -421,7 +470,9 @@ impl Pclntab {
         else {
             return Vec::new();
         };
-        let inline_tree = self.inline_tree(func, self.inline_trees);
+        let inline_tree = self
+            .inline_trees
+            .and_then(|trees| self.inline_tree(func, trees));
         let mut frames = Vec::new();
         let mut pc = pc;
         while frames.len() < MAX_INLINE_DEPTH {
@@ -653,26 +704,29 @@ impl Pclntab {
     /// The function's inline tree, found as `trees` says: its `PCDATA_InlTreeIndex` table and
     /// the tree's address.
     fn inline_tree(&self, func: Func, trees: InlineTrees) -> Option<(u32, u64)> {
-        let func_size = self.format.func_size()?;
+        let func_size = self.format.func_size();
         let npcdata = self.field(func, 7)? as usize;
         let nfuncdata = usize::from(*self.image.get(func.at + func_size - 1)?);
-        if npcdata <= PCDATA_INL_TREE_INDEX || nfuncdata <= FUNCDATA_INL_TREE {
+        let InlineTreeIndexes {
+            pcdata: index_table,
+            funcdata: tree,
+        } = trees.indexes;
+        if npcdata <= index_table || nfuncdata <= tree {
             return None;
         }
         let pcdata = func.at + func_size;
-        let index_table = read_u32(&self.image, pcdata + 4 * PCDATA_INL_TREE_INDEX)?;
+        let index_table = read_u32(&self.image, pcdata + 4 * index_table)?;
         let slots = pcdata + 4 * npcdata;
-        let tree = match trees {
-            InlineTrees::Unavailable => return None,
-            InlineTrees::GoFunc(gofunc) => {
-                let offset = read_u32(&self.image, slots + 4 * FUNCDATA_INL_TREE)?;
+        let tree = match trees.slots {
+            FuncdataSlots::GoFuncOffsets(gofunc) => {
+                let offset = read_u32(&self.image, slots + 4 * tree)?;
                 (offset != u32::MAX).then(|| gofunc + u64::from(offset))?
             }
-            InlineTrees::Absolute => {
-                // Pointer slots, aligned in memory to 8 bytes.
+            FuncdataSlots::Addresses => {
+                // Aligned in memory, which the file offset does not tell: go by the address.
                 let address = self.address + (slots - self.table.start) as u64;
                 let slots = slots + (address % 8) as usize;
-                read_u64(&self.image, slots + 8 * FUNCDATA_INL_TREE).filter(|&a| a != 0)?
+                read_u64(&self.image, slots + 8 * tree).filter(|&a| a != 0)?
             }
         };
         Some((index_table, tree))
@@ -684,6 +738,10 @@ impl Pclntab {
         let name_offset = read_u32(&self.image, at + layout.name as usize)?;
         let parent_pc = read_u32(&self.image, at + layout.parent_pc as usize)?;
         Some(InlinedCall {
+            parent: match layout.parent {
+                Some(offset) => Some(read_u16(&self.image, at + offset as usize)? as i16),
+                None => None,
+            },
             name: self.name(name_offset)?,
             parent_pc: u64::from(parent_pc),
             start_line: layout
@@ -720,35 +778,59 @@ impl Pclntab {
         read_u64(&self.image, moduledata + 8 * index)
     }
 
-    /// `moduledata.gofunc`, the base of 1.18+ funcdata offsets: the first candidate word that
-    /// follows `rodata`, lies in the file, and under which inline trees decode sensibly.
-    fn find_gofunc(&self, moduledata: usize) -> Option<u64> {
-        self.format.gofunc_words().iter().find_map(|&word| {
-            let gofunc = self.word_at(moduledata, word)?;
-            let rodata = self.word_at(moduledata, word - 1)?;
-            (rodata <= gofunc && self.file_offset(gofunc).is_some())
-                .then_some(gofunc)
-                .filter(|&gofunc| self.inline_trees_decode_with(gofunc))
-        })
+    /// How to read inline trees: the first of the ways this format's releases wrote them under
+    /// which they decode (see [`Self::inline_trees_decode_with`]). `None` when none does: a
+    /// 1.2-format table from before Go 1.12 (other `_func` and `inlinedCall` shapes), a 1.18+
+    /// table whose `go:func.*` was not found, or a program built without inlining.
+    fn find_inline_trees(&self, moduledata: Option<usize>) -> Option<InlineTrees> {
+        let funcdata = match self.format.funcdata_slots() {
+            Some(slots) => vec![slots],
+            None => moduledata.map_or_else(Vec::new, |m| self.gofunc_candidates(m)),
+        };
+        funcdata
+            .into_iter()
+            .flat_map(|slots| {
+                (self.format.inline_tree_indexes().iter())
+                    .map(move |&indexes| InlineTrees { indexes, slots })
+            })
+            .find(|&trees| self.inline_trees_decode_with(trees))
     }
 
-    /// Whether the first functions with inline trees decode to named calls at call sites inside
-    /// the function, if `go:func.*` is at `gofunc`.
-    fn inline_trees_decode_with(&self, gofunc: u64) -> bool {
+    /// The candidates for `moduledata.gofunc`, the base of 1.18+ funcdata offsets: the words
+    /// at its possible indexes that follow `rodata` and lie in the file.
+    fn gofunc_candidates(&self, moduledata: usize) -> Vec<FuncdataSlots> {
+        (self.format.gofunc_words().iter())
+            .filter_map(|&word| {
+                let gofunc = self.word_at(moduledata, word)?;
+                let rodata = self.word_at(moduledata, word - 1)?;
+                (rodata <= gofunc && self.file_offset(gofunc).is_some())
+                    .then_some(FuncdataSlots::GoFuncOffsets(gofunc))
+            })
+            .collect()
+    }
+
+    /// Whether the first functions with inline trees, read as `trees` says, have a real call
+    /// first: one the function makes itself (parent -1, where the layout has parents: the
+    /// compiler adds a call's parent to the tree before it), named, at a pc inside the function.
+    /// Other funcdata (stack maps and objects start with a positive count) fail this.
+    fn inline_trees_decode_with(&self, trees: InlineTrees) -> bool {
         let mut checked = 0;
         for index in 0..self.nfunc {
             let (Some(func), Some(end)) = (self.func(index), self.entry(index + 1)) else {
                 return false;
             };
-            let Some((_, tree)) = self.inline_tree(func, InlineTrees::GoFunc(gofunc)) else {
+            let Some((_, tree)) = self.inline_tree(func, trees) else {
                 continue;
             };
             match self.inlined_call(tree, 0) {
-                Some(call) if !call.name.is_empty() && func.entry + call.parent_pc < end => {}
+                Some(call)
+                    if call.parent.is_none_or(|parent| parent == -1)
+                        && !call.name.is_empty()
+                        && func.entry + call.parent_pc < end => {}
                 _ => return false,
             }
             checked += 1;
-            if checked == 8 {
+            if checked == INLINE_TREES_CHECKED {
                 break;
             }
         }
@@ -765,6 +847,9 @@ impl Pclntab {
 }
 
 struct InlinedCall<'a> {
+    /// Index of the call this one was inlined into, -1 for the function itself; `None` when the
+    /// layout does not record it (1.20+).
+    parent: Option<i16>,
     name: &'a str,
     /// Offset from the function entry of an instruction at the call site.
     parent_pc: u64,
@@ -773,6 +858,10 @@ struct InlinedCall<'a> {
 
 fn to_usize(value: u64) -> Result<usize, PclntabError> {
     usize::try_from(value).map_err(|_| PclntabError::Malformed("offset beyond the address space"))
+}
+
+fn read_u16(data: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(data.get(at..at + 2)?.try_into().ok()?))
 }
 
 fn read_u32(data: &[u8], at: usize) -> Option<u32> {
@@ -845,9 +934,20 @@ mod tests {
         out[at..at + bytes.len()].copy_from_slice(bytes);
     }
 
-    /// The image and the table's file range in `format`; `with_moduledata` false leaves the
-    /// text base and `go:func.*` to be found some other way.
+    /// The image and the table's file range in `format`, with the inline tree where the
+    /// format's newest release puts it; `with_moduledata` false leaves the text base and
+    /// `go:func.*` to be found some other way.
     fn build(format: Format, with_moduledata: bool) -> (Image, Range<usize>, Vec<Segment>) {
+        build_with_tree_in(format, with_moduledata, format.inline_tree_indexes()[0])
+    }
+
+    /// Like [`build`], with `main.outer`'s inline tree at `indexes`, among 3 pcdata tables and
+    /// 5 funcdata as in Go 1.12-1.15.
+    fn build_with_tree_in(
+        format: Format,
+        with_moduledata: bool,
+        indexes: InlineTreeIndexes,
+    ) -> (Image, Range<usize>, Vec<Segment>) {
         let magic: u32 = match format {
             Format::Go12 => 0xffff_fffb,
             Format::Go116 => 0xffff_fffa,
@@ -963,30 +1063,48 @@ mod tests {
             if format >= Format::Go120 {
                 put(&mut image, fields + 32, &(5 + 10 * i as u32).to_le_bytes());
             }
-            let (Some(size), Some(inline)) = (format.func_size(), inline) else {
+            let Some(inline) = inline else {
                 continue;
             };
-            // npcdata 3 (the inline index is pcdata 2), nfuncdata 4 (the tree is funcdata 3).
-            put(&mut image, fields + 24, &3u32.to_le_bytes());
-            image[TABLE + at + size - 1] = 4;
+            // The other pcdata tables and funcdata stay empty.
+            let size = format.func_size();
+            let (npcdata, nfuncdata) = (3, 5);
+            put(&mut image, fields + 24, &(npcdata as u32).to_le_bytes());
+            image[TABLE + at + size - 1] = nfuncdata;
             let pcdata = TABLE + at + size;
-            put(&mut image, pcdata + 8, &inline.to_le_bytes());
-            let slots = pcdata + 12;
-            if format == Format::Go116 {
+            put(
+                &mut image,
+                pcdata + 4 * indexes.pcdata,
+                &pc(inline).to_le_bytes(),
+            );
+            let slots = pcdata + 4 * npcdata;
+            if format.funcdata_slots() == Some(FuncdataSlots::Addresses) {
                 let slots = slots.next_multiple_of(8);
-                put(&mut image, slots + 24, &address(GOFUNC).to_le_bytes());
+                put(
+                    &mut image,
+                    slots + 8 * indexes.funcdata,
+                    &address(GOFUNC).to_le_bytes(),
+                );
             } else {
-                for slot in 0..3 {
+                for slot in 0..usize::from(nfuncdata) {
                     put(&mut image, slots + 4 * slot, &u32::MAX.to_le_bytes());
                 }
-                put(&mut image, slots + 12, &0u32.to_le_bytes());
+                put(
+                    &mut image,
+                    slots + 4 * indexes.funcdata,
+                    &0u32.to_le_bytes(),
+                );
             }
-            // The inlined call: main.inlined, called at entry+0x18 (line 11).
+            // The inlined call, made by main.outer itself: main.inlined, called at entry+0x18
+            // (line 11).
             let layout = format.inlined_call();
+            if let Some(parent) = layout.parent {
+                put(&mut image, GOFUNC + parent as usize, &(-1i16).to_le_bytes());
+            }
             put(
                 &mut image,
                 GOFUNC + layout.name as usize,
-                &inlined_name.to_le_bytes(),
+                &(inlined_name + name_base).to_le_bytes(),
             );
             put(
                 &mut image,
@@ -1103,22 +1221,77 @@ mod tests {
                 [frame("main.leaf", "/src/b.go", 20, leaf_start)],
                 "{format:?}"
             );
-            let inlined = pclntab.frames(TEXT + 0x25);
-            if format == Format::Go12 {
-                assert!(!pclntab.has_inline_trees());
-                assert_eq!(inlined, [frame("main.outer", "/src/a.go", 30, outer_start)]);
-            } else {
-                assert!(pclntab.has_inline_trees(), "{format:?}");
-                assert_eq!(
-                    inlined,
-                    [
-                        frame("main.inlined", "/src/a.go", 30, inlined_start),
-                        frame("main.outer", "/src/a.go", 11, outer_start)
-                    ],
-                    "{format:?}"
-                );
-            }
+            assert!(pclntab.has_inline_trees(), "{format:?}");
+            assert_eq!(
+                pclntab.frames(TEXT + 0x25),
+                [
+                    frame("main.inlined", "/src/a.go", 30, inlined_start),
+                    frame("main.outer", "/src/a.go", 11, outer_start)
+                ],
+                "{format:?}"
+            );
         }
+    }
+
+    /// What a 1.2-format table with its tree at `indexes` has in funcdata 4 (in Go 1.12, stack
+    /// objects: a count, then (offset, type) pairs), `funcdata_4` at GOFUNC + 0x100.
+    fn go12_table(indexes: InlineTreeIndexes, funcdata_4: &[u8]) -> Pclntab {
+        let (image, table, segments) = build_with_tree_in(Format::Go12, true, indexes);
+        let address = BASE + TABLE as u64;
+        let built = Pclntab::parse(
+            image.clone(),
+            table.clone(),
+            address,
+            segments.clone(),
+            None,
+        )
+        .unwrap();
+        let outer = built.func(0).unwrap().at;
+        let slots = (outer + Format::Go12.func_size() + 4 * 3).next_multiple_of(8);
+        let mut bytes = image.to_vec();
+        let at = GOFUNC + 0x100;
+        put(&mut bytes, at, funcdata_4);
+        put(&mut bytes, slots + 8 * 4, &(BASE + at as u64).to_le_bytes());
+        Pclntab::parse(Image::from_bytes(bytes), table, address, segments, None).unwrap()
+    }
+
+    fn stack_objects() -> Vec<u8> {
+        [
+            1u64.to_le_bytes(),
+            (-8i64).to_le_bytes(),
+            BASE.to_le_bytes(),
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn the_1_2_format_finds_the_tree_where_go_1_12_put_it() {
+        let pclntab = go12_table(GO112_INLINE_TREE, &stack_objects());
+        assert_eq!(
+            pclntab.inline_trees,
+            Some(InlineTrees {
+                indexes: GO112_INLINE_TREE,
+                slots: FuncdataSlots::Addresses
+            })
+        );
+        assert_eq!(
+            pclntab.frames(TEXT + 0x25),
+            [
+                frame("main.inlined", "/src/a.go", 30, 0),
+                frame("main.outer", "/src/a.go", 11, 0)
+            ]
+        );
+    }
+
+    #[test]
+    fn the_1_2_format_without_a_decodable_tree_expands_nothing() {
+        // Funcdata 4 is no tree, and pcdata 1 and funcdata 2 are empty.
+        let pclntab = go12_table(GO113_INLINE_TREE, &stack_objects());
+        assert!(!pclntab.has_inline_trees());
+        assert_eq!(
+            pclntab.frames(TEXT + 0x25),
+            [frame("main.outer", "/src/a.go", 30, 0)]
+        );
     }
 
     #[test]
