@@ -8,7 +8,7 @@
 //! prefixes as real call trees do, and a quarter of the locations carry an inlined frame. The
 //! output is deterministic for a given N.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use analyzer::{Frame, MappingSpec, ProfileBuilder, SampleLabel};
 use anyhow::{Context, Result};
@@ -211,7 +211,7 @@ fn add(
     builder.add_sample(&locations, &values.map(|v| v * scale), &labels);
 }
 
-fn write(program: &Program, samples: u64, later: bool, path: &PathBuf) -> Result<()> {
+fn write(program: &Program, samples: u64, later: bool, path: &Path) -> Result<()> {
     let mut builder = ProfileBuilder::new(&SAMPLE_TYPES, DEFAULT_SAMPLE_TYPE);
     builder
         .period_type("timers", "count", 1)
