@@ -3,7 +3,9 @@
 mod bench;
 mod demo;
 mod fixtures;
+mod fuzz;
 mod setup;
+mod soak;
 mod test;
 mod util;
 
@@ -28,8 +30,12 @@ enum Command {
     Test,
     /// setup, fixtures, then the end-to-end demo.
     Demo,
-    /// setup, fixtures, then the benchmarks.
-    Bench,
+    /// setup, fixtures, then the benchmarks (needs root; see BENCHMARKS.md).
+    Bench(bench::Args),
+    /// setup, the soak fixture, then the target-safety soak (default 10 minutes; not in `test`).
+    Soak(soak::Args),
+    /// setup, cargo-fuzz, then every fuzz target for --time seconds from fuzz/seeds (not in `test`).
+    Fuzz(fuzz::Args),
 }
 
 fn main() -> ExitCode {
@@ -41,9 +47,11 @@ fn main() -> ExitCode {
         Command::Demo => setup::run()
             .and_then(|()| fixtures::run(&fixtures::Args::default()))
             .and_then(|_| demo::run()),
-        Command::Bench => setup::run()
+        Command::Bench(args) => setup::run()
             .and_then(|()| fixtures::run(&fixtures::Args::default()))
-            .and_then(|_| bench::run()),
+            .and_then(|_| bench::run(&args)),
+        Command::Soak(args) => soak::run(&args),
+        Command::Fuzz(args) => fuzz::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,285 @@
+//! Row 5: what `timerscope watch` costs on a host, with a Go program doing 10,000 timer
+//! operations per second (`tests/fixtures/bench/paced`): the agent's CPU and peak resident
+//! memory, and the target's own CPU (which includes the in-kernel probe cost, since uprobes run
+//! in the target's context). Against the same program unprobed, and under bpftrace running
+//! `@[ustack] = count()` on the same functions. The runs of the three interleave; each measures
+//! CPU time over a fixed window after attaching.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use super::Bench;
+use super::hooks::{BPFTRACE_READY, CountsAtExit, bpftrace_script, hooked_functions};
+use super::measure::{Lines, Running, Spread, peak_rss_kib, rotated};
+use super::report::{Row, Section, mebibytes, thousands};
+
+const OPS_PER_SECOND: u32 = 10_000;
+/// Short enough that each measured window includes writing a profile.
+const WATCH_INTERVAL: &str = "2s";
+const WATCH_READY: &str = "timerscope: watching pid";
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Between attaching and the measured window: start-up work is not steady-state cost.
+const SETTLE: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Agent {
+    Unprobed,
+    Watch,
+    Bpftrace,
+}
+
+impl Agent {
+    const ALL: [Agent; 3] = [Agent::Unprobed, Agent::Watch, Agent::Bpftrace];
+}
+
+/// The paced program's summary line.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+struct PacedSummary {
+    ops: u64,
+    seconds: f64,
+    ops_per_sec: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct WatchRun {
+    agent: Agent,
+    run: usize,
+    /// Percent of one core over the window.
+    target_cpu: f64,
+    agent_cpu: Option<f64>,
+    /// The agent's peak resident memory (VmHWM) at the end of the window.
+    agent_peak_rss_kib: Option<u64>,
+    summary: PacedSummary,
+}
+
+pub fn run(bench: &Bench, paced: &Path) -> Result<Section> {
+    let hooks = hook_functions(bench, paced)?;
+    let mut runs = Vec::new();
+    for run in 0..bench.slow_runs {
+        for agent in rotated(&Agent::ALL, run) {
+            let result = measure(bench, paced, &hooks, agent, run)
+                .with_context(|| format!("bench: watch mode, {agent:?}, run {run}"))?;
+            println!(
+                "bench: watch run {}/{}: {agent:?} target {:.1}% agent {:.1}%",
+                run + 1,
+                bench.slow_runs,
+                result.target_cpu,
+                result.agent_cpu.unwrap_or(0.0)
+            );
+            runs.push(result);
+        }
+    }
+    let spread = |agent: Agent, of: fn(&WatchRun) -> Option<f64>| {
+        let values: Vec<f64> = runs
+            .iter()
+            .filter(|r| r.agent == agent)
+            .filter_map(of)
+            .collect();
+        Spread::of(&values)
+    };
+    let percent = |p: f64| format!("{p:.2}% of a core");
+    let unprobed_target = spread(Agent::Unprobed, |r| Some(r.target_cpu));
+    let mut rows = vec![Row {
+        what: "unprobed: the target's CPU".into(),
+        median: percent(unprobed_target.median),
+        range: format!("{:.2} – {:.2}%", unprobed_target.min, unprobed_target.max),
+        peak_memory: String::new(),
+        comparison: String::new(),
+    }];
+    for (agent, what) in [
+        (
+            Agent::Watch,
+            format!("`timerscope watch --interval {WATCH_INTERVAL}`: the agent's CPU"),
+        ),
+        (
+            Agent::Bpftrace,
+            "bpftrace `@[ustack] = count()`, same functions: the agent's CPU".to_owned(),
+        ),
+    ] {
+        let agent_cpu = spread(agent, |r| r.agent_cpu);
+        let target_cpu = spread(agent, |r| Some(r.target_cpu));
+        let rss = spread(agent, |r| r.agent_peak_rss_kib.map(|k| k as f64));
+        rows.push(Row {
+            what,
+            median: percent(agent_cpu.median),
+            range: format!("{:.2} – {:.2}%", agent_cpu.min, agent_cpu.max),
+            peak_memory: mebibytes(rss.median as u64),
+            comparison: format!(
+                "target's CPU {} ({:+.1} points)",
+                percent(target_cpu.median),
+                target_cpu.median - unprobed_target.median
+            ),
+        });
+    }
+    let rate = spread(Agent::Unprobed, |r| Some(r.summary.ops_per_sec)).median;
+    Ok(Section {
+        title: format!(
+            "5. Watch mode: {} timer operations per second",
+            thousands(u64::from(OPS_PER_SECOND))
+        ),
+        rows,
+        checks: Vec::new(),
+        notes: vec![format!(
+            "CPU over a {:.0} s window starting {:.0} s after attaching; the paced program \
+             reached {} operations per second (median, unprobed) plus 100 ticker firings. \
+             Hooked functions: {}.",
+            bench.watch_window.as_secs_f64(),
+            SETTLE.as_secs_f64(),
+            thousands(rate as u64),
+            hooks.join(", ")
+        )],
+        data: serde_json::json!({ "ops_per_second": OPS_PER_SECOND, "runs": runs }),
+    })
+}
+
+/// The functions timerscope hooks in the paced program, from an unmeasured watch.
+fn hook_functions(bench: &Bench, paced: &Path) -> Result<Vec<String>> {
+    let dir = bench.out_dir.join("watch");
+    measure(bench, paced, &[], Agent::Watch, 0).context("bench: warm-up watch")?;
+    let profile = fs::read_dir(&dir)
+        .with_context(|| format!("bench: reading {}", dir.display()))?
+        .flatten()
+        .map(|entry| entry.path())
+        .find(|path| path.to_string_lossy().ends_with(".pb.gz"))
+        .with_context(|| {
+            format!(
+                "bench: timerscope watch wrote no profile in {}",
+                dir.display()
+            )
+        })?;
+    hooked_functions(&profile)
+}
+
+/// CPU time of a process: the sum over its threads of the scheduler's run time
+/// (`/proc/PID/task/*/schedstat`, nanoseconds; `/proc/PID/stat` counts 10 ms ticks, too coarse
+/// for an agent that uses a fraction of a percent). Threads that exited are not counted.
+fn cpu_time(pid: u32) -> Result<Duration> {
+    let tasks = format!("/proc/{pid}/task");
+    let mut nanos = 0;
+    for task in fs::read_dir(&tasks).with_context(|| format!("bench: reading {tasks}"))? {
+        let path = task?.path().join("schedstat");
+        // A thread that exits between read_dir and here has no schedstat any more.
+        let Ok(schedstat) = fs::read_to_string(&path) else {
+            continue;
+        };
+        nanos += schedstat
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+            .with_context(|| format!("bench: reading {}", path.display()))?;
+    }
+    Ok(Duration::from_nanos(nanos))
+}
+
+fn measure(
+    bench: &Bench,
+    paced: &Path,
+    hooks: &[String],
+    agent: Agent,
+    run: usize,
+) -> Result<WatchRun> {
+    let mut target = Running::spawn(
+        Command::new(paced)
+            .args(["-ops-per-sec", &OPS_PER_SECOND.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped()),
+    )?;
+    let mut target_out = Lines::new("paced", target.child.stdout.take().unwrap());
+    target_out.wait_for("\"ready\"", STEP_TIMEOUT)?;
+    let pid = target.pid();
+    let dir = bench.out_dir.join("watch");
+    let mut attached = match agent {
+        Agent::Unprobed => None,
+        Agent::Watch => {
+            if dir.exists() {
+                fs::remove_dir_all(&dir)
+                    .with_context(|| format!("bench: removing {}", dir.display()))?;
+            }
+            let mut watch = Running::spawn(
+                Command::new(&bench.tools.timerscope)
+                    .args([
+                        "watch",
+                        "--pid",
+                        &pid.to_string(),
+                        "--interval",
+                        WATCH_INTERVAL,
+                    ])
+                    .arg("--dir")
+                    .arg(&dir)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped()),
+            )?;
+            let mut stderr = Lines::new("timerscope watch", watch.child.stderr.take().unwrap());
+            stderr.wait_for(WATCH_READY, STEP_TIMEOUT)?;
+            Some((watch, stderr))
+        }
+        Agent::Bpftrace => {
+            let mut tracer = Running::spawn(
+                Command::new("bpftrace")
+                    .args(["-B", "line", "-p", &pid.to_string(), "-e"])
+                    .arg(bpftrace_script(paced, hooks, CountsAtExit::Discard))
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null()),
+            )?;
+            let mut stdout = Lines::new("bpftrace", tracer.child.stdout.take().unwrap());
+            stdout.wait_for(BPFTRACE_READY, STEP_TIMEOUT)?;
+            Some((tracer, stdout))
+        }
+    };
+    thread::sleep(SETTLE);
+    let agent_pid = attached.as_ref().map(|(running, _)| running.pid());
+    let start = Instant::now();
+    let target_start = cpu_time(pid)?;
+    let agent_start = agent_pid.map(cpu_time).transpose()?;
+    thread::sleep(bench.watch_window);
+    let target_cpu = cpu_time(pid)? - target_start;
+    let agent_cpu = match (agent_pid, agent_start) {
+        (Some(agent_pid), Some(agent_start)) => Some(cpu_time(agent_pid)? - agent_start),
+        _ => None,
+    };
+    let window = start.elapsed().as_secs_f64();
+    let agent_peak_rss_kib = agent_pid
+        .map(|pid| peak_rss_kib(pid).context("bench: the agent exited early"))
+        .transpose()?;
+
+    if let Some((running, lines)) = &mut attached {
+        let status = match agent {
+            Agent::Bpftrace => running.interrupt_until_exit(STEP_TIMEOUT),
+            _ => {
+                running.interrupt()?;
+                running.wait(STEP_TIMEOUT)
+            }
+        }
+        .with_context(|| format!("after printing:\n{}", lines.seen()))?;
+        if !status.success() {
+            bail!(
+                "{agent:?} failed ({status}) after printing:\n{}",
+                lines.seen()
+            );
+        }
+    }
+    let mut stdin = target.child.stdin.take().unwrap();
+    stdin.write_all(b"stop\n")?;
+    drop(stdin);
+    let (summary, _) = target_out.wait_for("\"summary\"", STEP_TIMEOUT)?;
+    target.wait_success(STEP_TIMEOUT)?;
+    let summary: PacedSummary = serde_json::from_str(&summary)
+        .with_context(|| format!("bench: reading the paced program's summary {summary:?}"))?;
+    let percent = |cpu: Duration| 100.0 * cpu.as_secs_f64() / window;
+    Ok(WatchRun {
+        agent,
+        run,
+        target_cpu: percent(target_cpu),
+        agent_cpu: agent_cpu.map(percent),
+        agent_peak_rss_kib,
+        summary,
+    })
+}
