@@ -40,6 +40,9 @@ pub struct ElfInfo {
     /// Contents of `.go.buildinfo`, when the section header survives.
     pub buildinfo_section: Option<Vec<u8>>,
     pub has_dwarf: bool,
+    /// `R_X86_64_RELATIVE` relocations of a PIE: link address of the word -> the link-time value
+    /// the loader puts there. Some linkers leave the word itself 0 in the file.
+    pub relative_relocations: HashMap<u64, u64>,
 }
 
 impl ElfInfo {
@@ -86,6 +89,15 @@ impl ElfInfo {
             .map(<[u8]>::to_vec);
         // Also finds `.zdebug_info` (zlib-compressed DWARF of older Go releases).
         let has_dwarf = file.section_by_name(".debug_info").is_some();
+        let relative_relocations = file
+            .dynamic_relocations()
+            .into_iter()
+            .flatten()
+            .filter(|(_, r)| {
+                matches!(r.flags(), object::RelocationFlags::Elf { r_type } if r_type == elf::R_X86_64_RELATIVE)
+            })
+            .map(|(address, r)| (address, r.addend() as u64))
+            .collect();
         Ok(Self {
             symbols,
             segments,
@@ -94,6 +106,7 @@ impl ElfInfo {
             go_build_id,
             buildinfo_section,
             has_dwarf,
+            relative_relocations,
         })
     }
 

@@ -118,6 +118,10 @@ impl Target {
 
     /// A little-endian word of the binary's initialized data at a link-time address.
     pub fn read_word(&self, vaddr: u64) -> Option<u64> {
+        // In a PIE the loader writes this word; the file may hold 0 there.
+        if let Some(&value) = self.elf.relative_relocations.get(&vaddr) {
+            return Some(value);
+        }
         let start = usize::try_from(self.elf.file_offset(vaddr)?).ok()?;
         let bytes = self.image.get(start..start + 8)?;
         Some(u64::from_le_bytes(bytes.try_into().ok()?))
