@@ -52,7 +52,8 @@ fn uprobes_see_timer_calls(go: &GoVersion) {
 }
 per_go_version!(uprobes_see_timer_calls, super::uprobes_see_timer_calls);
 
-/// Bytes mapped by calls whose stack contains `function`.
+/// Bytes mapped through `syscall.Mmap` by calls whose stack contains `function` (the runtime's
+/// own mappings, e.g. heap growth under the same function, go elsewhere).
 fn mapped_bytes_at(snapshot: &Snapshot, symbolizer: &mut Symbolizer, function: &str) -> u64 {
     let mut total = 0;
     for (origin, totals) in &snapshot.mappings.totals {
@@ -62,13 +63,15 @@ fn mapped_bytes_at(snapshot: &Snapshot, symbolizer: &mut Symbolizer, function: &
         let Some(stack) = snapshot.stacks.get(&stack.stack_id) else {
             continue;
         };
-        let on_stack = stack.iter().any(|&pc| {
-            symbolizer
-                .frames(pc.saturating_sub(1))
-                .iter()
-                .any(|f| f.function == function)
-        });
-        if on_stack {
+        let names: Vec<String> = stack
+            .iter()
+            .flat_map(|&pc| symbolizer.frames(pc.saturating_sub(1)).to_vec())
+            .map(|f| f.function)
+            .collect();
+        if [function, "syscall.Mmap"]
+            .iter()
+            .all(|wanted| names.iter().any(|n| n == wanted))
+        {
             total += totals.mapped_bytes;
         }
     }

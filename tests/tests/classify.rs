@@ -14,7 +14,7 @@ use std::{
 };
 
 use analyzer::ResolvedProfile;
-use common::{Fixture, count, cum, read_profile, record_launch, timerscope};
+use common::{Fixture, count, cum, cum_through, read_profile, record_launch, timerscope};
 use serde_json::Value;
 use timerscope_tests::{GoVersion, Variant, fixture_path, fixture_sources_root};
 
@@ -556,7 +556,11 @@ fn healthy_programs_recorded_from_launch(go: &GoVersion) {
         &["balanced", "-n", "20"],
     );
     assert_eq!(
-        cum(&profile, "mmap_bytes", "main.balancedMappings", None),
+        cum_through(
+            &profile,
+            "mmap_bytes",
+            &["main.balancedMappings", "syscall.Mmap"]
+        ),
         count(&summary, "bytes_mapped")
     );
     let (findings, _) = classify(&[path]);

@@ -164,6 +164,25 @@ pub fn cum(
         .sum()
 }
 
+/// Like [`cum`], over samples whose stack contains every one of `functions` (e.g. a user
+/// function and the syscall wrapper it calls, leaving out runtime work that happens to run under
+/// the same user function, such as heap growth).
+pub fn cum_through(profile: &ResolvedProfile, sample_type: &str, functions: &[&str]) -> i64 {
+    let index = profile
+        .sample_index(Some(sample_type))
+        .expect("sample type exists");
+    profile
+        .samples
+        .iter()
+        .filter(|s| {
+            functions
+                .iter()
+                .all(|function| profile.stack(s).any(|f| f.function == *function))
+        })
+        .map(|s| s.values[index])
+        .sum()
+}
+
 /// The `N` in a JSON summary field.
 pub fn count(summary: &Value, key: &str) -> i64 {
     summary[key]
