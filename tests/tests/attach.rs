@@ -52,8 +52,8 @@ fn uprobes_see_timer_calls(go: &GoVersion) {
 }
 per_go_version!(uprobes_see_timer_calls, super::uprobes_see_timer_calls);
 
-/// Bytes mapped through `syscall.Mmap` by calls whose stack contains `function` (the runtime's
-/// own mappings, e.g. heap growth under the same function, go elsewhere).
+/// Bytes mapped through the raw `syscall.mmap` by calls whose stack contains `function` (the
+/// runtime's own mappings, e.g. heap growth under the same function, go elsewhere).
 fn mapped_bytes_at(snapshot: &Snapshot, symbolizer: &mut Symbolizer, function: &str) -> u64 {
     let mut total = 0;
     for (origin, totals) in &snapshot.mappings.totals {
@@ -68,7 +68,7 @@ fn mapped_bytes_at(snapshot: &Snapshot, symbolizer: &mut Symbolizer, function: &
             .flat_map(|&pc| symbolizer.frames(pc.saturating_sub(1)).to_vec())
             .map(|f| f.function)
             .collect();
-        if [function, "syscall.Mmap"]
+        if [function, "syscall.mmap"]
             .iter()
             .all(|wanted| names.iter().any(|n| n == wanted))
         {

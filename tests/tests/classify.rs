@@ -559,7 +559,7 @@ fn healthy_programs_recorded_from_launch(go: &GoVersion) {
         cum_through(
             &profile,
             "mmap_bytes",
-            &["main.balancedMappings", "syscall.Mmap"]
+            &["main.balancedMappings", "syscall.mmap"]
         ),
         count(&summary, "bytes_mapped")
     );

@@ -7,10 +7,10 @@ use std::fs;
 
 use common::{Fixture, PidRecording, count, cum, cum_through, read_profile, record_launch};
 
-/// The fixtures map and unmap through these; the runtime's own mappings (heap growth that
-/// happens to run under the same user function) never do.
-const SYSCALL_MMAP: &str = "syscall.Mmap";
-const SYSCALL_MUNMAP: &str = "syscall.Munmap";
+/// The raw syscall wrappers the fixtures map and unmap through. The runtime's own mappings never
+/// go through them, not even the heap growth `syscall.Mmap` itself can cause.
+const SYSCALL_MMAP: &str = "syscall.mmap";
+const SYSCALL_MUNMAP: &str = "syscall.munmap";
 use timerscope_tests::{GoVersion, Variant, reference_go};
 
 fn leaked_mappings_are_live_at_the_mapper(go: &GoVersion) {
