@@ -21,27 +21,9 @@ use timerscope_tests::{GoVersion, Variant, fixture_path, fixture_sources_root};
 /// One `#[test]` per Go version that issue 7's acceptance names, each calling `$body(&GoVersion)`.
 macro_rules! on_acceptance_go_versions {
     ($name:ident, $body:path) => {
-        mod $name {
-            fn go(version: &str) -> &'static timerscope_tests::GoVersion {
-                timerscope_tests::go_version(version).expect("known Go version")
-            }
-            #[test]
-            fn go1_19() {
-                $body(go("1.19"))
-            }
-            #[test]
-            fn go1_22() {
-                $body(go("1.22"))
-            }
-            #[test]
-            fn go1_23() {
-                $body(go("1.23"))
-            }
-            #[test]
-            fn go1_27() {
-                $body(go("1.27"))
-            }
-        }
+        per_go_version!($name, $body, [
+            go1_19 => "1.19", go1_22 => "1.22", go1_23 => "1.23", go1_27 => "1.27"
+        ]);
     };
 }
 

@@ -207,46 +207,24 @@ pub fn go_tool_pprof(args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// One `#[test]` per Go toolchain the fixtures are built with, each calling `$body(&GoVersion)`.
+/// One `#[test]` per Go version, each calling `$body(&GoVersion)`: every toolchain the fixtures
+/// are built with, or the versions listed as `[test_name => "1.X", ...]`.
 #[macro_export]
 macro_rules! per_go_version {
     ($name:ident, $body:path) => {
+        per_go_version!($name, $body, [
+            go1_19 => "1.19", go1_21 => "1.21", go1_22 => "1.22", go1_23 => "1.23",
+            go1_24 => "1.24", go1_25 => "1.25", go1_26 => "1.26", go1_27 => "1.27"
+        ]);
+    };
+    ($name:ident, $body:path, [$($test:ident => $version:literal),+ $(,)?]) => {
         mod $name {
-            fn go(version: &str) -> &'static timerscope_tests::GoVersion {
-                timerscope_tests::go_version(version).expect("known Go version")
-            }
-            #[test]
-            fn go1_19() {
-                $body(go("1.19"))
-            }
-            #[test]
-            fn go1_21() {
-                $body(go("1.21"))
-            }
-            #[test]
-            fn go1_22() {
-                $body(go("1.22"))
-            }
-            #[test]
-            fn go1_23() {
-                $body(go("1.23"))
-            }
-            #[test]
-            fn go1_24() {
-                $body(go("1.24"))
-            }
-            #[test]
-            fn go1_25() {
-                $body(go("1.25"))
-            }
-            #[test]
-            fn go1_26() {
-                $body(go("1.26"))
-            }
-            #[test]
-            fn go1_27() {
-                $body(go("1.27"))
-            }
+            $(
+                #[test]
+                fn $test() {
+                    $body(timerscope_tests::go_version($version).expect("known Go version"))
+                }
+            )+
         }
     };
 }
