@@ -308,6 +308,10 @@ pub struct MmapEvent {
 /// A stack id that names no stack.
 pub const NO_STACK: i32 = i32::MIN;
 
+/// Set in a stack id that names a stack in `STACKS_OVERFLOW` (id without the bit) rather than in
+/// `STACKS`. Map ids stay far below it.
+pub const OVERFLOW_STACK: i32 = 1 << 30;
+
 #[cfg(feature = "user")]
 mod pod {
     use super::*;

@@ -9,8 +9,8 @@ use aya_ebpf::{
     programs::tracing::StackIdContext,
 };
 use probe_common::{
-    DELAY_BUCKETS, HookPlan, LiveTimer, MAX_HOOKS, MmapEvent, SiteKey, SiteValue, TargetConfig,
-    TimerWorker, drop,
+    DELAY_BUCKETS, HookPlan, LiveTimer, MAX_HOOKS, MmapEvent, OVERFLOW_STACK, SiteKey, SiteValue,
+    TargetConfig, TimerWorker, drop,
 };
 
 /// Written by userspace before load (`EbpfLoader::set_global`); read with `config()`.
@@ -83,6 +83,12 @@ pub static TIMER_WORKERS: HashMap<u64, TimerWorker> = HashMap::with_max_entries(
 #[map]
 pub static STACKS: StackTrace = StackTrace::with_max_entries(16384, 0);
 
+/// Stacks whose bucket in `STACKS` already holds a different stack: the kernel keeps one stack
+/// per hash bucket, so without a second chance one unlucky collision loses every event of a
+/// call site. Ids from here carry `probe_common::OVERFLOW_STACK`.
+#[map]
+pub static STACKS_OVERFLOW: StackTrace = StackTrace::with_max_entries(4096, 0);
+
 /// mmap-family calls between their entry and exit tracepoints, by thread id.
 #[map]
 pub static MMAP_PENDING: HashMap<u32, MmapEvent> = HashMap::with_max_entries(4096, 0);
@@ -108,23 +114,27 @@ pub fn count_drop(reason: u32) {
     bump(&DROPS, reason);
 }
 
-/// Id of the current user stack in `STACKS`, or the negative error with the loss counted.
+/// Id of the current user stack in `STACKS` (or `STACKS_OVERFLOW`, tagged), or the negative
+/// error with the loss counted.
 #[inline(always)]
 pub fn user_stack_id<C: StackIdContext>(ctx: &C) -> i32 {
-    const EEXIST: i32 = 17;
-    match ctx.get_stackid(&STACKS, BPF_F_USER_STACK as u64) {
-        Ok(id) => id as i32,
-        Err(err) => {
-            // Without BPF_F_REUSE_STACKID a different stack in the same bucket is kept and
-            // ours is lost; reusing would silently re-point old ids at new stacks.
-            count_drop(if err == -EEXIST {
-                drop::STACK_COLLISION
-            } else {
-                drop::STACK_ERROR
-            });
-            err
-        }
-    }
+    const EEXIST: i32 = -17;
+    // Without BPF_F_REUSE_STACKID a different stack in the same bucket is kept and ours is
+    // refused; reusing would silently re-point old ids at new stacks.
+    let err = match ctx.get_stackid(&STACKS, BPF_F_USER_STACK as u64) {
+        Ok(id) => return id as i32,
+        Err(EEXIST) => match ctx.get_stackid(&STACKS_OVERFLOW, BPF_F_USER_STACK as u64) {
+            Ok(id) => return id as i32 | OVERFLOW_STACK,
+            Err(err) => err,
+        },
+        Err(err) => err,
+    };
+    count_drop(if err == EEXIST {
+        drop::STACK_COLLISION
+    } else {
+        drop::STACK_ERROR
+    });
+    err
 }
 
 /// This CPU's value of `key`, inserted as zero when absent; `None` (counted as `full`) when

@@ -8,7 +8,8 @@ use aya::{
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
 };
 use probe_common::{
-    DELAY_BUCKETS, LiveTimer, MmapEvent, SiteKey, SiteValue, TimerWorker, drop, site_flag,
+    DELAY_BUCKETS, LiveTimer, MmapEvent, OVERFLOW_STACK, SiteKey, SiteValue, TimerWorker, drop,
+    site_flag,
 };
 
 use crate::mappings::LiveMappings;
@@ -30,6 +31,10 @@ pub struct Snapshot {
     pub mappings: LiveMappings,
     /// User stacks by id, leaf first, as runtime addresses.
     pub stacks: HashMap<i32, Vec<u64>>,
+    /// Distinct stacks in the kernel's stack map, and in its overflow map (stacks that met a
+    /// different stack in their hash bucket); the overflow filling up precedes stack losses.
+    pub stacks_stored: u32,
+    pub stacks_overflowed: u32,
     /// Probe hits per hook index.
     pub hook_hits: Vec<u64>,
     /// Losses per `probe_common::drop` reason.
@@ -122,6 +127,8 @@ impl Snapshot {
             live: self.live.clone(),
             mappings: self.mappings.totals_since(&earlier.mappings),
             stacks: self.stacks.clone(),
+            stacks_stored: self.stacks_stored,
+            stacks_overflowed: self.stacks_overflowed,
             hook_hits: minus(&self.hook_hits, &earlier.hook_hits),
             drops,
             fire_delays: minus(&self.fire_delays, &earlier.fire_delays),
@@ -230,6 +237,8 @@ pub fn snapshot(
         .map_err(err("LIVE"))?;
 
     let stack_map = StackTraceMap::try_from(map(ebpf, "STACKS")).map_err(err("STACKS"))?;
+    let overflow_map =
+        StackTraceMap::try_from(map(ebpf, "STACKS_OVERFLOW")).map_err(err("STACKS_OVERFLOW"))?;
     let wanted = sites
         .iter()
         .map(|(k, _)| k.stack_id)
@@ -243,7 +252,12 @@ pub fn snapshot(
         }
         // A stack that vanished between the event and now is left out; its samples keep the
         // frames they have (the hooked function and its caller).
-        if let Ok(trace) = stack_map.get(&(id as u32), 0) {
+        let trace = if id & OVERFLOW_STACK != 0 {
+            overflow_map.get(&((id & !OVERFLOW_STACK) as u32), 0)
+        } else {
+            stack_map.get(&(id as u32), 0)
+        };
+        if let Ok(trace) = trace {
             stacks.insert(id, trace.frames().iter().map(|f| f.ip).collect());
         }
     }
@@ -263,6 +277,8 @@ pub fn snapshot(
         live,
         mappings,
         stacks,
+        stacks_stored: stack_map.stack_ids().count() as u32,
+        stacks_overflowed: overflow_map.stack_ids().count() as u32,
         hook_hits,
         drops,
         fire_delays,

@@ -283,6 +283,10 @@ pub fn encode(
         .collect::<Vec<_>>()
         .join(" ");
     builder.comment(format!("drops: {drops}"));
+    builder.comment(format!(
+        "stacks: stored={} overflow={}",
+        snapshot.stacks_stored, snapshot.stacks_overflowed
+    ));
 
     let mapping_id = builder.add_mapping(recording.mapping.clone());
     let mut encoder = Encoder {

@@ -15,7 +15,7 @@ use std::{
 };
 
 use common::{
-    Fixture, count, cum, output_within, profile_drops, read_profile, reported_losses, timerscope,
+    Fixture, count, cum, output_within, profile_counters, read_profile, reported_losses, timerscope,
 };
 use nix::{
     sys::signal::{Signal, kill},
@@ -161,7 +161,7 @@ fn soak_target_survives_with_exact_counts() {
     assert!(count(&summary, "num_gc") >= seconds as i64, "{summary}");
 
     let profile = read_profile(&output);
-    let drops = profile_drops(&profile);
+    let drops = profile_counters(&profile, "drops");
     assert!(drops.values().all(|&n| n == 0), "drops: {drops:?}");
     let created = cum(&profile, "timers_created", TIMER_OPS, None);
     let reset = cum(&profile, "timers_reset", TIMER_OPS, None);
@@ -305,7 +305,7 @@ fn tiny_maps_count_every_lost_event_and_stack() {
     assert_eq!(count(&summary, "pending"), leaked);
 
     let profile = read_profile(&output);
-    let drops = profile_drops(&profile);
+    let drops = profile_counters(&profile, "drops");
     let total: u64 = drops.values().sum();
     assert!(total > 0, "drops: {drops:?}");
     assert_eq!(
@@ -341,6 +341,34 @@ fn tiny_maps_count_every_lost_event_and_stack() {
     );
 }
 
+/// The kernel keeps one stack per hash bucket; a stack that meets a different one there goes to
+/// the overflow map instead of being lost. With one bucket in each, exactly two stacks are kept
+/// and every further one is counted as lost.
+#[test]
+fn a_colliding_stack_is_kept_in_the_overflow_map() {
+    let go = reference_go();
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("overflow.pb.gz");
+    let binary = fixture_path(SOAK, go, Variant::Normal).expect("fixture built");
+    let result = output_within(
+        Command::new(timerscope())
+            .args(["record", "--max-stacks", "1", "-o"])
+            .arg(&output)
+            .arg("--")
+            .arg(&binary)
+            .args(["-rounds", "20", "-workers", "2", "-leak", "10"]),
+        Duration::from_secs(120),
+    );
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(result.status.success(), "{}: {stderr}", result.status);
+    let profile = read_profile(&output);
+    let stacks = profile_counters(&profile, "stacks");
+    assert_eq!(stacks["stored"], 1, "{stacks:?}");
+    assert_eq!(stacks["overflow"], 1, "{stacks:?}");
+    let drops = profile_counters(&profile, "drops");
+    assert!(drops["stack_collision"] > 0, "{drops:?}");
+}
+
 /// A full live-timer map loses only liveness, never counts: every creation and stop is still
 /// counted exactly, and each pending timer is live in the profile or counted as untracked.
 #[test]
@@ -364,7 +392,7 @@ fn a_full_live_map_loses_liveness_but_no_count() {
     assert!(result.status.success(), "{}: {stderr}", result.status);
     let summary = json_event(&result.stdout, "summary");
     let profile = read_profile(&output);
-    let drops = profile_drops(&profile);
+    let drops = profile_counters(&profile, "drops");
     assert!(drops["live_map_full"] > 0, "{drops:?}");
     assert_eq!(
         reported_losses(&stderr),

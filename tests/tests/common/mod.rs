@@ -229,21 +229,25 @@ macro_rules! per_go_version {
     };
 }
 
-/// The profile's drop counters, from its `drops: stack_collision=N site_map_full=N ...`
-/// comment; panics when the profile has none.
-pub fn profile_drops(profile: &ResolvedProfile) -> std::collections::BTreeMap<String, u64> {
+/// The counters of the profile's `NAME: key=N key=N ...` comment (`drops`: losses per reason,
+/// `stacks`: stack map use); panics when the profile has none.
+pub fn profile_counters(
+    profile: &ResolvedProfile,
+    name: &str,
+) -> std::collections::BTreeMap<String, u64> {
+    let prefix = format!("{name}:");
     let comment = profile
         .comments
         .iter()
-        .find_map(|c| c.strip_prefix("drops:"))
-        .unwrap_or_else(|| panic!("no drops comment in {:?}", profile.comments));
+        .find_map(|c| c.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {name} comment in {:?}", profile.comments));
     comment
         .split_whitespace()
         .map(|pair| {
-            let (name, n) = pair
+            let (key, n) = pair
                 .split_once('=')
-                .unwrap_or_else(|| panic!("bad drops comment: {comment}"));
-            (name.to_owned(), n.parse().expect("drop count"))
+                .unwrap_or_else(|| panic!("bad {name} comment: {comment}"));
+            (key.to_owned(), n.parse().expect("counter"))
         })
         .collect()
 }
