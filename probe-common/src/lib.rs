@@ -94,25 +94,24 @@ pub mod site_flag {
 
 /// Reasons an event or a stack was lost, indices into the `DROPS` per-CPU array.
 pub mod drop {
-    /// The user stack could not be stored: a different stack already sits in its hash bucket.
-    pub const STACK_COLLISION: u32 = 0;
-    /// The user stack could not be read (fault, no memory).
-    pub const STACK_ERROR: u32 = 1;
+    /// The stack map was full: a new user stack could not be stored, and its events are
+    /// counted without it.
+    pub const STACK_MAP_FULL: u32 = 0;
     /// The per-site count map was full: the event was not counted.
-    pub const SITE_MAP_FULL: u32 = 2;
+    pub const SITE_MAP_FULL: u32 = 1;
     /// The live-timer map was full: the timer is not tracked as live.
-    pub const LIVE_MAP_FULL: u32 = 3;
+    pub const LIVE_MAP_FULL: u32 = 2;
     /// A read of target memory failed (timer fields, goroutine id).
-    pub const READ_FAULT: u32 = 4;
+    pub const READ_FAULT: u32 = 3;
     /// An mmap/munmap/mremap call in flight could not be remembered between its entry and
     /// exit (too many threads in such calls at once): the call is not seen.
-    pub const MMAP_PENDING_FULL: u32 = 5;
+    pub const MMAP_PENDING_FULL: u32 = 4;
     /// The ring buffer to userspace was full: the mapping change is not seen.
-    pub const MMAP_EVENT_LOST: u32 = 6;
+    pub const MMAP_EVENT_LOST: u32 = 5;
     /// Too many threads inside cgo calls at once: an mmap from C lacks its Go frames.
-    pub const CGO_CALLS_FULL: u32 = 7;
+    pub const CGO_CALLS_FULL: u32 = 6;
     /// Number of drop reasons.
-    pub const COUNT: u32 = 8;
+    pub const COUNT: u32 = 7;
 }
 
 /// Most hooks one target can have; sizes the `HOOKS` and `HOOK_HITS` arrays.
@@ -216,8 +215,11 @@ pub struct TargetConfig {
 pub struct SiteKey {
     /// One of [`event`].
     pub event: u32,
-    /// User stack id in the `STACKS` map; negative when the stack was lost (see [`drop`]).
-    pub stack_id: i32,
+    /// Hook index that reported the event.
+    pub hook: u32,
+    /// Key of the user stack in the `STACKS` map (its content hash); [`NO_STACK`] when it
+    /// could not be stored (see [`drop`]).
+    pub stack: u64,
     /// Return address at `[RSP]` at the probe: the caller a frame-pointer unwind misses because
     /// the probed function has not pushed its frame yet. 0 when the stack is a fire-time stack.
     pub caller: u64,
@@ -229,8 +231,7 @@ pub struct SiteKey {
     pub user_callback: u64,
     /// [`site_flag`] bits.
     pub flags: u32,
-    /// Hook index that reported the event.
-    pub hook: u32,
+    pub _pad: u32,
 }
 
 /// Value of the per-site count map.
@@ -283,8 +284,13 @@ pub mod mmap_op {
 pub struct MmapEvent {
     /// One of [`mmap_op`].
     pub op: u32,
-    /// User stack at the call; negative when lost.
-    pub stack_id: i32,
+    pub tid: u32,
+    /// User stack at the call, as [`SiteKey::stack`].
+    pub stack: u64,
+    /// When the call was made from C code called by Go (cgo): the Go stack at the
+    /// `runtime.cgocall` that entered C, which frame-pointer unwinding from inside C cannot
+    /// reach. [`NO_STACK`] otherwise.
+    pub cgo_stack: u64,
     /// mmap: the address returned; munmap: the address unmapped; mremap: the old address.
     pub addr: u64,
     /// mmap, munmap: the length; mremap: the old length.
@@ -297,20 +303,25 @@ pub struct MmapEvent {
     pub flags: u32,
     /// File descriptor (-1 for anonymous mappings).
     pub fd: i32,
-    pub tid: u32,
-    /// When the call was made from C code called by Go (cgo): the Go stack at the
-    /// `runtime.cgocall` that entered C, which frame-pointer unwinding from inside C cannot
-    /// reach. [`NO_STACK`] otherwise.
-    pub cgo_stack_id: i32,
     pub _pad: u32,
 }
 
-/// A stack id that names no stack.
-pub const NO_STACK: i32 = i32::MIN;
+/// Frames of one user stack, at most: the kernel's `perf_event_max_stack` default.
+pub const MAX_STACK_FRAMES: usize = 127;
 
-/// Set in a stack id that names a stack in `STACKS_OVERFLOW` (id without the bit) rather than in
-/// `STACKS`. Map ids stay far below it.
-pub const OVERFLOW_STACK: i32 = 1 << 30;
+/// A user stack, leaf first: the probed instruction, then each frame's return address (as the
+/// kernel's frame-pointer unwinder reports them).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct UserStack {
+    /// Frames in use.
+    pub len: u32,
+    pub _pad: u32,
+    pub frames: [u64; MAX_STACK_FRAMES],
+}
+
+/// A stack key that names no stack (content hashes are never 0).
+pub const NO_STACK: u64 = 0;
 
 #[cfg(feature = "user")]
 mod pod {
@@ -323,6 +334,7 @@ mod pod {
     unsafe impl aya::Pod for LiveTimer {}
     unsafe impl aya::Pod for TimerWorker {}
     unsafe impl aya::Pod for MmapEvent {}
+    unsafe impl aya::Pod for UserStack {}
 }
 
 #[cfg(test)]
@@ -336,9 +348,10 @@ mod tests {
         assert_eq!(size_of::<HookPlan>(), 8 + 7 * 8);
         assert_eq!(size_of::<TargetConfig>(), 8 * 4 + 8);
         assert_eq!(size_of::<TimerWorker>(), 24);
-        assert_eq!(size_of::<SiteKey>(), 4 + 4 + 8 * 3 + 4 + 4);
+        assert_eq!(size_of::<SiteKey>(), 4 + 4 + 8 * 4 + 4 + 4);
         assert_eq!(size_of::<SiteValue>(), 16);
         assert_eq!(size_of::<LiveTimer>(), size_of::<SiteKey>() + 24);
-        assert_eq!(size_of::<MmapEvent>(), 8 + 8 * 4 + 4 * 4 + 8);
+        assert_eq!(size_of::<MmapEvent>(), 8 + 8 * 2 + 8 * 4 + 4 * 4);
+        assert_eq!(size_of::<UserStack>(), 8 + 8 * MAX_STACK_FRAMES);
     }
 }

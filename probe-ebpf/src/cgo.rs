@@ -6,15 +6,20 @@ use aya_ebpf::{macros::uprobe, programs::ProbeContext};
 
 use probe_common::drop;
 
-use crate::maps::{CGO_CALLS, count_drop, target_thread, user_stack_id};
+use crate::{
+    maps::{CGO_CALLS, count_drop, target_thread},
+    regs::Registers,
+    stacks::user_stack,
+};
 
 /// `runtime.cgocall`, after its stack check: the goroutine is about to enter C on this thread.
 #[uprobe]
 pub fn cgo_call(ctx: ProbeContext) -> u32 {
-    if let Some(tid) = target_thread() {
-        if CGO_CALLS.insert(tid, user_stack_id(&ctx), 0).is_err() {
-            count_drop(drop::CGO_CALLS_FULL);
-        }
+    if let Some(tid) = target_thread()
+        && let Some(regs) = Registers::of(&ctx)
+        && CGO_CALLS.insert(tid, user_stack(&regs), 0).is_err()
+    {
+        count_drop(drop::CGO_CALLS_FULL);
     }
     0
 }

@@ -1,5 +1,5 @@
 //! eBPF side of timerscope. Small programs that only read what userspace's plan names, take a
-//! user stack id and update aggregate maps; every Go-version difference arrives as data.
+//! user stack and update aggregate maps; every Go-version difference arrives as data.
 #![no_std]
 #![no_main]
 
@@ -7,6 +7,7 @@ mod cgo;
 mod maps;
 mod mmap;
 mod regs;
+mod stacks;
 mod timers;
 
 #[cfg(not(test))]

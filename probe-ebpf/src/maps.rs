@@ -2,15 +2,14 @@
 //! (`SITES`, `LIVE`, `STACKS`, `MMAP_SITES`) before loading.
 
 use aya_ebpf::{
-    bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
+    bindings::BPF_NOEXIST,
     helpers::bpf_get_current_pid_tgid,
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
-    programs::tracing::StackIdContext,
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use probe_common::{
-    DELAY_BUCKETS, HookPlan, LiveTimer, MAX_HOOKS, MmapEvent, OVERFLOW_STACK, SiteKey, SiteValue,
-    TargetConfig, TimerWorker, drop,
+    DELAY_BUCKETS, HookPlan, LiveTimer, MAX_HOOKS, MmapEvent, SiteKey, SiteValue, TargetConfig,
+    TimerWorker, drop,
 };
 
 /// Written by userspace before load (`EbpfLoader::set_global`); read with `config()`.
@@ -79,23 +78,14 @@ pub static LIVE: HashMap<u64, LiveTimer> = HashMap::with_max_entries(65536, 0);
 #[map]
 pub static TIMER_WORKERS: HashMap<u64, TimerWorker> = HashMap::with_max_entries(256, 0);
 
-/// User stacks referenced by `SiteKey::stack_id` and `MmapEvent::stack_id`.
-#[map]
-pub static STACKS: StackTrace = StackTrace::with_max_entries(16384, 0);
-
-/// Stacks whose bucket in `STACKS` already holds a different stack: the kernel keeps one stack
-/// per hash bucket, so without a second chance one unlucky collision loses every event of a
-/// call site. Ids from here carry `probe_common::OVERFLOW_STACK`.
-#[map]
-pub static STACKS_OVERFLOW: StackTrace = StackTrace::with_max_entries(4096, 0);
-
 /// mmap-family calls between their entry and exit tracepoints, by thread id.
 #[map]
 pub static MMAP_PENDING: HashMap<u32, MmapEvent> = HashMap::with_max_entries(4096, 0);
 
-/// Threads inside a cgo call: the Go stack id at `runtime.cgocall`, by thread id.
+/// Threads inside a cgo call: the Go stack (its `STACKS` key) at `runtime.cgocall`, by thread
+/// id.
 #[map]
-pub static CGO_CALLS: HashMap<u32, i32> = HashMap::with_max_entries(4096, 0);
+pub static CGO_CALLS: HashMap<u32, u64> = HashMap::with_max_entries(4096, 0);
 
 /// Completed mmap-family calls, for userspace's interval map.
 #[map]
@@ -112,29 +102,6 @@ pub fn bump(array: &PerCpuArray<u64>, index: u32) {
 #[inline(always)]
 pub fn count_drop(reason: u32) {
     bump(&DROPS, reason);
-}
-
-/// Id of the current user stack in `STACKS` (or `STACKS_OVERFLOW`, tagged), or the negative
-/// error with the loss counted.
-#[inline(always)]
-pub fn user_stack_id<C: StackIdContext>(ctx: &C) -> i32 {
-    const EEXIST: i32 = -17;
-    // Without BPF_F_REUSE_STACKID a different stack in the same bucket is kept and ours is
-    // refused; reusing would silently re-point old ids at new stacks.
-    let err = match ctx.get_stackid(&STACKS, BPF_F_USER_STACK as u64) {
-        Ok(id) => return id as i32,
-        Err(EEXIST) => match ctx.get_stackid(&STACKS_OVERFLOW, BPF_F_USER_STACK as u64) {
-            Ok(id) => return id as i32 | OVERFLOW_STACK,
-            Err(err) => err,
-        },
-        Err(err) => err,
-    };
-    count_drop(if err == EEXIST {
-        drop::STACK_COLLISION
-    } else {
-        drop::STACK_ERROR
-    });
-    err
 }
 
 /// This CPU's value of `key`, inserted as zero when absent; `None` (counted as `full`) when

@@ -5,7 +5,11 @@
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use probe_common::{MmapEvent, NO_STACK, drop, mmap_op};
 
-use crate::maps::{CGO_CALLS, MMAP_EVENTS, MMAP_PENDING, count_drop, target_thread, user_stack_id};
+use crate::{
+    maps::{CGO_CALLS, MMAP_EVENTS, MMAP_PENDING, count_drop, target_thread},
+    regs::Registers,
+    stacks::user_stack,
+};
 
 /// Offset of the first syscall argument in `syscalls/sys_enter_*`, and of `ret` in
 /// `syscalls/sys_exit_*` (from their tracefs `format` files); arguments are 8 bytes each.
@@ -20,15 +24,15 @@ fn arg(ctx: &TracePointContext, n: usize) -> u64 {
 }
 
 #[inline(always)]
-fn remember(ctx: &TracePointContext, event: MmapEvent) -> Option<()> {
+fn remember(event: MmapEvent) -> Option<()> {
     let tid = target_thread()?;
     // A thread inside C called by Go has no frame pointers to follow back into Go; the Go
     // stack of its cgocall was kept for it.
-    let cgo_stack_id = unsafe { CGO_CALLS.get(tid) }.copied().unwrap_or(NO_STACK);
+    let cgo_stack = unsafe { CGO_CALLS.get(tid) }.copied().unwrap_or(NO_STACK);
     let event = MmapEvent {
-        stack_id: user_stack_id(ctx),
+        stack: Registers::of_syscalling_thread().map_or(NO_STACK, |regs| user_stack(&regs)),
         tid,
-        cgo_stack_id,
+        cgo_stack,
         ..event
     };
     if MMAP_PENDING.insert(tid, event, 0).is_err() {
@@ -72,7 +76,7 @@ pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
         fd: arg(&ctx, 4) as i32,
         ..MmapEvent::default()
     };
-    let _ = remember(&ctx, event);
+    let _ = remember(event);
     0
 }
 
@@ -91,7 +95,7 @@ pub fn sys_enter_munmap(ctx: TracePointContext) -> u32 {
         fd: -1,
         ..MmapEvent::default()
     };
-    let _ = remember(&ctx, event);
+    let _ = remember(event);
     0
 }
 
@@ -112,7 +116,7 @@ pub fn sys_enter_mremap(ctx: TracePointContext) -> u32 {
         fd: -1,
         ..MmapEvent::default()
     };
-    let _ = remember(&ctx, event);
+    let _ = remember(event);
     0
 }
 

@@ -3,7 +3,10 @@
 
 use aya_ebpf::{
     bindings::pt_regs,
-    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user},
+    helpers::{
+        bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user,
+        generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
+    },
     programs::ProbeContext,
 };
 use probe_common::{ValueSource, reg, source};
@@ -18,6 +21,14 @@ impl Registers {
     #[inline(always)]
     pub fn of(ctx: &ProbeContext) -> Option<Self> {
         unsafe { bpf_probe_read_kernel(ctx.regs) }.ok().map(Self)
+    }
+
+    /// The user registers of the current thread, saved at its syscall entry (in a syscall
+    /// tracepoint, where the program's context is the tracepoint's record).
+    #[inline(always)]
+    pub fn of_syscalling_thread() -> Option<Self> {
+        let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as *const pt_regs;
+        unsafe { bpf_probe_read_kernel(regs) }.ok().map(Self)
     }
 }
 

@@ -16,9 +16,10 @@ use probe_common::{
 use crate::{
     maps::{
         DELAY_HIST, HOOK_HITS, HOOKS, LIVE, SITES, TIMER_WORKERS, bump, config, count_drop, entry,
-        target_thread, user_stack_id,
+        target_thread,
     },
     regs::{Registers, read_source, read_u64, register, try_read_u64},
+    stacks::user_stack,
 };
 
 #[uprobe]
@@ -46,7 +47,6 @@ fn on_timer_hook(ctx: &ProbeContext) -> Option<()> {
     }
     let timer = read_source(&regs, plan.timer).filter(|&t| t != 0)?;
     let hit = Hit {
-        ctx,
         regs: &regs,
         config: &config,
         plan,
@@ -70,7 +70,6 @@ fn morestack_branch_taken(regs: &Registers) -> bool {
 
 /// One hit of a hook on one timer.
 struct Hit<'a> {
-    ctx: &'a ProbeContext,
     regs: &'a Registers,
     config: &'a TargetConfig,
     plan: &'a HookPlan,
@@ -204,7 +203,7 @@ impl Hit<'_> {
     /// The site of an event at this probe: user stack, the caller the unwind misses, callback.
     #[inline(always)]
     fn site(&self, event: u32, funcval: u64, arg_data: u64, flags: u32) -> SiteKey {
-        let stack_id = user_stack_id(self.ctx);
+        let stack = user_stack(self.regs);
         // Probes sit before the function pushes its frame, so [RSP] is the return address into
         // the immediate caller, which a frame-pointer unwind skips. Not so inside the body.
         let caller = if self.plan.flags & hook_flag::IN_BODY != 0 {
@@ -236,12 +235,13 @@ impl Hit<'_> {
         };
         SiteKey {
             event,
-            stack_id,
+            hook: self.hook,
+            stack,
             caller,
             callback,
             user_callback,
             flags,
-            hook: self.hook,
+            _pad: 0,
         }
     }
 }

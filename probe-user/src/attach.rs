@@ -36,13 +36,6 @@ impl Default for MapSizes {
     }
 }
 
-impl MapSizes {
-    /// Second-chance stacks for hash-bucket collisions in the main stack map; few are expected.
-    pub fn overflow_stacks(&self) -> u32 {
-        (self.stacks / 4).max(1)
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
     #[error(
@@ -115,7 +108,6 @@ impl Probe {
             .map_max_entries("SITES", sizes.sites)
             .map_max_entries("LIVE", sizes.live)
             .map_max_entries("STACKS", sizes.stacks)
-            .map_max_entries("STACKS_OVERFLOW", sizes.overflow_stacks())
             .load(crate::EBPF_OBJECT)?;
 
         let mut hooks: Array<_, HookPlan> = Array::try_from(
@@ -210,11 +202,10 @@ fn set_armed(ebpf: &mut Ebpf, armed: bool) -> Result<(), AttachError> {
 }
 
 /// Maps the probes fill, read by [`crate::collect`].
-const PROBE_MAPS: [&str; 8] = [
+const PROBE_MAPS: [&str; 7] = [
     "SITES",
     "LIVE",
     "STACKS",
-    "STACKS_OVERFLOW",
     "HOOK_HITS",
     "DROPS",
     "DELAY_HIST",

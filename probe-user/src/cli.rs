@@ -272,7 +272,7 @@ pub struct MapSizeArgs {
     /// Timers tracked as live at once.
     #[arg(long, default_value_t = MapSizes::default().live)]
     pub max_live: u32,
-    /// Distinct user stacks kept (a quarter as many again catch hash-bucket collisions).
+    /// Distinct user stacks kept (about 1 KiB of kernel memory each).
     #[arg(long, default_value_t = MapSizes::default().stacks,
           value_parser = clap::value_parser!(u32).range(1..=(1 << 24)))]
     pub max_stacks: u32,

@@ -5,11 +5,11 @@ use std::collections::HashMap;
 
 use aya::{
     Ebpf,
-    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use probe_common::{
-    DELAY_BUCKETS, LiveTimer, MmapEvent, OVERFLOW_STACK, SiteKey, SiteValue, TimerWorker, drop,
-    site_flag,
+    DELAY_BUCKETS, LiveTimer, MmapEvent, NO_STACK, SiteKey, SiteValue, TimerWorker, UserStack,
+    drop, site_flag,
 };
 
 use crate::mappings::LiveMappings;
@@ -29,12 +29,8 @@ pub struct Snapshot {
     pub live: Vec<(u64, LiveTimer)>,
     /// Live mappings and per-origin mmap totals.
     pub mappings: LiveMappings,
-    /// User stacks by id, leaf first, as runtime addresses.
-    pub stacks: HashMap<i32, Vec<u64>>,
-    /// Distinct stacks in the kernel's stack map, and in its overflow map (stacks that met a
-    /// different stack in their hash bucket); the overflow filling up precedes stack losses.
-    pub stacks_stored: u32,
-    pub stacks_overflowed: u32,
+    /// User stacks by key, leaf first, as runtime addresses.
+    pub stacks: HashMap<u64, Vec<u64>>,
     /// Probe hits per hook index.
     pub hook_hits: Vec<u64>,
     /// Losses per `probe_common::drop` reason.
@@ -127,8 +123,6 @@ impl Snapshot {
             live: self.live.clone(),
             mappings: self.mappings.totals_since(&earlier.mappings),
             stacks: self.stacks.clone(),
-            stacks_stored: self.stacks_stored,
-            stacks_overflowed: self.stacks_overflowed,
             hook_hits: minus(&self.hook_hits, &earlier.hook_hits),
             drops,
             fire_delays: minus(&self.fire_delays, &earlier.fire_delays),
@@ -236,30 +230,23 @@ pub fn snapshot(
         .collect::<Result<Vec<_>, _>>()
         .map_err(err("LIVE"))?;
 
-    let stack_map = StackTraceMap::try_from(map(ebpf, "STACKS")).map_err(err("STACKS"))?;
-    let overflow_map =
-        StackTraceMap::try_from(map(ebpf, "STACKS_OVERFLOW")).map_err(err("STACKS_OVERFLOW"))?;
+    let stack_map =
+        BpfHashMap::<_, u64, UserStack>::try_from(map(ebpf, "STACKS")).map_err(err("STACKS"))?;
     let wanted = sites
         .iter()
-        .map(|(k, _)| k.stack_id)
-        .chain(live.iter().map(|(_, l)| l.site.stack_id))
-        .chain(mappings.stack_ids())
-        .filter(|&id| id >= 0);
+        .map(|(k, _)| k.stack)
+        .chain(live.iter().map(|(_, l)| l.site.stack))
+        .chain(mappings.stacks())
+        .filter(|&key| key != NO_STACK);
     let mut stacks = HashMap::new();
-    for id in wanted {
-        if stacks.contains_key(&id) {
+    for key in wanted {
+        if stacks.contains_key(&key) {
             continue;
         }
-        // A stack that vanished between the event and now is left out; its samples keep the
-        // frames they have (the hooked function and its caller).
-        let trace = if id & OVERFLOW_STACK != 0 {
-            overflow_map.get(&((id & !OVERFLOW_STACK) as u32), 0)
-        } else {
-            stack_map.get(&(id as u32), 0)
-        };
-        if let Ok(trace) = trace {
-            stacks.insert(id, trace.frames().iter().map(|f| f.ip).collect());
-        }
+        // Stacks are never removed, so every key the probes wrote is there.
+        let stack = stack_map.get(&key, 0).map_err(err("STACKS"))?;
+        let len = (stack.len as usize).min(stack.frames.len());
+        stacks.insert(key, stack.frames[..len].to_vec());
     }
 
     let hook_hits = per_cpu_sums(ebpf, "HOOK_HITS", hooks as u32)?;
@@ -277,8 +264,6 @@ pub fn snapshot(
         live,
         mappings,
         stacks,
-        stacks_stored: stack_map.stack_ids().count() as u32,
-        stacks_overflowed: overflow_map.stack_ids().count() as u32,
         hook_hits,
         drops,
         fire_delays,

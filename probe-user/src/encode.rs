@@ -36,8 +36,7 @@ type Values = [i64; SAMPLE_TYPES.len()];
 
 /// Names of `probe_common::drop` reasons, as written into comments and stderr.
 pub const DROP_NAMES: [&str; drop::COUNT as usize] = [
-    "stack_collision",
-    "stack_error",
+    "stack_map_full",
     "site_map_full",
     "live_map_full",
     "read_fault",
@@ -60,21 +59,18 @@ pub struct Recording {
 /// Where a timer event happened, from its site: the user stack with the caller the unwind
 /// missed put back, or a synthetic frame for timers that predate the attach.
 fn site_frames(site: &SiteKey, snapshot: &Snapshot) -> Vec<u64> {
-    let Some(stack) = snapshot.stacks.get(&site.stack_id) else {
-        return if site.caller == 0 {
-            Vec::new()
-        } else {
-            vec![site.caller]
-        };
-    };
-    let mut frames = Vec::with_capacity(stack.len() + 1);
-    frames.extend(stack.first());
-    // Kernels since 6.10 put the caller back themselves for uprobes on a `push %rbp`.
-    if site.caller != 0 && stack.get(1) != Some(&site.caller) {
-        frames.push(site.caller);
-    }
-    frames.extend(stack.iter().skip(1));
-    frames
+    let stack = snapshot
+        .stacks
+        .get(&site.stack)
+        .map_or(&[][..], Vec::as_slice);
+    let caller = (site.caller != 0).then_some(site.caller);
+    stack
+        .first()
+        .into_iter()
+        .copied()
+        .chain(caller)
+        .chain(stack.iter().skip(1).copied())
+        .collect()
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock of the runtime's `when`.
@@ -118,7 +114,7 @@ impl Encoder<'_> {
             .enumerate()
             .map(|(depth, &pc)| {
                 // Every frame but the leaf is a return address: look up the call itself.
-                let address = if depth == 0 { pc } else { pc - 1 };
+                let address = if depth == 0 { pc } else { pc.saturating_sub(1) };
                 self.location(address)
             })
             .collect()
@@ -130,7 +126,7 @@ impl Encoder<'_> {
     fn goroutine_root_end(&mut self, pcs: &[u64]) -> usize {
         const GOROUTINE_ROOTS: [&str; 3] = ["runtime.main", "runtime.goexit", "runtime.mstart"];
         for (depth, &pc) in pcs.iter().enumerate() {
-            let address = if depth == 0 { pc } else { pc - 1 };
+            let address = if depth == 0 { pc } else { pc.saturating_sub(1) };
             if !(self.mapping.start..self.mapping.limit).contains(&address) {
                 continue;
             }
@@ -203,10 +199,10 @@ impl Encoder<'_> {
             Origin::Call { stack, class } => {
                 let pcs = snapshot
                     .stacks
-                    .get(&stack.stack_id)
+                    .get(&stack.stack)
                     .cloned()
                     .unwrap_or_default();
-                let go_pcs = snapshot.stacks.get(&stack.cgo_stack_id);
+                let go_pcs = snapshot.stacks.get(&stack.cgo_stack);
                 let locations = match go_pcs {
                     // Called from C: keep where the syscall was made, then continue with the Go
                     // stack that entered C (frame pointers cannot be followed through C).
@@ -220,7 +216,7 @@ impl Encoder<'_> {
                 };
                 // The runtime's heap arenas are mapped from (*mheap) methods.
                 let arena = pcs.iter().enumerate().any(|(depth, &pc)| {
-                    let address = if depth == 0 { pc } else { pc - 1 };
+                    let address = if depth == 0 { pc } else { pc.saturating_sub(1) };
                     self.symbolizer
                         .frames(address)
                         .iter()
@@ -283,10 +279,6 @@ pub fn encode(
         .collect::<Vec<_>>()
         .join(" ");
     builder.comment(format!("drops: {drops}"));
-    builder.comment(format!(
-        "stacks: stored={} overflow={}",
-        snapshot.stacks_stored, snapshot.stacks_overflowed
-    ));
 
     let mapping_id = builder.add_mapping(recording.mapping.clone());
     let mut encoder = Encoder {
@@ -391,7 +383,7 @@ mod tests {
         let mut snapshot = Snapshot::default();
         snapshot.stacks.insert(7, vec![0x1000, 0x3000, 0x4000]);
         let site = SiteKey {
-            stack_id: 7,
+            stack: 7,
             caller: 0x2000,
             ..SiteKey::default()
         };
@@ -399,18 +391,17 @@ mod tests {
             site_frames(&site, &snapshot),
             vec![0x1000, 0x2000, 0x3000, 0x4000]
         );
-        snapshot.stacks.insert(8, vec![0x1000, 0x2000, 0x3000]);
-        let unwound = SiteKey {
-            stack_id: 8,
-            caller: 0x2000,
+        let in_body = SiteKey {
+            stack: 7,
+            caller: 0,
             ..SiteKey::default()
         };
         assert_eq!(
-            site_frames(&unwound, &snapshot),
-            vec![0x1000, 0x2000, 0x3000]
+            site_frames(&in_body, &snapshot),
+            vec![0x1000, 0x3000, 0x4000]
         );
         let lost = SiteKey {
-            stack_id: -17,
+            stack: probe_common::NO_STACK,
             caller: 0x2000,
             ..SiteKey::default()
         };

@@ -53,15 +53,15 @@ impl MapClass {
 /// the cgo call (`probe_common::NO_STACK` otherwise).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CallStack {
-    pub stack_id: i32,
-    pub cgo_stack_id: i32,
+    pub stack: u64,
+    pub cgo_stack: u64,
 }
 
 impl CallStack {
     fn of(event: &MmapEvent) -> Self {
         Self {
-            stack_id: event.stack_id,
-            cgo_stack_id: event.cgo_stack_id,
+            stack: event.stack,
+            cgo_stack: event.cgo_stack,
         }
     }
 }
@@ -256,13 +256,13 @@ impl LiveMappings {
         }
     }
 
-    /// Every stack id an origin refers to.
-    pub fn stack_ids(&self) -> impl Iterator<Item = i32> + '_ {
+    /// Every stack an origin refers to.
+    pub fn stacks(&self) -> impl Iterator<Item = u64> + '_ {
         self.totals
             .keys()
             .chain(self.intervals.values().map(|i| &i.origin))
             .filter_map(|o| match o {
-                Origin::Call { stack, .. } => Some([stack.stack_id, stack.cgo_stack_id]),
+                Origin::Call { stack, .. } => Some([stack.stack, stack.cgo_stack]),
                 Origin::PreExisting(_) => None,
             })
             .flatten()
@@ -275,36 +275,36 @@ mod tests {
 
     const MIB: u64 = 1 << 20;
 
-    fn mmap(addr: u64, len: u64, stack_id: i32) -> MmapEvent {
+    fn mmap(addr: u64, len: u64, stack: u64) -> MmapEvent {
         MmapEvent {
             op: mmap_op::MMAP,
             addr,
             len,
-            stack_id,
-            cgo_stack_id: probe_common::NO_STACK,
+            stack,
+            cgo_stack: probe_common::NO_STACK,
             flags: MAP_ANONYMOUS,
             fd: -1,
             ..Default::default()
         }
     }
 
-    fn munmap(addr: u64, len: u64, stack_id: i32) -> MmapEvent {
+    fn munmap(addr: u64, len: u64, stack: u64) -> MmapEvent {
         MmapEvent {
             op: mmap_op::MUNMAP,
             addr,
             len,
-            stack_id,
-            cgo_stack_id: probe_common::NO_STACK,
+            stack,
+            cgo_stack: probe_common::NO_STACK,
             fd: -1,
             ..Default::default()
         }
     }
 
-    fn call(stack_id: i32) -> Origin {
+    fn call(stack: u64) -> Origin {
         Origin::Call {
             stack: CallStack {
-                stack_id,
-                cgo_stack_id: probe_common::NO_STACK,
+                stack,
+                cgo_stack: probe_common::NO_STACK,
             },
             class: MapClass::Anon,
         }
@@ -348,7 +348,7 @@ mod tests {
             len: MIB,
             new_addr: 0x90_0000,
             new_len: 3 * MIB,
-            stack_id: 5,
+            stack: 5,
             ..Default::default()
         });
         assert_eq!(live.live_bytes()[&call(1)], 3 * MIB);

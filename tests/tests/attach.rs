@@ -60,7 +60,7 @@ fn mapped_bytes_at(snapshot: &Snapshot, symbolizer: &mut Symbolizer, function: &
         let Origin::Call { stack, .. } = origin else {
             continue;
         };
-        let Some(stack) = snapshot.stacks.get(&stack.stack_id) else {
+        let Some(stack) = snapshot.stacks.get(&stack.stack) else {
             continue;
         };
         let names: Vec<String> = stack

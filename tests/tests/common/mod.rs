@@ -229,8 +229,8 @@ macro_rules! per_go_version {
     };
 }
 
-/// The counters of the profile's `NAME: key=N key=N ...` comment (`drops`: losses per reason,
-/// `stacks`: stack map use); panics when the profile has none.
+/// The counters of the profile's `NAME: key=N key=N ...` comment (e.g. `drops`: losses per
+/// reason); panics when the profile has none.
 pub fn profile_counters(
     profile: &ResolvedProfile,
     name: &str,
