@@ -204,9 +204,28 @@ pub struct TargetConfig {
     /// by [`hook_flag::CREATE_IF_UNINITIALIZED`]: `f` in Go 1.23+ (set by the first modify),
     /// `tb` in Go <= 1.13 (set by the first addtimer; a Reset re-adds a timer that has one).
     pub timer_unarmed_marker: u32,
-    pub _pad: u32,
+    /// Bytes from the start of a timer that hold every field above ([`Self::fields_end`]): the
+    /// probes copy them in one read.
+    pub timer_fields_end: u32,
     /// Runtime address of `time.goFunc`: for AfterFunc timers the user's closure is `*arg.data`.
     pub go_func_pc: u64,
+}
+
+impl TargetConfig {
+    /// End of the last timer field the probes read.
+    pub fn fields_end(&self) -> u32 {
+        [
+            self.timer_when,
+            self.timer_period,
+            self.timer_f,
+            self.timer_arg_data,
+            self.timer_unarmed_marker,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0)
+            + 8
+    }
 }
 
 /// Key of the per-site count map: one row per (event, place, callback).

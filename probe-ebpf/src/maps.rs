@@ -22,7 +22,7 @@ static CONFIG: TargetConfig = TargetConfig {
     timer_arg_data: 0,
     g_goid: 0,
     timer_unarmed_marker: 0,
-    _pad: 0,
+    timer_fields_end: 0,
     go_func_pc: 0,
 };
 

@@ -4,8 +4,9 @@
 
 use aya_ebpf::{
     EbpfContext as _,
-    helpers::{bpf_get_attach_cookie, bpf_ktime_get_ns},
-    macros::uprobe,
+    helpers::{bpf_get_attach_cookie, bpf_ktime_get_ns, bpf_probe_read_user_buf},
+    macros::{map, uprobe},
+    maps::PerCpuArray,
     programs::ProbeContext,
 };
 use probe_common::{
@@ -52,6 +53,7 @@ fn on_timer_hook(ctx: &ProbeContext) -> Option<()> {
         plan,
         hook,
         timer,
+        fields: read_timer_fields(timer, config.timer_fields_end),
     };
     match plan.event {
         event::FIRED => hit.fired(),
@@ -76,14 +78,46 @@ struct Hit<'a> {
     hook: u32,
     /// The `*runtime.timer`.
     timer: u64,
+    fields: Option<&'a [u64; TIMER_WORDS]>,
+}
+
+/// The first words of the timer at hand, up to the last field the probes read, copied in one
+/// read (a read's fixed cost is most of it). In a map: the BPF stack has no room left.
+#[map]
+static TIMER_FIELDS: PerCpuArray<[u64; TIMER_WORDS]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Every `runtime.timer` field the probes read lies in its first 128 bytes (56 in Go
+/// 1.12-1.27).
+const TIMER_WORDS: usize = 16;
+
+/// This CPU's copy of the first `fields_end` bytes of `timer`; `None` when they cannot be read
+/// in one piece.
+#[inline(always)]
+fn read_timer_fields(timer: u64, fields_end: u32) -> Option<&'static [u64; TIMER_WORDS]> {
+    let words = unsafe { &mut *TIMER_FIELDS.get_ptr_mut(0)? };
+    let len = fields_end as usize;
+    if len > TIMER_WORDS * 8 {
+        return None;
+    }
+    let bytes = unsafe { core::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), len) };
+    unsafe { bpf_probe_read_user_buf(timer as *const u8, bytes) }.ok()?;
+    Some(words)
 }
 
 impl Hit<'_> {
     #[inline(always)]
     fn field(&self, offset: u32) -> u64 {
+        let word = offset as usize / 8;
+        if let Some(fields) = self.fields
+            && offset % 8 == 0
+            && offset + 8 <= self.config.timer_fields_end
+            && word < TIMER_WORDS
+        {
+            return fields[word];
+        }
         // The timer pointer is valid (the runtime is about to use it), so an unreadable field is
         // on a fresh heap page the runtime never wrote: anonymous memory not faulted in yet,
-        // which is zero.
+        // which is zero. (The copy fails as a whole then; fields on a touched page still read.)
         try_read_u64(self.timer + offset as u64).unwrap_or(0)
     }
 

@@ -101,6 +101,7 @@ impl Probe {
         let config = TargetConfig {
             tgid: pid.get(),
             go_func_pc: plan.go_func.map_or(0, |f| f.wrapping_add(bias)),
+            timer_fields_end: plan.config.fields_end(),
             ..plan.config
         };
         let mut ebpf = EbpfLoader::new()

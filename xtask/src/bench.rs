@@ -152,7 +152,7 @@ pub fn run(args: &Args) -> Result<()> {
     let bench = Bench {
         runs,
         slow_runs: runs.min(3),
-        watch_window: Duration::from_secs(if args.quick { 3 } else { 10 }),
+        watch_window: Duration::from_secs(if args.quick { 3 } else { 60 }),
         churn: Duration::from_secs(if args.quick { 1 } else { 3 }),
         addresses: if args.quick { 20_000 } else { 100_000 },
         profile_samples: if args.quick { 20_000 } else { 250_000 },
