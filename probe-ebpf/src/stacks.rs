@@ -139,9 +139,10 @@ fn next_frame(walk: &mut Walk) -> Option<()> {
     *slot = ret;
     stack.len += 1;
     walk.hash = (walk.hash ^ ret).wrapping_mul(FNV_PRIME);
-    // Frames lie at rising addresses; anything else is not a frame chain (C code without frame
-    // pointers), and ends the walk rather than loop.
-    if next <= fp {
+    // Frames of one stack lie at rising addresses, but the chain may jump to another stack
+    // (Go's systemstack links g0 frames back to the goroutine's), so only a frame that points
+    // to itself ends the walk; a longer cycle ends at MAX_STACK_FRAMES, as the kernel's does.
+    if next == fp {
         return None;
     }
     walk.fp = next;

@@ -185,3 +185,42 @@ per_go_version!(
     c_allocations_are_attributed_to_the_go_caller,
     super::c_allocations_are_attributed_to_the_go_caller
 );
+
+/// Heap growth runs on the system stack (`runtime.systemstack`), whose frame chain Go links back
+/// to the goroutine's stack: the stack walk follows it, so a heap-arena mapping reaches the
+/// program's code that allocated.
+fn heap_growth_on_the_system_stack_reaches_the_allocating_code(go: &GoVersion) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, profile) = record_launch(
+        dir.path(),
+        "timers",
+        go,
+        Variant::Normal,
+        &["afterfunc-leak", "-n", "100000"],
+    );
+    let index = profile.sample_index(Some("mmap_bytes")).unwrap();
+    let crossing = profile
+        .samples
+        .iter()
+        .filter(|s| s.values[index] > 0 && s.str_label("mapping") == Some("heap-arena"))
+        .map(|s| {
+            profile
+                .stack(s)
+                .map(|f| f.function.as_str())
+                .collect::<Vec<_>>()
+        })
+        .find(|stack| {
+            stack
+                .iter()
+                .skip_while(|f| **f != "runtime.systemstack")
+                .any(|f| f.starts_with("main."))
+        });
+    assert!(
+        crossing.is_some(),
+        "{go}: no heap-arena mapping reaches main.* through runtime.systemstack"
+    );
+}
+per_go_version!(
+    heap_growth_on_the_system_stack_reaches_the_allocating_code,
+    super::heap_growth_on_the_system_stack_reaches_the_allocating_code
+);
