@@ -110,8 +110,12 @@ pub mod drop {
     pub const MMAP_EVENT_LOST: u32 = 5;
     /// Too many threads inside cgo calls at once: an mmap from C lacks its Go frames.
     pub const CGO_CALLS_FULL: u32 = 6;
+    /// A Go stack's walk stopped at a frame it could not read (its page was briefly unmapped
+    /// by the kernel, e.g. while khugepaged collapsed it): the event is counted at the frames
+    /// read so far.
+    pub const STACK_TRUNCATED: u32 = 7;
     /// Number of drop reasons.
-    pub const COUNT: u32 = 7;
+    pub const COUNT: u32 = 8;
 }
 
 /// Most hooks one target can have; sizes the `HOOKS` and `HOOK_HITS` arrays.

@@ -9,7 +9,7 @@ use probe_common::drop;
 use crate::{
     maps::{CGO_CALLS, count_drop, target_thread},
     regs::Registers,
-    stacks::user_stack,
+    stacks::{Frames, user_stack},
 };
 
 /// `runtime.cgocall`, after its stack check: the goroutine is about to enter C on this thread.
@@ -17,7 +17,9 @@ use crate::{
 pub fn cgo_call(ctx: ProbeContext) -> u32 {
     if let Some(tid) = target_thread()
         && let Some(regs) = Registers::of(&ctx)
-        && CGO_CALLS.insert(tid, user_stack(&regs), 0).is_err()
+        && CGO_CALLS
+            .insert(tid, user_stack(&regs, Frames::Go), 0)
+            .is_err()
     {
         count_drop(drop::CGO_CALLS_FULL);
     }

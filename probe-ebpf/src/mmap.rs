@@ -8,7 +8,7 @@ use probe_common::{MmapEvent, NO_STACK, drop, mmap_op};
 use crate::{
     maps::{CGO_CALLS, MMAP_EVENTS, MMAP_PENDING, count_drop, target_thread},
     regs::Registers,
-    stacks::user_stack,
+    stacks::{Frames, user_stack},
 };
 
 /// Offset of the first syscall argument in `syscalls/sys_enter_*`, and of `ret` in
@@ -30,7 +30,8 @@ fn remember(event: MmapEvent) -> Option<()> {
     // stack of its cgocall was kept for it.
     let cgo_stack = unsafe { CGO_CALLS.get(tid) }.copied().unwrap_or(NO_STACK);
     let event = MmapEvent {
-        stack: Registers::of_syscalling_thread().map_or(NO_STACK, |regs| user_stack(&regs)),
+        stack: Registers::of_syscalling_thread()
+            .map_or(NO_STACK, |regs| user_stack(&regs, Frames::Any)),
         tid,
         cgo_stack,
         ..event

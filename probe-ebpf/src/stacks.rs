@@ -48,19 +48,35 @@ struct Walk {
     window_start: u64,
     window_end: u64,
     hash: u64,
+    /// The walk stopped at a frame it could not read.
+    unreadable: bool,
 }
 
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
+/// What code the stack's frames belong to, which says whether an unreadable frame is a loss.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Frames {
+    /// Go code at the probe: the chain is sound to its end (a 0 frame pointer), so a frame that
+    /// cannot be read (a page the kernel has briefly unmapped) cuts the stack short: counted
+    /// as `STACK_TRUNCATED`.
+    Go,
+    /// Any code, e.g. a syscall from C, whose frame pointer may be any value.
+    Any,
+}
+
 /// Key in `STACKS` of the user stack of the thread with registers `regs`; [`NO_STACK`], counted
 /// as a drop, when the map has no room for a new stack.
 #[inline(always)]
-pub fn user_stack(regs: &Registers) -> u64 {
+pub fn user_stack(regs: &Registers, frames: Frames) -> u64 {
     let ip = register(regs, probe_common::reg::RIP).unwrap_or(0);
     let fp = register(regs, probe_common::reg::RBP).unwrap_or(0);
-    let Some((stack, key)) = walk(ip, fp) else {
+    let Some((stack, key, unreadable)) = walk(ip, fp) else {
         return NO_STACK;
     };
+    if unreadable && frames == Frames::Go {
+        count_drop(drop::STACK_TRUNCATED);
+    }
     if unsafe { STACKS.get(&key) }.is_none()
         && STACKS.insert(&key, stack, BPF_NOEXIST as u64).is_err()
         // Another CPU may have stored the same stack meanwhile.
@@ -74,9 +90,10 @@ pub fn user_stack(regs: &Registers) -> u64 {
 
 /// Walks the frame-pointer chain from `ip`/`fp` (a thread's RIP and RBP) into this CPU's
 /// scratch stack: `ip` first, then each frame's return address, as the kernel's unwinder
-/// reports them. Returns the stack and its content hash (never [`NO_STACK`]).
+/// reports them. Returns the stack, its content hash (never [`NO_STACK`]), and whether the walk
+/// stopped at a frame it could not read.
 #[inline(always)]
-fn walk(ip: u64, fp: u64) -> Option<(&'static UserStack, u64)> {
+fn walk(ip: u64, fp: u64) -> Option<(&'static UserStack, u64, bool)> {
     let stack = unsafe { &mut *STACK_SCRATCH.get_ptr_mut(0)? };
     stack.frames[0] = ip;
     stack.len = 1;
@@ -85,6 +102,7 @@ fn walk(ip: u64, fp: u64) -> Option<(&'static UserStack, u64)> {
         window_start: 0,
         window_end: 0,
         hash: (0xcbf2_9ce4_8422_2325 ^ ip).wrapping_mul(FNV_PRIME),
+        unreadable: false,
     };
     // A loop the verifier checks once, however long the stack.
     unsafe {
@@ -95,7 +113,11 @@ fn walk(ip: u64, fp: u64) -> Option<(&'static UserStack, u64)> {
             0,
         )
     };
-    Some((stack, (walk.hash ^ u64::from(stack.len)).max(1)))
+    Some((
+        stack,
+        (walk.hash ^ u64::from(stack.len)).max(1),
+        walk.unreadable,
+    ))
 }
 
 /// One frame: its return address appended; returns 1 to stop.
@@ -123,7 +145,10 @@ fn next_frame(walk: &mut Walk) -> Option<()> {
         }
         let buf =
             unsafe { core::slice::from_raw_parts_mut(window.as_mut_ptr().cast::<u8>(), bytes) };
-        unsafe { bpf_probe_read_user_buf(fp as *const u8, buf) }.ok()?;
+        if unsafe { bpf_probe_read_user_buf(fp as *const u8, buf) }.is_err() {
+            walk.unreadable = true;
+            return None;
+        }
         walk.window_start = fp;
         walk.window_end = fp + bytes as u64;
     }

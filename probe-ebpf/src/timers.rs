@@ -20,7 +20,7 @@ use crate::{
         target_thread,
     },
     regs::{Registers, read_source, read_u64, register, try_read_u64},
-    stacks::user_stack,
+    stacks::{Frames, user_stack},
 };
 
 #[uprobe]
@@ -237,7 +237,7 @@ impl Hit<'_> {
     /// The site of an event at this probe: user stack, the caller the unwind misses, callback.
     #[inline(always)]
     fn site(&self, event: u32, funcval: u64, arg_data: u64, flags: u32) -> SiteKey {
-        let stack = user_stack(self.regs);
+        let stack = user_stack(self.regs, Frames::Go);
         // Probes sit before the function pushes its frame, so [RSP] is the return address into
         // the immediate caller, which a frame-pointer unwind skips. Not so inside the body.
         let caller = if self.plan.flags & hook_flag::IN_BODY != 0 {

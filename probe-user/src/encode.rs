@@ -43,6 +43,7 @@ pub const DROP_NAMES: [&str; drop::COUNT as usize] = [
     "mmap_pending_full",
     "mmap_event_lost",
     "cgo_calls_full",
+    "stack_truncated",
 ];
 
 /// Facts about the recording that go into the profile's header and comments.

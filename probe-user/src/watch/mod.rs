@@ -12,7 +12,7 @@ use std::{
     fs,
     net::SocketAddr,
     os::unix::fs::MetadataExt as _,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex, mpsc},
     time::{Duration, SystemTime},
 };
@@ -245,6 +245,19 @@ fn processes_running(identity: (u64, u64)) -> Vec<u32> {
         .collect()
 }
 
+/// `DIR/STEM.pb.gz`, or `DIR/STEM-N.pb.gz` with the first N not taken: two intervals can start
+/// in the same millisecond (a SIGHUP or a rotation right after attaching), and the second must
+/// not replace the first.
+fn unused_path(dir: &Path, stem: &str) -> PathBuf {
+    let mut path = dir.join(format!("{stem}.pb.gz"));
+    let mut n = 1;
+    while path.exists() {
+        path = dir.join(format!("{stem}-{n}.pb.gz"));
+        n += 1;
+    }
+    path
+}
+
 struct IntervalWriter<'a> {
     options: &'a WatchOptions,
     pusher: Option<&'a mpsc::Sender<()>>,
@@ -258,13 +271,13 @@ impl IntervalWriter<'_> {
         let end = SystemTime::now();
         let duration = end.duration_since(w.interval_start).unwrap_or_default();
         let profile = w.session.encode(&delta, w.interval_start, duration, &[])?;
-        let name = format!(
-            "{}-{}-{}.pb.gz",
+        let stem = format!(
+            "{}-{}-{}",
             w.exe,
             w.session.pid,
             crate::session::file_timestamp(w.interval_start, true)
         );
-        let path = self.options.dir.join(name);
+        let path = unused_path(&self.options.dir, &stem);
         analyzer::write_atomic(&path, &profile)?;
         report_drops(&delta);
         if let Some(wake) = self.pusher {
@@ -287,5 +300,26 @@ impl IntervalWriter<'_> {
         w.previous = now;
         w.interval_start = end;
         Ok(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_starting_in_the_same_millisecond_get_their_own_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let stem = "api-42-20261127T051137.110";
+        let first = unused_path(dir.path(), stem);
+        assert_eq!(first, dir.path().join(format!("{stem}.pb.gz")));
+        fs::write(&first, b"first").unwrap();
+        let second = unused_path(dir.path(), stem);
+        assert_eq!(second, dir.path().join(format!("{stem}-1.pb.gz")));
+        fs::write(&second, b"second").unwrap();
+        assert_eq!(
+            unused_path(dir.path(), stem),
+            dir.path().join(format!("{stem}-2.pb.gz"))
+        );
     }
 }

@@ -29,9 +29,16 @@ pub struct PushItem {
 }
 
 impl PushItem {
-    fn file_name(&self) -> String {
+    /// The spool file name; `copy` > 0 tells apart profiles of the same app and whole seconds
+    /// (intervals shorter than a second).
+    fn file_name(&self, copy: u32) -> String {
+        let copy = if copy == 0 {
+            String::new()
+        } else {
+            format!("-{copy}")
+        };
         format!(
-            "{:020}-{:020}-{}.pb.gz",
+            "{:020}-{:020}-{}{copy}.pb.gz",
             self.from,
             self.until,
             encode_name(&self.app)
@@ -42,6 +49,12 @@ impl PushItem {
         let stem = name.strip_suffix(".pb.gz")?;
         let (from, rest) = stem.split_once('-')?;
         let (until, app) = rest.split_once('-')?;
+        // The encoded app name has no '-', so one more is the copy number.
+        let app = match app.split_once('-') {
+            Some((app, copy)) if copy.parse::<u32>().is_ok() => app,
+            Some(_) => return None,
+            None => app,
+        };
         Some(Self {
             from: from.parse().ok()?,
             until: until.parse().ok()?,
@@ -83,7 +96,13 @@ fn decode_name(name: &str) -> Option<String> {
 pub fn spool(dir: &Path, profile: &Path, item: &PushItem) -> io::Result<()> {
     let spool = spool_dir(dir);
     fs::create_dir_all(&spool)?;
-    fs::hard_link(profile, spool.join(item.file_name()))
+    let mut copy = 0;
+    loop {
+        match fs::hard_link(profile, spool.join(item.file_name(copy))) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => copy += 1,
+            result => return result,
+        }
+    }
 }
 
 /// The ingest URL for one profile: `BASE/ingest?name=...&from=...&until=...&format=pprof`.
@@ -198,9 +217,30 @@ mod tests {
             until: 1700000060,
             app: "timerscope.my-svc{pid=42}".into(),
         };
-        let name = item.file_name();
-        assert!(!name.contains('/'));
-        assert_eq!(PushItem::from_file_name(&name), Some(item));
+        for copy in [0, 1, 12] {
+            let name = item.file_name(copy);
+            assert!(!name.contains('/'));
+            assert_eq!(PushItem::from_file_name(&name), Some(item.clone()));
+        }
+        assert_ne!(item.file_name(0), item.file_name(1));
+    }
+
+    #[test]
+    fn profiles_of_the_same_second_are_all_spooled() {
+        let dir = tempfile::tempdir().unwrap();
+        let item = PushItem {
+            from: 1700000000,
+            until: 1700000001,
+            app: "timerscope.svc{pid=42}".into(),
+        };
+        for i in 0..3 {
+            let profile = dir.path().join(format!("p{i}.pb.gz"));
+            fs::write(&profile, [i]).unwrap();
+            spool(dir.path(), &profile, &item).unwrap();
+        }
+        let spooled = pending(&spool_dir(dir.path()));
+        assert_eq!(spooled.len(), 3);
+        assert!(spooled.iter().all(|(_, i)| *i == item));
     }
 
     #[test]
