@@ -225,10 +225,14 @@ pub fn snapshot(
     }
     let live_map =
         BpfHashMap::<_, u64, LiveTimer>::try_from(map(ebpf, "LIVE")).map_err(err("LIVE"))?;
-    let live = live_map
+    // A key deleted while we iterate (a timer stopped or fired meanwhile) sends the kernel's
+    // iteration back to the first key: keep each timer once.
+    let live: Vec<(u64, LiveTimer)> = live_map
         .iter()
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(err("LIVE"))?;
+        .collect::<Result<HashMap<_, _>, _>>()
+        .map_err(err("LIVE"))?
+        .into_iter()
+        .collect();
 
     let stack_map =
         BpfHashMap::<_, u64, UserStack>::try_from(map(ebpf, "STACKS")).map_err(err("STACKS"))?;
