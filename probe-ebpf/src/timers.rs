@@ -10,8 +10,8 @@ use aya_ebpf::{
     programs::ProbeContext,
 };
 use probe_common::{
-    HookPlan, LiveTimer, SiteKey, TargetConfig, TimerWorker, ValueSource, drop, event, hook_flag,
-    reg, site_flag, source,
+    HookPlan, LiveTimer, NO_STACK, SiteKey, TargetConfig, TimerWorker, ValueSource, drop, event,
+    hook_flag, reg, site_flag, source,
 };
 
 use crate::{
@@ -237,6 +237,11 @@ impl Hit<'_> {
     /// The site of an event at this probe: user stack, the caller the unwind misses, callback.
     #[inline(always)]
     fn site(&self, event: u32, funcval: u64, arg_data: u64, flags: u32) -> SiteKey {
+        // The fire-time stack of a timer made before the attach is the scheduler's, which the
+        // profile never shows ("[timer created before attach]"): not worth walking.
+        if flags & site_flag::UNKNOWN_ORIGIN != 0 {
+            return self.site_at(NO_STACK, 0, event, funcval, arg_data, flags);
+        }
         let stack = user_stack(self.regs, Frames::Go);
         // Probes sit before the function pushes its frame, so [RSP] is the return address into
         // the immediate caller, which a frame-pointer unwind skips. Not so inside the body.
@@ -247,6 +252,20 @@ impl Hit<'_> {
                 .and_then(read_u64)
                 .unwrap_or(0)
         };
+        self.site_at(stack, caller, event, funcval, arg_data, flags)
+    }
+
+    /// The site of an event at `stack` and `caller`: resolves the callbacks.
+    #[inline(always)]
+    fn site_at(
+        &self,
+        stack: u64,
+        caller: u64,
+        event: u32,
+        funcval: u64,
+        arg_data: u64,
+        flags: u32,
+    ) -> SiteKey {
         // Static funcvals live in the binary's read-only data, which may not be paged in yet;
         // then the funcval's address goes to userspace, which reads it from the file.
         let (callback, flags) = if funcval == 0 {
