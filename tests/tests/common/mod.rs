@@ -8,7 +8,7 @@ use std::{
     process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio},
 };
 
-use analyzer::ResolvedProfile;
+use analyzer::{ResolvedProfile, ResolvedSample};
 use serde_json::Value;
 use timerscope_tests::{GoVersion, Variant, fixture_path, workspace_root};
 
@@ -148,37 +148,36 @@ pub fn cum(
     function: &str,
     kind: Option<&str>,
 ) -> i64 {
-    let index = profile
-        .sample_index(Some(sample_type))
-        .expect("sample type exists");
-    profile
-        .samples
-        .iter()
-        .filter(|s| kind.is_none_or(|k| s.str_label("kind") == Some(k)))
-        .filter(|s| {
-            s.stack
-                .iter()
-                .any(|&f| profile.frames[f as usize].function == function)
-        })
-        .map(|s| s.values[index])
-        .sum()
+    sum_over(profile, sample_type, |s| {
+        kind.is_none_or(|k| s.str_label("kind") == Some(k))
+            && profile.stack(s).any(|f| f.function == function)
+    })
 }
 
 /// Like [`cum`], over samples whose stack contains every one of `functions` (e.g. a user
 /// function and the syscall wrapper it calls, leaving out runtime work that happens to run under
 /// the same user function, such as heap growth).
 pub fn cum_through(profile: &ResolvedProfile, sample_type: &str, functions: &[&str]) -> i64 {
+    sum_over(profile, sample_type, |s| {
+        functions
+            .iter()
+            .all(|function| profile.stack(s).any(|f| f.function == *function))
+    })
+}
+
+/// The sum of `sample_type` over the samples `keep` accepts.
+fn sum_over(
+    profile: &ResolvedProfile,
+    sample_type: &str,
+    keep: impl Fn(&ResolvedSample) -> bool,
+) -> i64 {
     let index = profile
         .sample_index(Some(sample_type))
         .expect("sample type exists");
     profile
         .samples
         .iter()
-        .filter(|s| {
-            functions
-                .iter()
-                .all(|function| profile.stack(s).any(|f| f.function == *function))
-        })
+        .filter(|s| keep(s))
         .map(|s| s.values[index])
         .sum()
 }
