@@ -140,9 +140,6 @@ fn next_frame(walk: &mut Walk) -> Option<()> {
         // Up to the end of fp's page or WINDOW_BYTES; at least the frame's 16 bytes.
         let to_page_end = PAGE_BYTES - (fp & (PAGE_BYTES - 1));
         let bytes = to_page_end.clamp(16, WINDOW_BYTES) as usize;
-        if bytes > WINDOW_BYTES as usize {
-            return None;
-        }
         let buf =
             unsafe { core::slice::from_raw_parts_mut(window.as_mut_ptr().cast::<u8>(), bytes) };
         if unsafe { bpf_probe_read_user_buf(fp as *const u8, buf) }.is_err() {
