@@ -10,8 +10,13 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
+use pprof::vocabulary::{
+    ChannelMode, CommentKey, LabelKey, SampleType, SyntheticFrame, TimerFamily, TimerKind,
+    go_sample_type,
+};
+use pprof::{ResolvedFrame, ResolvedProfile, ResolvedSample};
+
 use crate::gosym::is_user_function;
-use crate::resolved::{ResolvedFrame, ResolvedProfile, ResolvedSample};
 use crate::trend::{self, Trend};
 
 /// How urgent a finding is; ordered, so `--fail-on medium` also fails on high.
@@ -137,7 +142,7 @@ const GOROUTINE_SINGLE_LOW: f64 = 1000.0;
 const GOROUTINE_SINGLE_MEDIUM: f64 = 10_000.0;
 
 /// What becomes of an unreferenced, unstopped channel timer or ticker in the profiled program
-/// (go-runtime-timers.md §6).
+/// (docs/go-runtime.md, "Channel mode").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ChannelTimerFate {
     /// Go < 1.23, or 1.23–1.26 in async mode: kept in a timer heap until it fires; tickers forever.
@@ -146,54 +151,53 @@ enum ChannelTimerFate {
     Collected,
 }
 
-/// Go version and timer mode from the `key=value` comments the recorder writes.
+/// Go version, timer family and channel mode from the comments the recorder writes.
 #[derive(Debug, Clone)]
 struct RuntimeContext {
-    go_version: Option<String>,
+    /// Go 1.23+ timers (family B), whose fixes differ.
+    locked_timers: bool,
     fate: ChannelTimerFate,
     /// How the fate was decided, quoted in evidence.
     reason: String,
 }
 
-fn go_minor(version: &str) -> Option<u32> {
-    // "go1.23.9", "go1.20.7 X:boringcrypto", "go1.22rc1".
-    let rest = version.trim().strip_prefix("go1.")?;
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
-}
-
 impl RuntimeContext {
     fn of(profile: &ResolvedProfile) -> Self {
-        let go_version = profile.comment_value("go_version").map(str::to_owned);
-        let minor = go_version.as_deref().and_then(go_minor);
-        let family = profile.comment_value("timer_family");
-        let mode = profile.comment_value("timer_channel_mode");
-        let version = go_version.as_deref().unwrap_or("an unknown Go version");
-        let (fate, reason) = match (minor, family, mode) {
-            (Some(m), _, _) if m < 23 => (
+        let go_version = profile.comment_value(CommentKey::GoVersion);
+        let family = profile
+            .comment_value(CommentKey::TimerFamily)
+            .and_then(|f| f.parse::<TimerFamily>().ok());
+        let mode = profile
+            .comment_value(CommentKey::TimerChannelMode)
+            .and_then(|m| m.parse::<ChannelMode>().ok());
+        let version = go_version.unwrap_or("an unknown Go version");
+        let (fate, reason) = match (family, mode) {
+            (Some(TimerFamily::Timerproc | TimerFamily::StatusWord), _) => (
                 ChannelTimerFate::Retained,
                 format!("on {version} unstopped timers stay in the timer heap"),
             ),
-            (_, _, Some("async")) => (
+            (_, Some(ChannelMode::Async)) => (
                 ChannelTimerFate::Retained,
                 format!("on {version} with asynchronous timer channels (asynctimerchan=1)"),
             ),
-            (_, Some("A"), _) => (
-                ChannelTimerFate::Retained,
-                "with family-A (pre-1.23) runtime timers".to_owned(),
-            ),
-            (Some(_), _, _) | (_, Some(_), _) | (_, _, Some(_)) => (
+            (Some(TimerFamily::Locked), _) | (_, Some(ChannelMode::Sync)) => (
                 ChannelTimerFate::Collected,
                 format!("on {version} unreferenced timers are garbage-collected"),
             ),
             // Nothing known: assume the behaviour that leaks, and say so.
-            (None, None, None) => (
+            (None, None) => (
                 ChannelTimerFate::Retained,
-                "assuming pre-1.23 timer semantics (the profile names no Go version)".to_owned(),
+                match go_version {
+                    None => "assuming pre-1.23 timer semantics (the profile names no Go version)"
+                        .to_owned(),
+                    Some(v) => format!(
+                        "assuming pre-1.23 timer semantics (the {v} profile names no timer family)"
+                    ),
+                },
             ),
         };
         Self {
-            go_version,
+            locked_timers: family == Some(TimerFamily::Locked),
             fate,
             reason,
         }
@@ -256,9 +260,9 @@ pub fn classify(profiles: &[ResolvedProfile]) -> ClassifyReport {
     let mut report = ClassifyReport::default();
     for (key, mut series) in groups {
         series.sort_by_key(|p| p.time_nanos);
-        let has = |ty: &str| series[0].sample_types.iter().any(|t| t.ty == ty);
+        let has = |ty: &str| series[0].has_sample_type(ty);
         let mut applied = false;
-        if has("timers_live") {
+        if has(SampleType::TimersLive.as_str()) {
             applied = true;
             timer_rules(&series, &mut report);
         }
@@ -268,7 +272,7 @@ pub fn classify(profiles: &[ResolvedProfile]) -> ClassifyReport {
                 bytes_growth(rule, &series, &mut report);
             }
         }
-        if has("goroutine") {
+        if has(go_sample_type::GOROUTINE) {
             applied = true;
             goroutine_growth(&series, &mut report);
         }
@@ -381,25 +385,22 @@ fn mebibytes(v: f64) -> String {
 /// time-package function the user code called).
 fn timer_leak_kind(sample: &ResolvedSample, callees: &[&str]) -> Option<FindingKind> {
     let called = |name: &str| callees.contains(&name);
-    let kind = sample.str_label("kind").map(str::to_owned).or_else(|| {
-        let inferred = if called("time.NewTicker") || called("time.Tick") {
-            "ticker"
-        } else if called("time.AfterFunc") {
-            "afterfunc"
-        } else if called("time.Sleep") {
-            "sleep"
-        } else if called("time.NewTimer") || called("time.After") {
-            "timer"
-        } else {
-            return None;
-        };
-        Some(inferred.to_owned())
-    })?;
-    match kind.as_str() {
-        "ticker" => Some(FindingKind::TickerNotStopped),
-        "afterfunc" => Some(FindingKind::AfterfuncPending),
-        "timer" if called("time.After") => Some(FindingKind::TimerAfterInLoop),
-        "timer" => Some(FindingKind::TimerNotStopped),
+    let labelled = sample
+        .str_label(LabelKey::Kind)
+        .map(str::parse::<TimerKind>);
+    let kind = match labelled {
+        Some(kind) => kind.ok()?,
+        None if called("time.NewTicker") || called("time.Tick") => TimerKind::Ticker,
+        None if called("time.AfterFunc") => TimerKind::Afterfunc,
+        None if called("time.Sleep") => TimerKind::Sleep,
+        None if called("time.NewTimer") || called("time.After") => TimerKind::Timer,
+        None => return None,
+    };
+    match kind {
+        TimerKind::Ticker => Some(FindingKind::TickerNotStopped),
+        TimerKind::Afterfunc => Some(FindingKind::AfterfuncPending),
+        TimerKind::Timer if called("time.After") => Some(FindingKind::TimerAfterInLoop),
+        TimerKind::Timer => Some(FindingKind::TimerNotStopped),
         _ => None,
     }
 }
@@ -409,7 +410,7 @@ fn timer_leak_kind(sample: &ResolvedSample, callees: &[&str]) -> Option<FindingK
 fn is_context_timer(sample: &ResolvedSample, callees: &[&str]) -> bool {
     callees.iter().any(|c| c.starts_with("context."))
         || sample
-            .str_label("callback")
+            .str_label(LabelKey::Callback)
             .is_some_and(|cb| cb.starts_with("context."))
 }
 
@@ -422,12 +423,12 @@ enum TimerMeasure {
     Delay,
 }
 
-const TIMER_COLUMNS: [(TimerMeasure, &str); 5] = [
-    (TimerMeasure::Created, "timers_created"),
-    (TimerMeasure::Stopped, "timers_stopped"),
-    (TimerMeasure::Fired, "timers_fired"),
-    (TimerMeasure::Live, "timers_live"),
-    (TimerMeasure::Delay, "timer_fire_delay"),
+const TIMER_COLUMNS: [(TimerMeasure, SampleType); 5] = [
+    (TimerMeasure::Created, SampleType::TimersCreated),
+    (TimerMeasure::Stopped, SampleType::TimersStopped),
+    (TimerMeasure::Fired, SampleType::TimersFired),
+    (TimerMeasure::Live, SampleType::TimersLive),
+    (TimerMeasure::Delay, SampleType::TimerFireDelay),
 ];
 
 /// Key of one timer site: the rule (or fire delay), the site, and whether it is a context timer.
@@ -437,6 +438,7 @@ fn timer_rules(series: &[&ResolvedProfile], report: &mut ClassifyReport) {
     let context = RuntimeContext::of(series[series.len() - 1]);
     let mut measures: BTreeMap<(TimerMeasure, TimerKey), SiteSeries> = BTreeMap::new();
     for (measure, column) in TIMER_COLUMNS {
+        let column = column.as_str();
         let leak = per_site(series, column, |profile, sample, site| {
             let (_, callees) = user_site(profile, sample)?;
             let kind = timer_leak_kind(sample, &callees)?;
@@ -556,11 +558,7 @@ fn timer_suggestion(
     context_timer: bool,
     context: &RuntimeContext,
 ) -> &'static str {
-    let modern_go = context
-        .go_version
-        .as_deref()
-        .and_then(go_minor)
-        .is_some_and(|m| m >= 23);
+    let modern_go = context.locked_timers;
     match (kind, context_timer) {
         (FindingKind::TimerAfterInLoop, _) if modern_go => {
             "Create one time.NewTimer before the loop and Reset it each iteration (Stop it on exit), or drop GODEBUG=asynctimerchan=1 / raise go.mod to go 1.23 so abandoned time.After timers are collected."
@@ -625,7 +623,7 @@ struct BytesRule {
 }
 
 /// The frame timerscope puts on mappings that existed before it attached to the process.
-pub const PRE_EXISTING_FRAME: &str = "[pre-existing]";
+const PRE_EXISTING_FRAME: &str = SyntheticFrame::PreExisting.as_str();
 
 /// Whether a series of profiles comes from separate attachments (one `timerscope record` each)
 /// rather than from one (the intervals of `timerscope watch`). Within one attachment,
@@ -669,13 +667,13 @@ struct SiteGrowth {
 const BYTES_RULES: [BytesRule; 2] = [
     BytesRule {
         kind: FindingKind::MmapGrowth,
-        sample_type: "mmap_live_bytes",
+        sample_type: SampleType::MmapLiveBytes.as_str(),
         what: "live mmap bytes",
         suggestion: "Unmap or reuse the regions mapped here, bound caches backed by mapped memory, and if the mappings are the Go heap's own, look for the heap growth behind them.",
     },
     BytesRule {
         kind: FindingKind::HeapGrowth,
-        sample_type: "inuse_space",
+        sample_type: go_sample_type::INUSE_SPACE,
         what: "in-use heap bytes",
         suggestion: "Memory allocated here is kept: bound the caches, maps or slices it ends up in (evict or cap them), and check for goroutines or timers that keep references alive; `timerscope diff` of two heap profiles shows what grew.",
     },
@@ -813,7 +811,7 @@ fn capitalize(s: &str) -> String {
 // Goroutines piling up
 
 fn goroutine_growth(series: &[&ResolvedProfile], report: &mut ClassifyReport) {
-    let sites = per_site(series, "goroutine", |_, _, site| Some(site));
+    let sites = per_site(series, go_sample_type::GOROUTINE, |_, _, site| Some(site));
     for (site, s) in sites {
         let t = trend::fit(&points(series, &s.values));
         let increase = t.last - t.first;
@@ -859,14 +857,6 @@ fn goroutine_growth(series: &[&ResolvedProfile], report: &mut ClassifyReport) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn go_versions_parse_with_suffixes() {
-        assert_eq!(go_minor("go1.23.9"), Some(23));
-        assert_eq!(go_minor("go1.20.7 X:boringcrypto"), Some(20));
-        assert_eq!(go_minor("go1.22rc1"), Some(22));
-        assert_eq!(go_minor("devel"), None);
-    }
 
     #[test]
     fn severities_order_and_parse() {

@@ -5,12 +5,17 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::pprof::Profile;
-use crate::profile::{Frame, MappingSpec, ProfileBuilder, ProfileError, SampleLabel};
-use crate::resolved::{ResolvedProfile, ValueKind};
+use pprof::{
+    Frame, MappingSpec, Profile, ProfileBuilder, ProfileError, ResolvedProfile, SampleLabel,
+    ValueKind,
+};
 
 /// The label `go tool pprof` puts on base samples in a saved diff profile.
 pub const BASE_LABEL: &str = "pprof::base";
+
+/// Functions whose share of the total moved by more than this many percentage points are
+/// flagged, unless the caller asks for another threshold.
+pub const DEFAULT_THRESHOLD_PP: f64 = 15.0;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiffError {
@@ -324,7 +329,7 @@ fn append(
             .or_insert_with(|| builder.add_mapping(spec));
         mapping_ids.insert(m.id, id);
     }
-    let functions: HashMap<u64, &crate::pprof::Function> =
+    let functions: HashMap<u64, &pprof::proto::Function> =
         source.function.iter().map(|f| (f.id, f)).collect();
     let mut location_ids = HashMap::new();
     for l in &source.location {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use crate::diff::{DiffError, check_compatible, sample_index};
-use crate::resolved::ResolvedProfile;
+use pprof::ResolvedProfile;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FlamegraphError {

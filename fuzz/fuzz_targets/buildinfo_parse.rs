@@ -4,8 +4,8 @@
 //! resolved through that segment; Go 1.12's `runtime.buildVersion` string).
 #![no_main]
 
+use gobinary::{BuildInfo, GoVersion, elf::Segment};
 use libfuzzer_sys::fuzz_target;
-use probe_user::target::{BuildInfo, GoVersion, elf::Segment};
 
 /// Where the input is loaded: where Go links a non-PIE amd64 binary.
 const LOAD_ADDRESS: u64 = 0x40_0000;
@@ -28,9 +28,9 @@ fuzz_target!(|data: &[u8]| {
         executable: false,
         writable: true,
     };
-    if let Ok(info) = BuildInfo::read(data, None, &[segment]) {
+    if let Ok(info) = BuildInfo::read(data, None, &[segment], None) {
         check(&info);
     }
-    let _ = BuildInfo::read(data, Some(data), &[segment]);
+    let _ = BuildInfo::read(data, Some(data), &[segment], None);
     let _ = GoVersion::parse(&String::from_utf8_lossy(data));
 });

@@ -1,43 +1,19 @@
 //! `.gopclntab`, the Go runtime's symbol table, as found in an ELF image (by section name, else
 //! by its header in the loaded segments), and the lookups made on it: functions by index, by
 //! name and by address, and source frames with inlined calls.
-//!
-//! `Pclntab::find` takes an `Image`, a mapped file: each input is written to a file in /dev/shm
-//! (memory) first, mapped, and unlinked.
 #![no_main]
 
-use std::{io::Write as _, path::PathBuf, sync::OnceLock};
-
+use gobinary::{ElfInfo, Image, Pclntab};
 use libfuzzer_sys::fuzz_target;
-use probe_user::target::{Image, Pclntab};
 
 /// Most functions looked at per input, so a huge claimed count stays cheap.
 const MAX_FUNCTIONS: usize = 256;
 
-fn scratch() -> &'static PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let dir = if std::path::Path::new("/dev/shm").is_dir() {
-            PathBuf::from("/dev/shm")
-        } else {
-            std::env::temp_dir()
-        };
-        dir.join(format!("timerscope-fuzz-pclntab-{}", std::process::id()))
-    })
-}
-
 fuzz_target!(|data: &[u8]| {
-    let path = scratch();
-    let mut file = std::fs::File::create(path).expect("scratch file");
-    file.write_all(data).expect("scratch write");
-    drop(file);
-    let image = Image::open(path);
-    // The mapping keeps the bytes: nothing is left behind in /dev/shm.
-    let _ = std::fs::remove_file(path);
-    let Ok(image) = image else {
+    let Ok(elf) = ElfInfo::parse(data) else {
         return;
     };
-    let Ok(table) = Pclntab::find(image) else {
+    let Ok(table) = Pclntab::find(Image::from_bytes(data.to_vec()), &elf) else {
         return;
     };
     let _ = (table.format(), table.text_start(), table.has_inline_trees());

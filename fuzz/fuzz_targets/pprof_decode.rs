@@ -5,10 +5,10 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(profile) = analyzer::decode(data) else {
+    let Ok(profile) = pprof::decode(data) else {
         return;
     };
-    let resolved = analyzer::ResolvedProfile::new(&profile);
+    let resolved = pprof::ResolvedProfile::new(&profile);
     for (index, kind) in resolved.sample_types.iter().enumerate() {
         assert!(resolved.sample_index(Some(&kind.ty)).is_some());
         for sample in &resolved.samples {

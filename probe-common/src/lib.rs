@@ -1,4 +1,4 @@
-//! Types shared by the eBPF programs (`probe-ebpf`) and userspace (`probe-user`).
+//! Types shared by the eBPF programs (`probe-ebpf`) and userspace (`capture`).
 //!
 //! Everything here is `#[repr(C)]` plain data with explicit padding, so both sides agree on the
 //! bytes of every map key and value. Go-version knowledge never lives in the eBPF code: userspace

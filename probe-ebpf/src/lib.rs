@@ -1,3 +1,3 @@
-// A library target lets probe-user name this crate as a build-dependency, so cargo rebuilds
-// probe-user when the eBPF code changes (as in aya-template).
+// A library target lets capture name this crate as a build-dependency, so cargo rebuilds
+// capture when the eBPF code changes (as in aya-template).
 #![no_std]

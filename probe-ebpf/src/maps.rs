@@ -1,5 +1,5 @@
 //! Maps shared by the programs. Sizes here are defaults; userspace resizes the big ones
-//! (`SITES`, `LIVE`, `STACKS`, `MMAP_SITES`) before loading.
+//! (`SITES`, `LIVE`, `STACKS`) before loading.
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,

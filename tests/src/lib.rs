@@ -4,6 +4,8 @@
 //! Fixture binaries live in `$TIMERSCOPE_CACHE/fixtures/<hash>/go<version>/<variant>/<name>`,
 //! where `<hash>` covers the fixture sources under `tests/fixtures/` and [`FIXTURE_RECIPE`], so an
 //! edited fixture never runs as a stale binary: tests then ask for `cargo xtask fixtures`.
+// Dev-dependencies serve the integration tests, not the unit tests.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
 
 use std::fmt;
 use std::fs;

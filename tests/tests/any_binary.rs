@@ -1,14 +1,16 @@
-//! Any Go binary records alike (issue 5): for every Go version, the normal, stripped, PIE and
+//! Any Go binary records alike: for every Go version, the normal, stripped, PIE and
 //! PIE+stripped builds of a program give the same user-code frames and counts; a cgo program
 //! linked by the C linker records and symbolizes; and a process in its own mount and pid
 //! namespace, whose binary exists only there, is recorded by its host pid.
+// Each test binary uses a few of the package's dependencies.
+#![allow(unused_crate_dependencies)]
 
 mod common;
 
 use std::{collections::BTreeMap, fs, process::Command};
 
-use analyzer::{ResolvedProfile, SampleLabel};
 use common::{Fixture, PidRecording, count, cum, read_profile, record_launch};
+use pprof::{ResolvedProfile, SampleLabel};
 use serde_json::Value;
 use timerscope_tests::{GoVersion, Variant, fixture_path, reference_go};
 

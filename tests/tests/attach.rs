@@ -1,29 +1,33 @@
 //! The eBPF object loads, its uprobes see a real Go process's timer calls for every Go version,
 //! and its mmap tracepoint sees only the target process.
+// Each test binary uses a few of the package's dependencies.
+#![allow(unused_crate_dependencies)]
 
 mod common;
 
 use common::{Fixture, count};
 use probe_common::event;
-use probe_user::{
+use std::sync::Arc;
+
+use capture::{
     attach::{MapSizes, Probe},
     collect::{self, Snapshot},
-    hooks::Plan,
     mappings::{LiveMappings, Origin},
+    plan::Plan,
     symbolize::Symbolizer,
-    target::{Target, process},
 };
+use gobinary::{GoBinary, process};
 use timerscope_tests::{GoVersion, Variant, reference_go};
 
 /// Loads and attaches the probes to a running fixture, as `timerscope record --pid` does.
 fn attach(fixture: &Fixture) -> (Probe, Plan, Symbolizer) {
     let pid = fixture.pid();
     let exe = process::proc_path(pid, "exe");
-    let target = Target::open(&exe).expect("fixture is a Go binary");
-    let plan = Plan::for_target(&target).expect("supported Go version");
+    let target = Arc::new(GoBinary::open(&exe).expect("fixture is a Go binary"));
+    let plan = Plan::for_binary(&target).expect("supported Go version");
     let text = target.elf.text_segment().expect("text segment");
     let (_, bias) = process::text_mapping(pid, text).expect("binary mapped");
-    let symbolizer = Symbolizer::new(&exe, bias).expect("debug info");
+    let symbolizer = Symbolizer::new(Arc::clone(&target), bias);
     let probe = Probe::attach(&plan, None, &exe, pid, bias, MapSizes::default()).expect("attached");
     (probe, plan, symbolizer)
 }

@@ -1,5 +1,7 @@
 //! Bad input gets one clear line naming the cause and the fix, and its own exit status; nothing
 //! is attached and no profile is written.
+// Each test binary uses a few of the package's dependencies.
+#![allow(unused_crate_dependencies)]
 
 mod common;
 

@@ -1,9 +1,11 @@
 //! `timerscope classify` on profiles recorded from real Go processes, for Go 1.19, 1.22, 1.23 and
-//! 1.27 (issue 7): each finding kind at the function and line that the fixture source marks with
-//! `// SITE: name`, following the timer semantics of the Go version (go-runtime-timers.md §6), and
+//! 1.27: each finding kind at the function and line that the fixture source marks with
+//! `// SITE: name`, following the timer semantics of the Go version (docs/go-runtime.md, "Channel mode"), and
 //! no finding at all on healthy programs. Heap and goroutine growth, which come from Go's own
 //! profiles rather than from `timerscope record`, are covered the same way in
-//! analyzer/tests/go_profiles.rs.
+//! timerscope/tests/go_profiles.rs.
+// Each test binary uses a few of the package's dependencies.
+#![allow(unused_crate_dependencies)]
 
 mod common;
 
@@ -13,12 +15,13 @@ use std::{
     process::Command,
 };
 
-use analyzer::ResolvedProfile;
 use common::{Fixture, count, cum, cum_through, read_profile, record_launch, timerscope};
+use pprof::ResolvedProfile;
 use serde_json::Value;
 use timerscope_tests::{GoVersion, Variant, fixture_path, fixture_sources_root};
 
-/// One `#[test]` per Go version that issue 7's acceptance names, each calling `$body(&GoVersion)`.
+/// One `#[test]` per Go version of each timer design (1.19, 1.22, 1.23, 1.27), each calling
+/// `$body(&GoVersion)`.
 macro_rules! on_acceptance_go_versions {
     ($name:ident, $body:path) => {
         per_go_version!($name, $body, [
@@ -109,8 +112,8 @@ fn assert_no_findings(findings: &[Value], what: &str, go: &GoVersion) {
     );
 }
 
-/// Whether unreferenced unstopped channel timers and tickers stay in the runtime (§6): always
-/// before Go 1.23, and on 1.23-1.26 with asynchronous timer channels.
+/// Whether unreferenced unstopped channel timers and tickers stay in the runtime: always before
+/// Go 1.23, and on 1.23-1.26 with asynchronous timer channels (docs/go-runtime.md, "Channel mode").
 fn channel_timers_retained(go: &GoVersion, async_timer_channels: bool) -> bool {
     go.minor() < 23 || async_timer_channels
 }

@@ -6,6 +6,8 @@
 //! programs the timerscope process holds (from its /proc/PID/fdinfo); afterwards none of those
 //! ids may still be loaded. Ids, not counts, so another recording elsewhere on the machine
 //! cannot make the test pass or fail.
+// Each test binary uses a few of the package's dependencies.
+#![allow(unused_crate_dependencies)]
 
 mod common;
 

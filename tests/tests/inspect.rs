@@ -1,6 +1,8 @@
 //! `timerscope inspect` against real Go services that serve net/http/pprof on loopback (fixture
 //! pprofsvc, built by Go 1.22 and 1.25): several scheduled rounds into one store, a service that
 //! stops halfway, a pinned baseline, and a hot function that moves between rounds.
+// Each test binary uses a few of the package's dependencies.
+#![allow(unused_crate_dependencies)]
 
 mod common;
 

@@ -1,5 +1,7 @@
 //! `timerscope record` on Go programs that map memory outside the Go heap: live mapped bytes at
 //! the function that mapped them, exactly, and in agreement with the kernel's own accounting.
+// Each test binary uses a few of the package's dependencies.
+#![allow(unused_crate_dependencies)]
 
 mod common;
 

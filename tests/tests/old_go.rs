@@ -6,6 +6,8 @@
 //! ibazel (bazel-watcher) debounces file changes with `time.NewTimer`: run against a fake
 //! `bazel` that reports one source file, every change creates a timer that fires 100 ms later.
 //! etcd is a stripped server with tickers, deadlines and context timeouts.
+// Each test binary uses a few of the package's dependencies.
+#![allow(unused_crate_dependencies)]
 
 mod common;
 
@@ -16,15 +18,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use analyzer::ResolvedProfile;
+use capture::plan::Plan;
 use common::{read_profile, timerscope};
-use probe_user::{
-    hooks::{Plan, TimerFamily},
-    target::{
-        Pclntab, Target,
-        pclntab::{Format, SourceFrame},
-    },
+use gobinary::{
+    GoBinary, Pclntab,
+    pclntab::{Format, SourceFrame},
 };
+use pprof::{ResolvedProfile, vocabulary::TimerFamily};
 use timerscope_tests::{OLD_GO_BINARIES, OldGoBinary, old_go_binary};
 
 /// How long each recording runs.
@@ -200,7 +200,7 @@ fn ibazel_debounce_timers_are_created_and_fired(name: &str, family: TimerFamily)
     );
     assert_eq!(
         profile.comment_value("timer_family"),
-        Some(family.label()),
+        Some(family.as_str()),
         "{stderr}"
     );
     assert_eq!(profile.comment_value("missing_hooks"), Some(""));
@@ -357,13 +357,13 @@ fn go_1_16_stripped_etcd() {
 fn old_binaries_are_inspected_and_planned() {
     for catalogued in OLD_GO_BINARIES {
         let binary = old_go_binary(catalogued.name).unwrap();
-        let target = Target::open(&binary).unwrap();
+        let target = GoBinary::open(&binary).unwrap();
         assert_eq!(
             target.buildinfo.version_string, catalogued.go_version,
             "{}",
             catalogued.name
         );
-        let plan = Plan::for_target(&target).unwrap();
+        let plan = Plan::for_binary(&target).unwrap();
         assert!(plan.missing_hooks.is_empty(), "{plan:?}");
         let expected_family = if target.version().minor <= 13 {
             TimerFamily::Timerproc
@@ -401,12 +401,12 @@ fn stripped_go_1_12_is_read_from_its_data_and_pclntab() {
         .status()
         .expect("objcopy (binutils) runs");
     assert!(status.success());
-    let full = Target::open(&binary).unwrap();
-    let bare = Target::open(&stripped).unwrap();
+    let full = GoBinary::open(&binary).unwrap();
+    let bare = GoBinary::open(&stripped).unwrap();
     assert!(bare.elf.symbols.is_empty());
     assert_eq!(bare.buildinfo.version_string, "go1.12.5");
-    let with_symbols = Plan::for_target(&full).unwrap();
-    let without = Plan::for_target(&bare).unwrap();
+    let with_symbols = Plan::for_binary(&full).unwrap();
+    let without = Plan::for_binary(&bare).unwrap();
     assert_eq!(with_symbols.hooks, without.hooks);
     assert_eq!(without.family, TimerFamily::Timerproc);
 }
@@ -425,7 +425,7 @@ fn go_1_12_to_1_14_inlined_calls_are_frames_of_their_own() {
         ("ibazel-0.11.1", 149, [304, 320]),
         ("ibazel-0.15.10", 149, [305, 321]),
     ] {
-        let target = Target::open(&old_go_binary(name).unwrap()).unwrap();
+        let target = GoBinary::open(&old_go_binary(name).unwrap()).unwrap();
         let table = target.pclntab.as_ref().expect("a .gopclntab");
         assert!(table.has_inline_trees(), "{name}");
         let iteration = table.function("main.(*IBazel).iteration").unwrap();
@@ -496,7 +496,7 @@ fn dwarf_frames(loader: &addr2line::Loader, pc: u64) -> Vec<Line> {
 #[test]
 fn go_1_14_inlined_frames_agree_with_dwarf() {
     let binary = old_go_binary("esbuild-0.5.0").unwrap();
-    let target = Target::open(&binary).unwrap();
+    let target = GoBinary::open(&binary).unwrap();
     let table = target.pclntab.as_ref().expect("a .gopclntab");
     assert_eq!(table.format(), Format::Go12);
     assert!(target.elf.has_dwarf && table.has_inline_trees());

@@ -1,5 +1,7 @@
 //! `timerscope record` on real Go programs: exact lifecycle counts at the user code that made
 //! the timers, for every Go version, in a file `go tool pprof` reads.
+// Each test binary uses a few of the package's dependencies.
+#![allow(unused_crate_dependencies)]
 
 mod common;
 

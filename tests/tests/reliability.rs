@@ -4,6 +4,8 @@
 //!
 //! The soak runs for `TIMERSCOPE_SOAK_SECONDS` (default 60) with Go `TIMERSCOPE_SOAK_GO` (default
 //! the reference toolchain); `cargo xtask soak` runs it for 10 minutes.
+// Each test binary uses a few of the package's dependencies.
+#![allow(unused_crate_dependencies)]
 
 mod common;
 
@@ -399,7 +401,7 @@ fn a_full_live_map_loses_liveness_but_no_count() {
 /// the same calls as the fuzz targets in fuzz/: no panic, and the real samples parse.
 #[test]
 fn fuzz_seeds_and_past_crashes_parse_without_panic() {
-    use probe_user::target::{BuildInfo, ElfInfo, Image, Pclntab, elf::Segment};
+    use gobinary::{BuildInfo, ElfInfo, GoBinary, Image, Pclntab, elf::Segment};
 
     let seeds = timerscope_tests::workspace_root().join("fuzz/seeds");
     let files = |target: &str| {
@@ -422,8 +424,8 @@ fn fuzz_seeds_and_past_crashes_parse_without_panic() {
     };
 
     for (data, path) in files("pprof_decode") {
-        let profile = analyzer::decode(&data).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let resolved = analyzer::ResolvedProfile::new(&profile);
+        let profile = pprof::decode(&data).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let resolved = pprof::ResolvedProfile::new(&profile);
         assert!(!resolved.samples.is_empty(), "{}", path.display());
     }
     for (data, path) in files("buildinfo_parse") {
@@ -436,7 +438,7 @@ fn fuzz_seeds_and_past_crashes_parse_without_panic() {
             writable: true,
         };
         let parsed = BuildInfo::parse(&data);
-        let _ = BuildInfo::read(&data, None, &[segment]);
+        let _ = BuildInfo::read(&data, None, &[segment], None);
         if !is_regression(&path) {
             let info = parsed.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert_eq!(info.version.major, 1, "{}", path.display());
@@ -445,7 +447,7 @@ fn fuzz_seeds_and_past_crashes_parse_without_panic() {
     for (data, path) in files("elf_parse") {
         let elf = ElfInfo::parse(&data);
         if let Ok(elf) = &elf {
-            let _ = BuildInfo::read(&data, elf.buildinfo_section.as_deref(), &elf.segments);
+            let _ = GoBinary::from_image(Image::from_bytes(data.clone()));
             for symbol in elf.symbols.values() {
                 let _ = elf.file_offset(symbol.address);
             }
@@ -454,8 +456,10 @@ fn fuzz_seeds_and_past_crashes_parse_without_panic() {
         }
     }
     for (_, path) in files("pclntab_find") {
-        let table = Pclntab::find(Image::open(&path).unwrap())
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let image = Image::open(&path).unwrap();
+        let elf = ElfInfo::parse(&image).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let table =
+            Pclntab::find(image, &elf).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(table.function_count() > 1000, "{}", path.display());
         let main = table.function("main.main").expect("main.main");
         assert_eq!(table.frames(main.entry)[0].function, "main.main");

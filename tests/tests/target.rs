@@ -2,17 +2,21 @@
 //! stripped build agrees with `.symtab` and DWARF of the unstripped one (internally and
 //! externally linked, PIE or not), compressed DWARF reads like plain DWARF, and the per-version
 //! struct offset table agrees with DWARF.
+// Each test binary uses a few of the package's dependencies.
+#![allow(unused_crate_dependencies)]
 
 mod common;
 
 use std::{path::Path, process::Command};
 
-use analyzer::Frame;
-use probe_user::{
-    hooks::{self, Plan},
+use std::sync::Arc;
+
+use capture::{
+    plan::Plan,
     symbolize::{FrameSource, Symbolizer},
-    target::{Target, dwarf},
 };
+use gobinary::{GoBinary, RuntimeLayout, layout::LayoutSource};
+use pprof::Frame;
 use timerscope_tests::{GoVersion, Variant, fixture_path, reference_go};
 
 /// Unstripped builds and their stripped twins (same link addresses).
@@ -23,9 +27,15 @@ const TWINS: [(Variant, Variant); 2] = [
 /// Internally linked pure Go, and cgo linked by the C linker.
 const FIXTURES: [&str; 2] = ["timers", "cgotimers"];
 
-fn open(name: &str, go: &GoVersion, variant: Variant) -> Target {
+fn open(name: &str, go: &GoVersion, variant: Variant) -> GoBinary {
     let path = fixture_path(name, go, variant).expect("fixture built");
-    Target::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    GoBinary::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The symbolizer `record` uses, for a binary on disk (link addresses).
+fn symbolizer(path: &Path) -> Symbolizer {
+    let binary = GoBinary::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Symbolizer::new(Arc::new(binary), 0)
 }
 
 /// A name with array lengths elided, as the runtime names generated equality functions
@@ -111,7 +121,7 @@ per_go_version!(
 type Line = (String, String, i64);
 
 /// Every instruction address of the program's own functions (`main.*`).
-fn user_code(target: &Target) -> Vec<u64> {
+fn user_code(target: &GoBinary) -> Vec<u64> {
     let table = target.pclntab.as_ref().expect("a pclntab");
     let pcs: Vec<u64> = table
         .functions()
@@ -172,8 +182,8 @@ fn pclntab_frames_match_dwarf_in_user_code(go: &GoVersion) {
             let context = format!("{name} {go} {stripped}");
             let full_path = fixture_path(name, go, full).unwrap();
             let bare_path = fixture_path(name, go, stripped).unwrap();
-            let mut unstripped = Symbolizer::new(&full_path, 0).unwrap();
-            let mut pclntab = Symbolizer::new(&bare_path, 0).unwrap();
+            let mut unstripped = symbolizer(&full_path);
+            let mut pclntab = symbolizer(&bare_path);
             assert_eq!(pclntab.source(), FrameSource::Pclntab, "{context}");
             assert!(
                 pclntab.has_lines() && pclntab.has_inline_frames(),
@@ -181,7 +191,7 @@ fn pclntab_frames_match_dwarf_in_user_code(go: &GoVersion) {
             );
             let dwarf = addr2line::Loader::new(&full_path).unwrap();
             let mut inlined = 0;
-            for pc in user_code(&Target::open(&bare_path).unwrap()) {
+            for pc in user_code(&GoBinary::open(&bare_path).unwrap()) {
                 let frames = symbolized(&mut pclntab, pc);
                 assert_eq!(
                     symbolized(&mut unstripped, pc),
@@ -236,8 +246,9 @@ fn compressed_dwarf_reads_like_plain_dwarf() {
     let plain = fixture_path("cgotimers", reference_go(), Variant::Normal).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let wanted = ["runtime.timer", "runtime.g"];
-    let plain_target = Target::open(&plain).unwrap();
-    let plain_offsets = dwarf::struct_offsets(plain_target.image(), &wanted).unwrap();
+    let plain_target = GoBinary::open(&plain).unwrap();
+    let plain_offsets = plain_target.dwarf().unwrap().struct_offsets(&wanted);
+    assert!(plain_offsets.len() == wanted.len(), "{plain_offsets:?}");
     let plain_dwarf = addr2line::Loader::new(&plain).unwrap();
     let pcs = user_code(&plain_target);
     let c_function = plain_target
@@ -262,9 +273,9 @@ fn compressed_dwarf_reads_like_plain_dwarf() {
         let flag_c = info.split_whitespace().any(|f| f == "C");
         assert_eq!(flag_c, shf_compressed, "{info}");
 
-        let target = Target::open(&copy).unwrap();
+        let target = GoBinary::open(&copy).unwrap();
         assert!(target.elf.has_dwarf, "{style}");
-        let offsets = dwarf::struct_offsets(target.image(), &wanted);
+        let offsets = target.dwarf().map(|d| d.struct_offsets(&wanted));
         assert_eq!(offsets.as_ref(), Some(&plain_offsets), "{style}");
         let compressed = addr2line::Loader::new(&copy).unwrap();
         for &pc in &pcs {
@@ -274,7 +285,7 @@ fn compressed_dwarf_reads_like_plain_dwarf() {
                 "{style}: {pc:#x}"
             );
         }
-        let mut symbolizer = Symbolizer::new(&copy, 0).unwrap();
+        let mut symbolizer = symbolizer(&copy);
         let c_frames = symbolized(&mut symbolizer, c_function.address);
         assert_eq!(c_frames.len(), 1, "{style}: {c_frames:?}");
         let (function, file, line) = &c_frames[0];
@@ -292,17 +303,22 @@ fn struct_offset_table_matches_dwarf(go: &GoVersion) {
     for (full, stripped) in TWINS {
         let full_target = open("timers", go, full);
         let bare = open("timers", go, stripped);
-        let table = hooks::table_offsets(full_target.version()).expect("a table row");
+        let table = RuntimeLayout::of_version(full_target.version()).expect("a table row");
+        let from_dwarf = RuntimeLayout::of_binary(&full_target).unwrap();
+        assert_eq!(from_dwarf.source, LayoutSource::Dwarf, "{go} {full}");
         assert_eq!(
-            hooks::dwarf_offsets(&full_target),
-            Some(table),
+            RuntimeLayout {
+                source: LayoutSource::Table,
+                ..from_dwarf
+            },
+            table,
             "{go} {full}"
         );
-        let with_dwarf = Plan::for_target(&full_target).unwrap();
-        let without = Plan::for_target(&bare).unwrap();
+        let with_dwarf = Plan::for_binary(&full_target).unwrap();
+        let without = Plan::for_binary(&bare).unwrap();
         assert_eq!(
             (with_dwarf.offsets_source, without.offsets_source),
-            ("dwarf", "table")
+            (LayoutSource::Dwarf, LayoutSource::Table)
         );
         assert_eq!(without.config, with_dwarf.config, "{go} {stripped}");
         assert_eq!(without.hooks, with_dwarf.hooks, "{go} {stripped}");

@@ -1,5 +1,7 @@
 //! `timerscope watch`: interval profiles that add up, across a restart of the target, and pushes
 //! to a profile store that survive the store being down.
+// Each test binary uses a few of the package's dependencies.
+#![allow(unused_crate_dependencies)]
 
 mod common;
 
@@ -14,8 +16,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use analyzer::ResolvedProfile;
 use common::{Fixture, count, cum, read_profile, timerscope};
+use pprof::ResolvedProfile;
 use timerscope_tests::{Variant, fixture_path, reference_go};
 
 /// A running `timerscope watch` whose stderr lines arrive on a channel.
@@ -294,7 +296,7 @@ fn pushes_reach_the_profile_store_even_after_it_was_down() {
         let from: u64 = query_value(target, "from").parse().unwrap();
         let until: u64 = query_value(target, "until").parse().unwrap();
         assert!(from < until, "{target}");
-        let profile = ResolvedProfile::new(&analyzer::decode(&request.body).unwrap());
+        let profile = ResolvedProfile::new(&pprof::decode(&request.body).unwrap());
         live_total = live_total.max(cum(&profile, "timers_live", "main.leakAfterFuncs", None));
     }
     assert_eq!(live_total, count(&summary, "pending"));

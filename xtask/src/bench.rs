@@ -1,5 +1,5 @@
-//! `cargo xtask bench`: timerscope against the alternatives, on this machine, in one run
-//! (issue 9). Each benchmark runs the commands it compares several times, interleaved run by
+//! `cargo xtask bench`: timerscope against the alternatives, on this machine, in one run.
+//! Each benchmark runs the commands it compares several times, interleaved run by
 //! run, and reports medians and ratios: as a Markdown table on stdout, as JSON in
 //! `target/bench/results.json`, and (full runs only) in BENCHMARKS.md between its
 //! `bench-results` markers. Needs root (eBPF), bpftrace and binutils. Not part of
@@ -40,8 +40,8 @@ pub struct Args {
     /// Run only this benchmark; repeatable. BENCHMARKS.md is updated only when all run.
     #[arg(long = "only", value_enum)]
     pub only: Vec<Benchmark>,
-    /// Use the release builds already in the target directory (timerscope and probe-user's
-    /// `symbolize_stdin` and `synthetic_profile` examples) instead of building them.
+    /// Use the release builds already in the target directory (timerscope, capture's
+    /// `symbolize_stdin` and pprof's `synthetic_profile` examples) instead of building them.
     #[arg(long)]
     pub no_build: bool,
 }
@@ -82,7 +82,7 @@ pub struct Bench {
 pub struct Tools {
     /// The release build of timerscope.
     pub timerscope: PathBuf,
-    /// probe-user's examples (release).
+    /// The bench examples (release).
     pub symbolize_stdin: PathBuf,
     pub synthetic_profile: PathBuf,
     /// The tool binaries of the reference Go toolchain, run directly (not through `go tool`).
@@ -114,7 +114,11 @@ pub fn run(args: &Args) -> Result<()> {
         util::run(Command::new("cargo").current_dir(&root).args([
             "build",
             "-p",
-            "probe-user",
+            "timerscope",
+            "-p",
+            "capture",
+            "-p",
+            "pprof",
             "--release",
             "--bin",
             "timerscope",

@@ -21,7 +21,7 @@ pub fn run() -> Result<()> {
     util::run(
         Command::new("cargo")
             .current_dir(&root)
-            .args(["build", "-p", "probe-user"]),
+            .args(["build", "-p", "timerscope"]),
     )?;
     let timerscope = root.join("target/debug/timerscope");
 

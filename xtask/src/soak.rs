@@ -46,7 +46,7 @@ pub fn run(args: &Args) -> Result<()> {
     util::run(
         Command::new("cargo")
             .current_dir(&root)
-            .args(["build", "-p", "probe-user"]),
+            .args(["build", "-p", "timerscope"]),
     )
     .context("soak: building timerscope failed")?;
 

@@ -36,11 +36,11 @@ pub fn run() -> Result<()> {
 
     // Integration tests run the real `timerscope` binary; `cargo test` builds only test
     // harnesses of binary targets, so build the binary itself first.
-    println!("test: cargo build -p probe-user");
+    println!("test: cargo build -p timerscope");
     util::run(
         Command::new("cargo")
             .current_dir(&root)
-            .args(["build", "-p", "probe-user"]),
+            .args(["build", "-p", "timerscope"]),
     )
     .context("test: building timerscope failed")?;
 

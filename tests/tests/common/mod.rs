@@ -8,7 +8,7 @@ use std::{
     process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio},
 };
 
-use analyzer::{ResolvedProfile, ResolvedSample};
+use pprof::{ResolvedProfile, ResolvedSample};
 use serde_json::Value;
 use timerscope_tests::{GoVersion, Variant, fixture_path, workspace_root};
 
@@ -82,7 +82,7 @@ pub fn timerscope() -> PathBuf {
     let binary = workspace_root().join("target/debug/timerscope");
     assert!(
         binary.exists(),
-        "{} missing: run `cargo build -p probe-user` (cargo xtask test does)",
+        "{} missing: run `cargo build -p timerscope` (cargo xtask test does)",
         binary.display()
     );
     binary
@@ -136,7 +136,7 @@ pub fn record_launch(
 }
 
 pub fn read_profile(path: &Path) -> ResolvedProfile {
-    let profile = analyzer::read_file(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let profile = pprof::read_file(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     ResolvedProfile::new(&profile)
 }
 

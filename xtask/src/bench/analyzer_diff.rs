@@ -1,6 +1,6 @@
 //! Row 4: reading and comparing two large profiles, `timerscope diff BASE NEW` against
 //! `go tool pprof -diff_base=BASE -top NEW`, both showing the top 20 functions. The profiles are
-//! synthetic timerscope profiles (the `synthetic_profile` example of probe-user): a base, and a
+//! synthetic timerscope profiles (the `synthetic_profile` example of pprof): a base, and a
 //! later one where some call sites vanished, some appeared and some grew tenfold.
 
 use std::path::Path;

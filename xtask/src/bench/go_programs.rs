@@ -2,7 +2,7 @@
 //! with the reference Go toolchain into `$CACHE/bench/<name>/` and rebuilt only when a source
 //! changes (so `cargo xtask fixtures` does not build them for every Go version and variant):
 //! - `large`: most of the standard library plus generated packages of non-inlined functions,
-//!   about 100 MB, the size issue 9 asks for (symbolization and start-up rows), with Go 1.25's
+//!   about 100 MB, a large service's size (symbolization and start-up rows), with Go 1.25's
 //!   default DWARF 5 and again with DWARF 4 (`GOEXPERIMENT=nodwarf5`), which binutils 2.40 reads
 //!   fully; each first build takes a few minutes on two cores;
 //! - `paced`: timer operations at a fixed rate (watch-mode row).

@@ -11,8 +11,8 @@ pub const BPFTRACE_READY: &str = "bench: probes attached";
 
 /// The hooked functions named in a timerscope profile's `hooks=SYMBOL+OFFSET,...` comment.
 pub fn hooked_functions(profile: &Path) -> Result<Vec<String>> {
-    let profile = analyzer::ResolvedProfile::new(
-        &analyzer::read_file(profile)
+    let profile = pprof::ResolvedProfile::new(
+        &pprof::read_file(profile)
             .with_context(|| format!("bench: reading {}", profile.display()))?,
     );
     let hooks = profile
@@ -33,7 +33,7 @@ pub enum CountsAtExit {
     Discard,
 }
 
-/// `@[ustack] = count()` at the entry of each function, as issue 3's baseline says; prints
+/// `@[ustack] = count()` at the entry of each function, the usual bpftrace way; prints
 /// [`BPFTRACE_READY`] once attached.
 pub fn bpftrace_script(binary: &Path, functions: &[String], at_exit: CountsAtExit) -> String {
     let probes: Vec<String> = functions

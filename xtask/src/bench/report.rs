@@ -38,7 +38,7 @@ pub struct Row {
     pub comparison: String,
 }
 
-/// A target from the issues, and whether this run met it.
+/// A target, and whether this run met it.
 #[derive(Debug, Serialize)]
 pub struct Check {
     pub target: String,
@@ -312,7 +312,7 @@ pub fn seconds(s: f64) -> String {
     }
 }
 
-/// A file's size in MB (10^6 bytes, as the issue counts).
+/// A file's size in MB (10^6 bytes).
 pub fn file_size(path: &Path) -> String {
     let bytes = fs::metadata(path).map_or(0, |m| m.len());
     format!("{:.1} MB", bytes as f64 / 1e6)

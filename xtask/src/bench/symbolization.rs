@@ -1,5 +1,5 @@
 //! Row 3: symbolizing 100,000 addresses of the large Go binary with timerscope's symbolizer
-//! (`probe_user::symbolize::Symbolizer`, through the `symbolize_stdin` example, which prints what
+//! (`capture::symbolize::Symbolizer`, through the `symbolize_stdin` example, which prints what
 //! `addr2line -f -i` prints) against binutils' `addr2line -f -i -e` and `go tool addr2line`, all
 //! reading the same addresses on stdin. Each tool's time includes loading the binary's tables.
 //!

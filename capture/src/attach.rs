@@ -1,0 +1,274 @@
+//! Stage 2, attach: load the eBPF object with the plan as data, attach one uprobe per hook
+//! (scoped to the target pid) and the mmap tracepoint. Dropping [`Probe`] detaches everything.
+
+use std::{collections::HashMap, num::NonZeroU32, path::Path};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, Map, MapData, RingBuf},
+    programs::{
+        TracePoint, UProbe,
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
+    },
+};
+use probe_common::{HookPlan, TargetConfig};
+
+use crate::{cgo::CgoHooks, plan::Plan};
+
+/// Sizes of the kernel maps; every overflow is counted as a drop, never silent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapSizes {
+    /// Distinct (event, stack, callback) sites.
+    pub sites: u32,
+    /// Timers tracked as live at once.
+    pub live: u32,
+    /// Distinct user stacks.
+    pub stacks: u32,
+}
+
+impl Default for MapSizes {
+    fn default() -> Self {
+        Self {
+            sites: 16384,
+            live: 65536,
+            stacks: 16384,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error(
+        "loading the eBPF programs failed (needs root or CAP_BPF+CAP_PERFMON, and a kernel with BTF)"
+    )]
+    Load(#[from] aya::EbpfError),
+    #[error("eBPF program {name}")]
+    Program {
+        name: &'static str,
+        source: aya::programs::ProgramError,
+    },
+    #[error("eBPF map {name}")]
+    Map {
+        name: &'static str,
+        source: aya::maps::MapError,
+    },
+    #[error("uprobe on {symbol}")]
+    Uprobe {
+        symbol: &'static str,
+        source: aya::programs::ProgramError,
+    },
+    #[error(
+        "cannot mount tracefs at /sys/kernel/tracing (mount it by hand: mount -t tracefs nodev /sys/kernel/tracing)"
+    )]
+    Tracefs(#[source] std::io::Error),
+    #[error("pid 0 is not a process")]
+    ZeroPid,
+}
+
+/// Loaded and attached probes for one target process.
+pub struct Probe {
+    pub ebpf: Ebpf,
+    /// Completed mmap-family calls, drained by [`crate::collect::drain_mmap_events`].
+    pub mmap_events: RingBuf<MapData>,
+}
+
+const TIMER_PROGRAM: &str = "timer_hook";
+const CGO_CALL_PROGRAM: &str = "cgo_call";
+const CGO_RETURN_PROGRAM: &str = "cgo_return";
+/// Tracepoint programs, each named after its `syscalls/` tracepoint.
+const MMAP_PROGRAMS: [&str; 6] = [
+    "sys_enter_mmap",
+    "sys_exit_mmap",
+    "sys_enter_munmap",
+    "sys_exit_munmap",
+    "sys_enter_mremap",
+    "sys_exit_mremap",
+];
+
+impl Probe {
+    /// Loads the programs for `pid` with `plan`, and attaches the timer hooks to `binary` (a path
+    /// that names the target's executable, e.g. `/proc/PID/exe`). `bias` is the load bias of
+    /// the binary in the target (0 unless PIE).
+    pub fn attach(
+        plan: &Plan,
+        cgo: Option<&CgoHooks>,
+        binary: &Path,
+        pid: u32,
+        bias: u64,
+        sizes: MapSizes,
+    ) -> Result<Self, AttachError> {
+        let pid = NonZeroU32::new(pid).ok_or(AttachError::ZeroPid)?;
+        let config = TargetConfig {
+            tgid: pid.get(),
+            go_func_pc: plan.go_func.map_or(0, |f| f.wrapping_add(bias)),
+            timer_fields_end: plan.config.fields_end(),
+            ..plan.config
+        };
+        let mut ebpf = EbpfLoader::new()
+            .override_global("CONFIG", &config, true)
+            .map_max_entries("SITES", sizes.sites)
+            .map_max_entries("LIVE", sizes.live)
+            .map_max_entries("STACKS", sizes.stacks)
+            .load(crate::EBPF_OBJECT)?;
+
+        let mut hooks: Array<_, HookPlan> = Array::try_from(
+            ebpf.map_mut("HOOKS")
+                .expect("HOOKS is defined in probe-ebpf"),
+        )
+        .map_err(|source| AttachError::Map {
+            name: "HOOKS",
+            source,
+        })?;
+        for (index, hook) in plan.hooks.iter().enumerate() {
+            hooks
+                .set(index as u32, hook.plan, 0)
+                .map_err(|source| AttachError::Map {
+                    name: "HOOKS",
+                    source,
+                })?;
+        }
+
+        let program: &mut UProbe = program_mut(&mut ebpf, TIMER_PROGRAM)?;
+        program.load().map_err(|source| AttachError::Program {
+            name: TIMER_PROGRAM,
+            source,
+        })?;
+        for (index, hook) in plan.hooks.iter().enumerate() {
+            let point = UProbeAttachPoint {
+                location: UProbeAttachLocation::AbsoluteOffset(hook.file_offset),
+                // The cookie selects the hook's plan in HOOKS.
+                cookie: Some(index as u64),
+            };
+            program
+                .attach(point, binary, UProbeScope::OneProcess(pid))
+                .map_err(|source| AttachError::Uprobe {
+                    symbol: hook.symbol,
+                    source,
+                })?;
+        }
+
+        if let Some(cgo) = cgo {
+            for name in [CGO_CALL_PROGRAM, CGO_RETURN_PROGRAM] {
+                let program: &mut UProbe = program_mut(&mut ebpf, name)?;
+                program
+                    .load()
+                    .map_err(|source| AttachError::Program { name, source })?;
+            }
+            let points = std::iter::once((CGO_CALL_PROGRAM, cgo.call))
+                .chain(cgo.returns.iter().map(|&ret| (CGO_RETURN_PROGRAM, ret)));
+            for (name, file_offset) in points {
+                let program: &mut UProbe = program_mut(&mut ebpf, name)?;
+                let location = UProbeAttachLocation::AbsoluteOffset(file_offset);
+                program
+                    .attach(location, binary, UProbeScope::OneProcess(pid))
+                    .map_err(|source| AttachError::Uprobe {
+                        symbol: name,
+                        source,
+                    })?;
+            }
+        }
+
+        ensure_tracefs()?;
+        for name in MMAP_PROGRAMS {
+            let tracepoint: &mut TracePoint = program_mut(&mut ebpf, name)?;
+            let program_error = |source| AttachError::Program { name, source };
+            tracepoint.load().map_err(program_error)?;
+            tracepoint.attach("syscalls", name).map_err(program_error)?;
+        }
+        let mmap_events = RingBuf::try_from(
+            ebpf.take_map("MMAP_EVENTS")
+                .expect("MMAP_EVENTS is defined in probe-ebpf"),
+        )
+        .map_err(|source| AttachError::Map {
+            name: "MMAP_EVENTS",
+            source,
+        })?;
+        set_armed(&mut ebpf, true)?;
+        Ok(Self { ebpf, mmap_events })
+    }
+}
+
+/// Arms or disarms every probe at once (see `ARMED` in probe-ebpf).
+fn set_armed(ebpf: &mut Ebpf, armed: bool) -> Result<(), AttachError> {
+    let map_error = |source| AttachError::Map {
+        name: "ARMED",
+        source,
+    };
+    let mut flag: Array<_, u32> = Array::try_from(
+        ebpf.map_mut("ARMED")
+            .expect("ARMED is defined in probe-ebpf"),
+    )
+    .map_err(map_error)?;
+    flag.set(0, u32::from(armed), 0).map_err(map_error)
+}
+
+/// Maps the probes fill, read by [`crate::collect`].
+const PROBE_MAPS: [&str; 7] = [
+    "SITES",
+    "LIVE",
+    "STACKS",
+    "HOOK_HITS",
+    "DROPS",
+    "DELAY_HIST",
+    "TIMER_WORKERS",
+];
+
+/// The probe's maps, kept after its programs were detached, so a final read sees one consistent
+/// state (no event lands between reading the counts and reading the live timers).
+pub struct ProbeMaps(HashMap<&'static str, Map>);
+
+impl crate::collect::Maps for ProbeMaps {
+    fn get_map(&self, name: &'static str) -> &Map {
+        self.0.get(name).expect("map kept at detach")
+    }
+}
+
+impl Probe {
+    /// Detaches every uprobe and tracepoint; returns the maps and the mmap ring buffer.
+    pub fn detach(mut self) -> (ProbeMaps, RingBuf<MapData>) {
+        // Stop counting everywhere at once before the uprobes go away one by one. If the flag
+        // cannot be written the map is gone, and so are the programs' effects.
+        let _ = set_armed(&mut self.ebpf, false);
+        let maps = PROBE_MAPS
+            .into_iter()
+            .map(|name| {
+                (
+                    name,
+                    self.ebpf
+                        .take_map(name)
+                        .expect("map is defined in probe-ebpf"),
+                )
+            })
+            .collect();
+        // Dropping the programs closes their links: nothing fires after this.
+        drop(self.ebpf);
+        (ProbeMaps(maps), self.mmap_events)
+    }
+}
+
+fn program_mut<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P, AttachError>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .expect("program is defined in probe-ebpf")
+        .try_into()
+        .map_err(|source| AttachError::Program { name, source })
+}
+
+/// Tracepoint ids are read from tracefs; mount it when the system has not (as bpftrace would
+/// need too).
+fn ensure_tracefs() -> Result<(), AttachError> {
+    const TRACEFS: &str = "/sys/kernel/tracing";
+    if Path::new(TRACEFS).join("events").exists() {
+        return Ok(());
+    }
+    nix::mount::mount(
+        Some("nodev"),
+        TRACEFS,
+        Some("tracefs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(|errno| AttachError::Tracefs(errno.into()))
+}

@@ -1,0 +1,379 @@
+//! Stage 5, encode: a [`Snapshot`] as a pprof profile (profile.proto) that `go tool pprof`,
+//! Pyroscope, Parca and speedscope read.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    time::{Duration, SystemTime},
+};
+
+use pprof::{
+    Frame, MappingSpec, Profile, ProfileBuilder, SampleLabel,
+    vocabulary::{LabelKey, MappingClass, SampleType, SyntheticFrame, TimerKind, drops_comment},
+};
+use probe_common::{SiteKey, drop, event, site_flag};
+
+use crate::{collect::Snapshot, libraries::Libraries, mappings::Origin, symbolize::Symbolizer};
+
+type Values = [i64; SampleType::ALL.len()];
+
+/// Names of `probe_common::drop` reasons, as written into comments and stderr.
+pub const DROP_NAMES: [&str; drop::COUNT as usize] = [
+    "stack_map_full",
+    "site_map_full",
+    "live_map_full",
+    "read_fault",
+    "mmap_pending_full",
+    "mmap_event_lost",
+    "cgo_calls_full",
+    "stack_truncated",
+];
+
+/// Facts about the recording that go into the profile's header and comments.
+pub struct Recording {
+    pub start: SystemTime,
+    pub duration: Duration,
+    /// The binary as mapped in the target: runtime range, file offset, and `has_*` flags that
+    /// say what its debug info resolves.
+    pub mapping: MappingSpec,
+    /// `key=value` comments (Go version, timer family, channel mode, hooks, ...).
+    pub comments: Vec<String>,
+}
+
+/// Where a timer event happened, from its site: the user stack with the caller the unwind
+/// missed put back, or a synthetic frame for timers that predate the attach.
+fn site_frames(site: &SiteKey, snapshot: &Snapshot) -> Vec<u64> {
+    let stack = snapshot
+        .stacks
+        .get(&site.stack)
+        .map_or(&[][..], Vec::as_slice);
+    let caller = (site.caller != 0).then_some(site.caller);
+    stack
+        .first()
+        .into_iter()
+        .copied()
+        .chain(caller)
+        .chain(stack.iter().skip(1).copied())
+        .collect()
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of the runtime's `when`.
+fn monotonic_now() -> i64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes only the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec * 1_000_000_000 + now.tv_nsec
+}
+
+struct Encoder<'a> {
+    builder: ProfileBuilder,
+    symbolizer: &'a mut Symbolizer,
+    libraries: &'a Libraries,
+    mapping_id: u64,
+    mapping: &'a MappingSpec,
+    /// pprof mapping ids of the shared libraries used so far, by path.
+    library_mappings: HashMap<String, u64>,
+}
+
+impl Encoder<'_> {
+    /// One location for a stack of runtime addresses, leaf first.
+    fn stack(&mut self, pcs: &[u64]) -> Vec<u64> {
+        let pcs = &pcs[..self.goroutine_root_end(pcs)];
+        pcs.iter()
+            .enumerate()
+            .map(|(depth, &pc)| {
+                // Every frame but the leaf is a return address: look up the call itself.
+                let address = if depth == 0 { pc } else { pc.saturating_sub(1) };
+                self.location(address)
+            })
+            .collect()
+    }
+
+    /// How many frames of a stack to keep: up to the goroutine's root (`runtime.main`,
+    /// `runtime.goexit`, `runtime.mstart`). Go <= 1.13 starts goroutines with a stale frame
+    /// pointer, so the unwind goes on past the root into whatever that register held.
+    fn goroutine_root_end(&mut self, pcs: &[u64]) -> usize {
+        const GOROUTINE_ROOTS: [&str; 3] = ["runtime.main", "runtime.goexit", "runtime.mstart"];
+        for (depth, &pc) in pcs.iter().enumerate() {
+            let address = if depth == 0 { pc } else { pc.saturating_sub(1) };
+            if !(self.mapping.start..self.mapping.limit).contains(&address) {
+                continue;
+            }
+            let outermost = self.symbolizer.frames(address).last();
+            if outermost.is_some_and(|f| GOROUTINE_ROOTS.contains(&f.function.as_str())) {
+                return depth + 1;
+            }
+        }
+        pcs.len()
+    }
+
+    /// The location of one address: in the binary (DWARF or pclntab), in a shared library
+    /// (its symbol table), or bare.
+    fn location(&mut self, address: u64) -> u64 {
+        if (self.mapping.start..self.mapping.limit).contains(&address) {
+            let frames = self.symbolizer.frames(address).to_vec();
+            return self.builder.location(self.mapping_id, address, &frames);
+        }
+        let Some((library, function)) = self.libraries.lookup(address) else {
+            return self.builder.location(0, address, &[]);
+        };
+        let frames: Vec<Frame> = function
+            .map(|name| Frame {
+                function: name.to_owned(),
+                system_name: name.to_owned(),
+                file: library.path.clone(),
+                ..Frame::default()
+            })
+            .into_iter()
+            .collect();
+        let mapping_id = match self.library_mappings.get(&library.path) {
+            Some(&id) => id,
+            None => {
+                let id = self.builder.add_mapping(MappingSpec {
+                    start: library.start,
+                    limit: library.end,
+                    offset: library.offset,
+                    file: library.path.clone(),
+                    has_functions: true,
+                    ..MappingSpec::default()
+                });
+                self.library_mappings.insert(library.path.clone(), id);
+                id
+            }
+        };
+        self.builder.location(mapping_id, address, &frames)
+    }
+
+    /// A single made-up frame, for things that have no stack of their own.
+    fn synthetic(&mut self, frame: SyntheticFrame) -> Vec<u64> {
+        let frame = Frame {
+            function: frame.to_string(),
+            system_name: frame.to_string(),
+            ..Frame::default()
+        };
+        vec![self.builder.location(0, 0, &[frame])]
+    }
+
+    fn timer_locations(&mut self, site: &SiteKey, snapshot: &Snapshot) -> Vec<u64> {
+        if site.flags & site_flag::UNKNOWN_ORIGIN != 0 && site.event == event::FIRED {
+            // The fire-time stack is the scheduler's and says nothing about the timer's origin.
+            return self.synthetic(SyntheticFrame::TimerCreatedBeforeAttach);
+        }
+        self.stack(&site_frames(site, snapshot))
+    }
+
+    fn mapping_sample(&mut self, origin: Origin, values: Values, snapshot: &Snapshot) {
+        let (locations, class) = match origin {
+            Origin::PreExisting(class) => (self.synthetic(SyntheticFrame::PreExisting), class),
+            Origin::Call { stack, class } => {
+                let pcs = snapshot
+                    .stacks
+                    .get(&stack.stack)
+                    .cloned()
+                    .unwrap_or_default();
+                let go_pcs = snapshot.stacks.get(&stack.cgo_stack);
+                let locations = match go_pcs {
+                    // Called from C: keep where the syscall was made, then continue with the Go
+                    // stack that entered C (frame pointers cannot be followed through C).
+                    Some(go_pcs) => {
+                        let mut locations = self.stack(&pcs[..pcs.len().min(1)]);
+                        locations.extend(self.synthetic(SyntheticFrame::CCode));
+                        locations.extend(self.stack(go_pcs));
+                        locations
+                    }
+                    None => self.stack(&pcs),
+                };
+                // The runtime's heap arenas are mapped from (*mheap) methods.
+                let arena = pcs.iter().enumerate().any(|(depth, &pc)| {
+                    let address = if depth == 0 { pc } else { pc.saturating_sub(1) };
+                    self.symbolizer
+                        .frames(address)
+                        .iter()
+                        .any(|f| f.function.starts_with("runtime.(*mheap)."))
+                });
+                (
+                    locations,
+                    if arena {
+                        MappingClass::HeapArena
+                    } else {
+                        class
+                    },
+                )
+            }
+        };
+        let label = SampleLabel::Str {
+            key: LabelKey::Mapping.to_string(),
+            value: class.to_string(),
+        };
+        self.builder.add_sample(&locations, &values, &[label]);
+    }
+
+    fn labels(&mut self, site: &SiteKey) -> Vec<SampleLabel> {
+        let callback = (site.callback != 0)
+            .then(|| self.symbolizer.function_name(site.callback))
+            .flatten();
+        let kind =
+            TimerKind::of_callback(callback.as_deref(), site.flags & site_flag::PERIODIC != 0);
+        let mut labels = vec![SampleLabel::Str {
+            key: LabelKey::Kind.to_string(),
+            value: kind.to_string(),
+        }];
+        if kind == TimerKind::Afterfunc
+            && site.user_callback != 0
+            && let Some(user) = self.symbolizer.function_name(site.user_callback)
+        {
+            labels.push(SampleLabel::Str {
+                key: LabelKey::Callback.to_string(),
+                value: user,
+            });
+        }
+        labels
+    }
+}
+
+pub fn encode(
+    snapshot: &Snapshot,
+    recording: &Recording,
+    symbolizer: &mut Symbolizer,
+    libraries: &Libraries,
+) -> Result<Profile, pprof::ProfileError> {
+    let mut builder = ProfileBuilder::new(&SampleType::pairs(), SampleType::DEFAULT.as_str());
+    let start_nanos = recording
+        .start
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    builder
+        .time_nanos(i64::try_from(start_nanos).unwrap_or(i64::MAX))
+        .duration_nanos(i64::try_from(recording.duration.as_nanos()).unwrap_or(i64::MAX));
+    for comment in &recording.comments {
+        builder.comment(comment.clone());
+    }
+    builder.comment(drops_comment(DROP_NAMES.into_iter().zip(snapshot.drops)));
+
+    let mapping_id = builder.add_mapping(recording.mapping.clone());
+    let mut encoder = Encoder {
+        builder,
+        symbolizer,
+        libraries,
+        mapping_id,
+        mapping: &recording.mapping,
+        library_mappings: HashMap::new(),
+    };
+    let mut rows = Vec::new();
+    for (site, value) in &snapshot.sites {
+        let mut values: Values = [0; SampleType::ALL.len()];
+        let sample_type = match site.event {
+            event::CREATED => SampleType::TimersCreated,
+            event::RESET => SampleType::TimersReset,
+            event::STOPPED => SampleType::TimersStopped,
+            event::FIRED => SampleType::TimersFired,
+            _ => continue,
+        };
+        values[sample_type.column()] = value.count as i64;
+        if site.event == event::FIRED {
+            values[SampleType::TimerFireDelay.column()] = value.delay_ns as i64;
+        }
+        rows.push((*site, values, Vec::new()));
+    }
+    // Each live timer is its own sample, with what the runtime holds for it; views aggregate
+    // them by stack as usual.
+    let now = monotonic_now();
+    for (address, live) in &snapshot.live {
+        let mut values: Values = [0; SampleType::ALL.len()];
+        values[SampleType::TimersLive.column()] = 1;
+        let number = |key: LabelKey, value: i64, unit: &str| SampleLabel::Num {
+            key: key.to_string(),
+            value,
+            unit: unit.into(),
+        };
+        let details = vec![
+            number(LabelKey::Timer, *address as i64, ""),
+            number(LabelKey::Goid, live.goid as i64, ""),
+            number(LabelKey::Period, live.period, "nanoseconds"),
+            // Negative: overdue (a timer a busy P has not run yet).
+            number(LabelKey::DueIn, live.when - now, "nanoseconds"),
+        ];
+        rows.push((live.site, values, details));
+    }
+    for (site, values, details) in rows {
+        let locations = encoder.timer_locations(&site, snapshot);
+        let mut labels = encoder.labels(&site);
+        labels.extend(details);
+        encoder.builder.add_sample(&locations, &values, &labels);
+    }
+
+    let live_bytes = snapshot.mappings.live_bytes();
+    let origins: BTreeSet<Origin> = snapshot
+        .mappings
+        .totals
+        .keys()
+        .chain(live_bytes.keys())
+        .copied()
+        .collect();
+    for origin in origins {
+        let totals = snapshot
+            .mappings
+            .totals
+            .get(&origin)
+            .copied()
+            .unwrap_or_default();
+        let mut values: Values = [0; SampleType::ALL.len()];
+        values[SampleType::MmapCalls.column()] = totals.mmap_calls as i64;
+        values[SampleType::MmapBytes.column()] = totals.mapped_bytes as i64;
+        values[SampleType::MunmapBytes.column()] = totals.unmapped_bytes as i64;
+        values[SampleType::MmapLiveBytes.column()] =
+            live_bytes.get(&origin).copied().unwrap_or(0) as i64;
+        encoder.mapping_sample(origin, values, snapshot);
+    }
+    tracing::debug!(
+        "symbolize: {} addresses, Go frames from the {}",
+        encoder.symbolizer.addresses(),
+        encoder.symbolizer.source().label()
+    );
+    let profile = encoder.builder.build()?;
+    tracing::debug!(
+        "encode: {} samples, {} locations, {} functions",
+        profile.sample.len(),
+        profile.location.len(),
+        profile.function.len()
+    );
+    Ok(profile)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_missing_caller_goes_after_the_probed_frame() {
+        let mut snapshot = Snapshot::default();
+        snapshot.stacks.insert(7, vec![0x1000, 0x3000, 0x4000]);
+        let site = SiteKey {
+            stack: 7,
+            caller: 0x2000,
+            ..SiteKey::default()
+        };
+        assert_eq!(
+            site_frames(&site, &snapshot),
+            vec![0x1000, 0x2000, 0x3000, 0x4000]
+        );
+        let in_body = SiteKey {
+            stack: 7,
+            caller: 0,
+            ..SiteKey::default()
+        };
+        assert_eq!(
+            site_frames(&in_body, &snapshot),
+            vec![0x1000, 0x3000, 0x4000]
+        );
+        let lost = SiteKey {
+            stack: probe_common::NO_STACK,
+            caller: 0x2000,
+            ..SiteKey::default()
+        };
+        assert_eq!(site_frames(&lost, &snapshot), vec![0x2000]);
+    }
+}

@@ -1,0 +1,21 @@
+//! Capture: attaching to one Go process and turning what its runtime does into a profile, in
+//! stages that run one way: [`plan`] (hooks and struct offsets for the binary) -> [`attach`]
+//! (eBPF, aya) -> [`collect`] (read the kernel maps) -> [`symbolize`] -> [`encode`] (pprof).
+//! [`session`] wires them for one process; [`launch`] starts a command stopped at exec;
+//! [`preflight`] refuses early with one line per cause. The binary itself is read by the
+//! `gobinary` crate.
+
+pub mod attach;
+pub mod cgo;
+pub mod collect;
+pub mod encode;
+pub mod launch;
+pub mod libraries;
+pub mod mappings;
+pub mod plan;
+pub mod preflight;
+pub mod session;
+pub mod symbolize;
+
+/// The compiled eBPF object (probe-ebpf), built by build.rs with aya-build.
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/probe"));

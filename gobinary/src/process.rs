@@ -1,0 +1,111 @@
+//! The live process running a Go binary, as `/proc/PID` shows it: where its binary is mapped,
+//! its environment.
+
+use std::{fs, os::unix::fs::MetadataExt as _, path::PathBuf};
+
+use crate::elf::Segment;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("cannot read /proc/{0} (is the process still running?)")]
+    Proc(u32, #[source] std::io::Error),
+    #[error("process {0} has no executable mapping of its own binary in /proc/{0}/maps")]
+    NoTextMapping(u32),
+}
+
+/// One line of `/proc/PID/maps`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapEntry {
+    pub start: u64,
+    pub end: u64,
+    pub perms: String,
+    pub offset: u64,
+    pub inode: u64,
+    pub path: String,
+}
+
+pub fn proc_path(pid: u32, what: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/{what}"))
+}
+
+pub fn maps(pid: u32) -> Result<Vec<MapEntry>, ProcessError> {
+    let text =
+        fs::read_to_string(proc_path(pid, "maps")).map_err(|e| ProcessError::Proc(pid, e))?;
+    Ok(text.lines().filter_map(parse_map_line).collect())
+}
+
+fn parse_map_line(line: &str) -> Option<MapEntry> {
+    let mut fields = line.split_whitespace();
+    let (start, end) = fields.next()?.split_once('-')?;
+    let perms = fields.next()?.to_owned();
+    let offset = u64::from_str_radix(fields.next()?, 16).ok()?;
+    let _dev = fields.next()?;
+    let inode = fields.next()?.parse().ok()?;
+    let path = fields.collect::<Vec<_>>().join(" ");
+    Some(MapEntry {
+        start: u64::from_str_radix(start, 16).ok()?,
+        end: u64::from_str_radix(end, 16).ok()?,
+        perms,
+        offset,
+        inode,
+        path,
+    })
+}
+
+/// The executable mapping of the target's own binary and the load bias (runtime address minus
+/// link address; 0 for non-PIE).
+pub fn text_mapping(pid: u32, text: &Segment) -> Result<(MapEntry, u64), ProcessError> {
+    let inode = fs::metadata(proc_path(pid, "exe"))
+        .map_err(|e| ProcessError::Proc(pid, e))?
+        .ino();
+    let entry = maps(pid)?
+        .into_iter()
+        .find(|m| {
+            m.inode == inode
+                && m.perms.contains('x')
+                && m.offset <= text.offset
+                && text.offset < m.offset + (m.end - m.start)
+        })
+        .ok_or(ProcessError::NoTextMapping(pid))?;
+    let bias = (entry.start - entry.offset).wrapping_sub(text.vaddr - text.offset);
+    Ok((entry, bias))
+}
+
+/// `GODEBUG` from the target's environment at exec time.
+pub fn godebug(pid: u32) -> Option<String> {
+    let environ = fs::read(proc_path(pid, "environ")).ok()?;
+    environ
+        .split(|&b| b == 0)
+        .filter_map(|kv| kv.strip_prefix(b"GODEBUG="))
+        .next_back()
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_maps_lines() {
+        let line = "55d42be5f000-55d42bf60000 r-xp 00001000 fe:01 1234  /opt/my app/server";
+        let entry = parse_map_line(line).unwrap();
+        assert_eq!(entry.start, 0x55d4_2be5_f000);
+        assert_eq!(entry.offset, 0x1000);
+        assert_eq!(entry.inode, 1234);
+        assert_eq!(entry.path, "/opt/my app/server");
+        assert!(parse_map_line("garbage").is_none());
+    }
+
+    #[test]
+    fn finds_our_own_text_mapping() {
+        let pid = std::process::id();
+        let image = fs::read(proc_path(pid, "exe")).unwrap();
+        let elf = crate::elf::ElfInfo::parse(&image).unwrap();
+        let (entry, bias) = text_mapping(pid, elf.text_segment().unwrap()).unwrap();
+        assert!(entry.perms.contains('x'));
+        // The address of a function in this process, unbiased, lies in the text segment.
+        let here = finds_our_own_text_mapping as *const () as u64;
+        let text = elf.text_segment().unwrap();
+        assert!((text.vaddr..text.vaddr + text.memsz).contains(&(here - bias)));
+    }
+}

@@ -1,0 +1,25 @@
+//! The pprof profile model (google/pprof `profile.proto` as prost messages), a builder with
+//! interning and validation, a reader, a symbolic view for analysis, and the [`vocabulary`] that
+//! timerscope's recorder and analyzer share. See API.md.
+// Dev-dependencies serve the integration tests and examples, not the unit tests.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
+
+mod builder;
+mod error;
+pub mod proto;
+mod read;
+mod resolved;
+mod validate;
+pub mod vocabulary;
+mod write;
+
+pub use builder::{Frame, MappingSpec, ProfileBuilder, SampleLabel};
+pub use error::ProfileError;
+pub use proto::Profile;
+pub use read::{decode, read_file};
+pub use resolved::{FrameId, ResolvedFrame, ResolvedProfile, ResolvedSample, ValueKind};
+pub use validate::{InvalidProfile, validate};
+pub use write::{check_output_path, encode_gzip, write_atomic, write_bytes_atomic};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,70 @@
+//! One module per subcommand: its clap arguments and what it does with them.
+
+pub mod classify;
+pub mod diff;
+pub mod flamegraph;
+pub mod inspect;
+pub mod record;
+pub mod watch;
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use capture::attach::MapSizes;
+use clap::Args;
+use pprof::{Profile, read_file};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+/// Reads a profile file, naming it in the error.
+fn load_profile(path: &Path) -> anyhow::Result<Profile> {
+    read_file(path).with_context(|| format!("{}", path.display()))
+}
+
+/// Kernel map sizes. Overflows are counted and reported, never silent; raise these when they
+/// are.
+#[derive(Debug, Args)]
+pub struct MapSizeArgs {
+    /// Distinct (event, stack, callback) sites the kernel can count.
+    #[arg(long, default_value_t = MapSizes::default().sites)]
+    pub max_sites: u32,
+    /// Timers tracked as live at once.
+    #[arg(long, default_value_t = MapSizes::default().live)]
+    pub max_live: u32,
+    /// Distinct user stacks kept (about 1 KiB of kernel memory each).
+    #[arg(long, default_value_t = MapSizes::default().stacks,
+          value_parser = clap::value_parser!(u32).range(1..=(1 << 24)))]
+    pub max_stacks: u32,
+}
+
+impl From<&MapSizeArgs> for MapSizes {
+    fn from(args: &MapSizeArgs) -> Self {
+        Self {
+            sites: args.max_sites,
+            live: args.max_live,
+            stacks: args.max_stacks,
+        }
+    }
+}
+
+/// SIGINT and SIGTERM, caught for the whole of a capture command.
+pub struct StopSignals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl StopSignals {
+    pub fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// The name of the next stop signal received.
+    pub async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! `timerscope record`: attach to one process (or launch one), collect until the end, write one
+//! profile.
+
+use std::{
+    ffi::OsString,
+    path::PathBuf,
+    process::ExitStatus,
+    time::{Duration, Instant, SystemTime},
+};
+
+use capture::{
+    attach::MapSizes,
+    collect::Snapshot,
+    launch::Launched,
+    preflight,
+    session::{Session, report_drops},
+};
+use clap::Args;
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+use pprof::vocabulary::CommentKey;
+
+use super::{MapSizeArgs, StopSignals};
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Process to attach to. Without it, the command after `--` is launched and recorded from
+    /// its first instruction until it exits; its exit status is passed through.
+    #[arg(long, conflicts_with = "command", required_unless_present = "command")]
+    pub pid: Option<u32>,
+    /// Stop after this long (e.g. 30s, 5m). Without it, record until Ctrl-C or the target exits.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Where to write the profile [default: timerscope-PID-YYYYmmddTHHMMSS.pb.gz].
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub sizes: MapSizeArgs,
+    /// Command to launch and record.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+pub async fn run(args: RecordArgs) -> anyhow::Result<u8> {
+    let target = match args.pid {
+        Some(pid) => RecordTarget::Pid(pid),
+        None => RecordTarget::Command(args.command),
+    };
+    let outcome = record(RecordOptions {
+        target,
+        duration: args.duration,
+        output: args.output,
+        sizes: (&args.sizes).into(),
+    })
+    .await?;
+    println!("{}", outcome.output.display());
+    Ok(crate::exit::of_command(outcome.command_status))
+}
+
+/// What to record.
+pub enum RecordTarget {
+    /// A running process.
+    Pid(u32),
+    /// A command to launch and record from its first instruction.
+    Command(Vec<OsString>),
+}
+
+pub struct RecordOptions {
+    pub target: RecordTarget,
+    pub duration: Option<Duration>,
+    pub output: Option<PathBuf>,
+    pub sizes: MapSizes,
+}
+
+/// How a recording ended.
+pub struct RecordOutcome {
+    pub output: PathBuf,
+    pub snapshot: Snapshot,
+    /// Exit status of a launched command.
+    pub command_status: Option<ExitStatus>,
+}
+
+/// Why the recording stopped.
+#[derive(Debug, PartialEq, Eq)]
+enum Stop {
+    Duration,
+    Interrupted(&'static str),
+    TargetExited,
+}
+
+pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
+    // Handled from the start: a Ctrl-C that arrives while attaching ends the recording as soon
+    // as the probes are in place, instead of killing timerscope with nothing written.
+    let mut signals = StopSignals::new()?;
+    preflight::require_root("record")?;
+    preflight::require_kernel_features()?;
+    let (pid, mut launched) = match &options.target {
+        RecordTarget::Pid(pid) => (preflight::require_process(*pid)?, None),
+        RecordTarget::Command(argv) => {
+            let child = Launched::start(argv)?;
+            (child.pid(), Some(child))
+        }
+    };
+    let output = options
+        .output
+        .clone()
+        .unwrap_or_else(|| default_output(pid));
+    pprof::check_output_path(&output)?;
+    let mut session = Session::attach(pid, options.sizes)?;
+    let start = SystemTime::now();
+    let started = Instant::now();
+    let exited = launched.take().map(Launched::resume).transpose()?;
+    eprintln!(
+        "timerscope: recording pid {pid} ({}){}",
+        session.describe(),
+        match options.duration {
+            Some(d) => format!(" for {}", humantime::format_duration(d)),
+            None => " until Ctrl-C".to_owned(),
+        }
+    );
+
+    let mut exited = exited;
+    let (stop, mut command_status) = wait_for_end(
+        &mut signals,
+        &mut session,
+        exited.as_mut(),
+        options.duration,
+    )
+    .await;
+    session.detach();
+    let snapshot = session.snapshot()?;
+    let duration = started.elapsed();
+    let profile = session.encode(
+        &snapshot,
+        start,
+        duration,
+        &[CommentKey::StoppedBy.comment(format_args!("{stop:?}"))],
+    )?;
+    pprof::write_atomic(&output, &profile)?;
+    report_drops(&snapshot);
+    eprintln!(
+        "timerscope: {} after {:.1}s: {} events, {} live timers; profile written to {}",
+        match stop {
+            Stop::Duration => "done".to_owned(),
+            Stop::Interrupted(signal) => format!("stopped by {signal}"),
+            Stop::TargetExited => format!("target pid {pid} exited"),
+        },
+        duration.as_secs_f64(),
+        snapshot.total_events(),
+        snapshot.live.len(),
+        output.display()
+    );
+    let top = crate::summary::top_live_sites(&profile, 5);
+    if !top.is_empty() {
+        eprintln!("timerscope: live timers by the code that created them:");
+        for site in &top {
+            eprintln!("{site}");
+        }
+    }
+    if let Some(exited) = exited
+        && command_status.is_none()
+    {
+        if let Stop::Interrupted(_) = stop {
+            // We were asked to stop; pass that on to the command we started.
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        }
+        eprintln!("timerscope: waiting for the command (pid {pid}) to exit");
+        command_status = exited.await.ok().flatten();
+    }
+    Ok(RecordOutcome {
+        output,
+        snapshot,
+        command_status,
+    })
+}
+
+/// `timerscope-PID-YYYYmmddTHHMMSS.pb.gz`, local time.
+fn default_output(pid: u32) -> PathBuf {
+    let stamp = capture::session::file_timestamp(SystemTime::now(), false);
+    PathBuf::from(format!("timerscope-{pid}-{stamp}.pb.gz"))
+}
+
+/// Waits for the duration, a signal, or the target's exit, showing a status line on a terminal
+/// and draining mmap events meanwhile.
+async fn wait_for_end(
+    signals: &mut StopSignals,
+    session: &mut Session,
+    mut exited: Option<&mut tokio::task::JoinHandle<Option<ExitStatus>>>,
+    duration: Option<Duration>,
+) -> (Stop, Option<ExitStatus>) {
+    let deadline = duration.map(|d| tokio::time::Instant::now() + d);
+    let status = crate::status::StatusLine::start();
+    // Also how often new shared libraries are looked for: a short-lived target may exit soon.
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let launched = exited.is_some();
+    loop {
+        tokio::select! {
+            signal = signals.recv() => return (Stop::Interrupted(signal), None),
+            _ = async { tokio::time::sleep_until(deadline.unwrap()).await }, if deadline.is_some() => {
+                return (Stop::Duration, None);
+            }
+            result = async { exited.as_mut().unwrap().await }, if launched => {
+                return (Stop::TargetExited, result.ok().flatten());
+            }
+            _ = tick.tick() => {
+                if !launched && !preflight::process_alive(session.pid) {
+                    return (Stop::TargetExited, None);
+                }
+                session.drain();
+                if let Some((events, live, drops)) = session.counters() {
+                    status.show(events, live, drops);
+                }
+            }
+        }
+    }
+}
