@@ -82,6 +82,21 @@ string_enum! {
         MunmapBytes => "munmap_bytes",
         /// Bytes still mapped at the end, at the stack that mapped them.
         MmapLiveBytes => "mmap_live_bytes",
+        /// Timers pending in the runtime's own timer heaps, read from process memory at the end
+        /// (label `source=snapshot`), at their creating stack or their callback.
+        TimersPending => "timers_pending",
+        /// Goroutines read from process memory at the end, at their current stack (labels
+        /// `wait_reason`, `created_by`, numeric `wait_seconds`).
+        Goroutines => "goroutines",
+        /// Goroutines created during the recording, at the creating stack.
+        GoroutinesCreated => "goroutines_created",
+        /// Goroutines that exited during the recording, at the stack that created them.
+        GoroutinesExited => "goroutines_exited",
+        /// C heap bytes allocated during the recording and not freed by its end, at the Go
+        /// stack that called into C.
+        CHeapLiveBytes => "c_heap_live_bytes",
+        /// C heap bytes allocated during the recording, at the Go stack that called into C.
+        CHeapAllocBytes => "c_heap_alloc_bytes",
     }
 }
 
@@ -92,7 +107,11 @@ impl SampleType {
     pub const fn unit(self) -> &'static str {
         match self {
             SampleType::TimerFireDelay => "nanoseconds",
-            SampleType::MmapBytes | SampleType::MunmapBytes | SampleType::MmapLiveBytes => "bytes",
+            SampleType::MmapBytes
+            | SampleType::MunmapBytes
+            | SampleType::MmapLiveBytes
+            | SampleType::CHeapLiveBytes
+            | SampleType::CHeapAllocBytes => "bytes",
             _ => "count",
         }
     }
@@ -199,6 +218,25 @@ string_enum! {
         Period => "period",
         /// How long until a live timer is due; negative when overdue (numeric, nanoseconds).
         DueIn => "due_in",
+        /// Which capture tier produced a sample: [`Source`].
+        Source => "source",
+        /// Why a goroutine is parked, as Go names it (`chan receive`, `select`, ...).
+        WaitReason => "wait_reason",
+        /// The function and line of the `go` statement that created a goroutine, as
+        /// `function (file:line)`.
+        CreatedBy => "created_by",
+        /// How long a goroutine has been waiting, as far as the runtime knows (numeric, seconds).
+        WaitSeconds => "wait_seconds",
+    }
+}
+
+string_enum! {
+    /// Values of label `source`: what produced a sample.
+    pub enum Source {
+        /// Read from the runtime's own state in process memory (no probes).
+        Snapshot => "snapshot",
+        /// Counted by uprobes or tracepoints.
+        Probe => "probe",
     }
 }
 
