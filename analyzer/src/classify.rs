@@ -981,9 +981,6 @@ fn goroutines_by_creator(profile: &ResolvedProfile, column: SampleType) -> BTree
     counts
 }
 
-/// Goroutines of one creation site, blocked for the same reason at the same place.
-type GoroutineKey = (Site, String, String);
-
 fn goroutine_leaks(series: &[&ResolvedProfile], report: &mut ClassifyReport) {
     let groups = per_site(
         series,
@@ -1020,9 +1017,9 @@ fn goroutine_leaks(series: &[&ResolvedProfile], report: &mut ClassifyReport) {
             || (piled_up >= GOROUTINE_LEAK_MIN && blocked >= GOROUTINE_LEAK_MIN)
         {
             Severity::High
-        } else if rising && trend.last - trend.first >= GOROUTINE_LEAK_MIN {
-            Severity::Medium
-        } else if blocked >= GOROUTINE_SINGLE_MEDIUM {
+        } else if (rising && trend.last - trend.first >= GOROUTINE_LEAK_MIN)
+            || blocked >= GOROUTINE_SINGLE_MEDIUM
+        {
             Severity::Medium
         } else {
             continue;
@@ -1122,10 +1119,10 @@ mod tests {
 
     /// A timerscope recording of `seconds` whose samples are (stack leaf first, sample type,
     /// value, labels).
-    fn recording(
-        seconds: i64,
-        samples: &[(&[(&str, i64)], SampleType, i64, Vec<SampleLabel>)],
-    ) -> ResolvedProfile {
+    /// (stack leaf first, sample type, value, labels)
+    type TestSample<'a> = (&'a [(&'a str, i64)], SampleType, i64, Vec<SampleLabel>);
+
+    fn recording(seconds: i64, samples: &[TestSample]) -> ResolvedProfile {
         let mut builder = ProfileBuilder::new(&SampleType::pairs(), SampleType::DEFAULT.as_str());
         builder
             .time_nanos(1)
@@ -1149,15 +1146,7 @@ mod tests {
     ];
     const CREATOR: &[(&str, i64)] = &[("main.spawn", 20), ("main.main", 10)];
 
-    fn blocked(
-        n: i64,
-        reason: &str,
-    ) -> (
-        &'static [(&'static str, i64)],
-        SampleType,
-        i64,
-        Vec<SampleLabel>,
-    ) {
+    fn blocked(n: i64, reason: &str) -> TestSample<'static> {
         (
             BLOCKED,
             SampleType::Goroutines,
