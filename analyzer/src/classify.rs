@@ -11,8 +11,8 @@ use std::str::FromStr;
 use serde::Serialize;
 
 use pprof::vocabulary::{
-    ChannelMode, CommentKey, LabelKey, MappingClass, SampleType, SyntheticFrame, TimerFamily,
-    TimerKind, go_sample_type,
+    ChannelMode, CommentKey, LabelKey, MappingClass, MemoryNumbers, SampleType, SyntheticFrame,
+    TimerFamily, TimerKind, go_sample_type,
 };
 use pprof::{ResolvedFrame, ResolvedProfile, ResolvedSample};
 
@@ -264,6 +264,7 @@ pub fn classify(profiles: &[ResolvedProfile]) -> ClassifyReport {
         groups.entry(key).or_default().push(p);
     }
     let mut report = ClassifyReport::default();
+    let mut process_wide = Vec::new();
     for (key, mut series) in groups {
         series.sort_by_key(|p| p.time_nanos);
         let has = |ty: &str| series[0].has_sample_type(ty);
@@ -286,12 +287,27 @@ pub fn classify(profiles: &[ResolvedProfile]) -> ClassifyReport {
             applied = true;
             goroutine_leaks(&series, &mut report);
         }
+        if let Some(finding) = rss_outside_heap(&series) {
+            applied = true;
+            process_wide.push(finding);
+        }
         if !applied {
             report.notes.push(format!(
                 "{} profile(s) with sample types {key} have no classification rules",
                 series.len()
             ));
         }
+    }
+    // RSS growing outside the Go heap is the finding of last resort: a site that allocates
+    // the memory is the better answer.
+    let explained = report.findings.iter().any(|f| {
+        matches!(
+            f.kind,
+            FindingKind::MmapGrowth | FindingKind::CHeapGrowth | FindingKind::HeapGrowth
+        )
+    });
+    if !explained {
+        report.findings.extend(process_wide);
     }
     fold_timers_into_goroutine_leaks(&mut report);
     report.findings.sort_by(|a, b| {
@@ -933,6 +949,74 @@ fn goroutine_growth(series: &[&ResolvedProfile], report: &mut ClassifyReport) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// RSS or Sys growing while the Go heap stays flat
+
+/// The frame a finding names when no code site is to blame: the process as a whole.
+const PROCESS_FRAME: &str = "[process]";
+
+/// RSS or the runtime's `Sys` growing faster than the leak threshold while `HeapAlloc` grew by
+/// less than a quarter as much, from the memory numbers at the start of the first recording
+/// and the end of the last: memory outside the Go heap (C heap, mappings, goroutine stacks).
+fn rss_outside_heap(series: &[&ResolvedProfile]) -> Option<Finding> {
+    let (first, last) = (series[0], series[series.len() - 1]);
+    let numbers = |p: &ResolvedProfile, key| p.comment_value(key).map(MemoryNumbers::parse);
+    let start = numbers(first, CommentKey::MemoryStart)?;
+    let end = numbers(last, CommentKey::MemoryEnd)?;
+    let span = (last.time_nanos + last.duration_nanos.max(0) - first.time_nanos) as f64 / 1e9;
+    let growth = |f: fn(&MemoryNumbers) -> Option<u64>| -> Option<f64> {
+        Some(f(&end)? as f64 - f(&start)? as f64)
+    };
+    let rss = growth(|n| n.rss);
+    let sys = growth(|n| n.sys);
+    let heap = growth(|n| n.heap_alloc)?;
+    let (what, grown) = match (rss, sys) {
+        (Some(r), Some(s)) if s > r => ("Sys", s),
+        (Some(r), _) => ("RSS", r),
+        (None, Some(s)) => ("Sys", s),
+        (None, None) => return None,
+    };
+    if span <= 0.0 || grown / span <= BYTES_SLOPE_LEAK || heap >= grown / 4.0 {
+        return None;
+    }
+    let kept = |ty: SampleType| {
+        last.column(ty).map_or(0.0, |i| {
+            last.samples
+                .iter()
+                .filter(|s| {
+                    last.stack(s)
+                        .next()
+                        .is_some_and(|leaf| leaf.function != PRE_EXISTING_FRAME)
+                })
+                .map(|s| s.values[i] as f64)
+                .sum()
+        })
+    };
+    let stacks = growth(|n| n.stack_inuse).unwrap_or(0.0);
+    let rate = grown / span;
+    Some(Finding {
+        kind: FindingKind::RssOutsideHeap,
+        severity: if rate > 10.0 * BYTES_SLOPE_LEAK {
+            Severity::High
+        } else {
+            Severity::Medium
+        },
+        function: PROCESS_FRAME.to_owned(),
+        file: String::new(),
+        line: 0,
+        evidence: format!(
+            "{what} grew by {} in {span:.1} s ({}/s) while HeapAlloc changed by {}; of the latest recording, mappings made during it hold {}, the C heap {}, and goroutine stacks grew by {}.",
+            mebibytes(grown),
+            mebibytes(rate),
+            mebibytes(heap),
+            mebibytes(kept(SampleType::MmapLiveBytes)),
+            mebibytes(kept(SampleType::CHeapLiveBytes)),
+            mebibytes(stacks),
+        ),
+        suggestion: "Memory outside the Go heap is growing: record with C heap probes on (the default of `timerscope record` for cgo programs) to find the C call site, look for goroutines piling up (each holds a stack), and check mmap-backed caches; GODEBUG=madvdontneed=1 only changes when freed heap is returned.".to_owned(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
 // Goroutines blocked for good (timerscope's goroutine snapshots, with creation counts from probes)
 
 /// Blocked goroutines of one creation site at one place: below this, a few stuck goroutines
@@ -1244,6 +1328,61 @@ mod tests {
         assert_eq!(report.findings[0].kind, FindingKind::CHeapGrowth);
         assert_eq!(report.findings[0].severity, Severity::Medium);
         assert_eq!(report.findings[0].function, "main.leakC");
+    }
+
+    fn with_memory(
+        mut profile: ResolvedProfile,
+        start: (u64, u64),
+        end: (u64, u64),
+    ) -> ResolvedProfile {
+        let numbers = |(rss, heap_alloc)| MemoryNumbers {
+            rss: Some(rss),
+            heap_alloc: Some(heap_alloc),
+            ..MemoryNumbers::default()
+        };
+        profile
+            .comments
+            .push(numbers(start).comment(CommentKey::MemoryStart));
+        profile
+            .comments
+            .push(numbers(end).comment(CommentKey::MemoryEnd));
+        profile
+    }
+
+    #[test]
+    fn rss_growing_while_the_heap_is_flat_is_outside_the_heap() {
+        let mib = 1 << 20;
+        let profile = with_memory(recording(8, &[]), (10 * mib, 4 * mib), (80 * mib, 5 * mib));
+        let report = classify(&[profile]);
+        assert_eq!(report.findings.len(), 1, "{report:#?}");
+        let finding = &report.findings[0];
+        assert_eq!(finding.kind, FindingKind::RssOutsideHeap);
+        assert_eq!(finding.function, "[process]");
+        assert!(
+            finding.evidence.contains("RSS grew by 70.0 MiB"),
+            "{}",
+            finding.evidence
+        );
+
+        // The heap grew as much: that is heap growth, not memory outside it.
+        let profile = with_memory(recording(8, &[]), (10 * mib, 4 * mib), (80 * mib, 70 * mib));
+        assert!(classify(&[profile]).findings.is_empty());
+        // A C heap site explains it: that finding is the answer, not the process-wide one.
+        let site: &[(&str, i64)] = &[("runtime.cgocall", 1), ("main.leakC", 44)];
+        let profile = with_memory(
+            recording(
+                8,
+                &[(site, SampleType::CHeapLiveBytes, 60 * mib as i64, vec![])],
+            ),
+            (10 * mib, 4 * mib),
+            (80 * mib, 5 * mib),
+        );
+        let kinds: Vec<FindingKind> = classify(&[profile])
+            .findings
+            .iter()
+            .map(|f| f.kind)
+            .collect();
+        assert_eq!(kinds, [FindingKind::CHeapGrowth]);
     }
 
     #[test]
