@@ -161,6 +161,11 @@ impl Encoder<'_> {
             // The fire-time stack is the scheduler's and says nothing about the timer's origin.
             return self.synthetic(SyntheticFrame::TimerCreatedBeforeAttach);
         }
+        if site.flags & site_flag::STACK_SAMPLED_OUT != 0 {
+            let mut locations = self.stack(&site_frames(site, snapshot));
+            locations.extend(self.synthetic(SyntheticFrame::StackSampledOut));
+            return locations;
+        }
         self.stack(&site_frames(site, snapshot))
     }
 
