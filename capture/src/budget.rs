@@ -13,7 +13,7 @@ use std::{
 
 use anyhow::Context as _;
 use pprof::vocabulary::CommentKey;
-use probe_common::event;
+use probe_common::{event, hook_flag};
 
 use crate::{attach::ProgramStats, session::Session};
 
@@ -132,7 +132,11 @@ impl OverheadBudget {
             .as_secs();
         self.steps.push(format!("{unix} {what}"));
         // The next window starts after the step, so it measures the new state.
-        self.last = None;
+        self.last = session.probe_cost().map(|(stats, hits)| Reading {
+            at: Instant::now(),
+            stats,
+            hits,
+        });
         Ok(Some(Step(format!(
             "probe overhead {} over the budget of {}: {what}; capture tier now {}",
             percent(ratio),
@@ -143,15 +147,23 @@ impl OverheadBudget {
 
     /// Takes one step; `None` when nothing is left to take.
     fn step_down(&self, session: &mut Session, busy: &[u64]) -> anyhow::Result<Option<String>> {
-        let plan_events: Vec<u32> = session.plan.hooks.iter().map(|h| h.plan.event).collect();
+        // Reset and stop hooks; a creation-tier hook sees creations alone, whose stacks are
+        // what the profile is for.
+        let resets_or_stops: Vec<bool> = session
+            .plan
+            .hooks
+            .iter()
+            .map(|h| {
+                matches!(h.plan.event, event::RESET | event::STOPPED)
+                    && h.plan.flags & hook_flag::CREATION_ONLY == 0
+            })
+            .collect();
         let busiest = |eligible: &dyn Fn(usize) -> bool| {
             (0..busy.len())
                 .filter(|&i| busy[i] > 0 && session.hook_attached(i) && eligible(i))
                 .max_by_key(|&i| busy[i])
         };
-        let samplable = |i: usize| {
-            matches!(plan_events[i], event::RESET | event::STOPPED) && !session.stacks_sampled(i)
-        };
+        let samplable = |i: usize| resets_or_stops[i] && !session.stacks_sampled(i);
         if let Some(hook) = busiest(&samplable) {
             session.sample_stacks(hook, SAMPLED_STACK_RATE)?;
             return Ok(Some(format!(
