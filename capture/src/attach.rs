@@ -213,12 +213,10 @@ impl Probe {
             return Ok(());
         };
         let program: &mut UProbe = program_mut(&mut self.ebpf, TIMER_PROGRAM)?;
-        program
-            .detach(link)
-            .map_err(|source| AttachError::Program {
-                name: TIMER_PROGRAM,
-                source,
-            })
+        program.detach(link).map_err(|source| AttachError::Program {
+            name: TIMER_PROGRAM,
+            source,
+        })
     }
 
     /// Whether a timer hook is still attached.

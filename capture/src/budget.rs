@@ -192,7 +192,11 @@ impl OverheadBudget {
         if let Some(ratio) = self.ratio {
             comments.push(CommentKey::ProbeOverheadRatio.comment(format!("{ratio:.6}")));
         }
-        comments.extend(self.steps.iter().map(|s| CommentKey::CaptureStep.comment(s)));
+        comments.extend(
+            self.steps
+                .iter()
+                .map(|s| CommentKey::CaptureStep.comment(s)),
+        );
         comments
     }
 }

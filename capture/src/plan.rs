@@ -611,7 +611,11 @@ mod tests {
             // Every hook is in some tier; `all` never probes a creation twice.
             let all = hook_specs(family, abi, Events::All);
             assert_eq!(
-                all.len() + create.iter().filter(|s| !s.tiers.contains(&Events::All)).count(),
+                all.len()
+                    + create
+                        .iter()
+                        .filter(|s| !s.tiers.contains(&Events::All))
+                        .count(),
                 family_specs(family, abi).len(),
                 "1.{minor}"
             );

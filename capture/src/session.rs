@@ -247,9 +247,8 @@ impl Session {
                 .collect::<Vec<_>>()
                 .join(",")
         };
-        let hooks = names(
-            &mut (0..self.plan.hooks.len()).filter(|i| !self.detached_hooks.contains(i)),
-        );
+        let hooks =
+            names(&mut (0..self.plan.hooks.len()).filter(|i| !self.detached_hooks.contains(i)));
         let detached = names(&mut self.detached_hooks.iter().copied());
         let sampled = self
             .stack_sampling

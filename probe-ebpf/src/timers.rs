@@ -16,8 +16,8 @@ use probe_common::{
 
 use crate::{
     maps::{
-        DELAY_HIST, HOOK_HITS, HOOKS, LIVE, SITES, STACK_SAMPLING, STACKS_SAMPLED_OUT, TIMER_WORKERS,
-        bump, config, count_drop, entry, target_thread,
+        DELAY_HIST, HOOK_HITS, HOOKS, LIVE, SITES, STACK_SAMPLING, STACKS_SAMPLED_OUT,
+        TIMER_WORKERS, bump, config, count_drop, entry, target_thread,
     },
     regs::{Registers, read_source, read_u64, register, try_read_u64},
     stacks::{Frames, user_stack},

@@ -399,7 +399,10 @@ fn metrics_when(addr: &str, ready: impl Fn(&str) -> bool) -> String {
         if ready(&page) {
             return page;
         }
-        assert!(Instant::now() < deadline, "metrics never got there:\n{page}");
+        assert!(
+            Instant::now() < deadline,
+            "metrics never got there:\n{page}"
+        );
         thread::sleep(Duration::from_millis(250));
     }
 }
@@ -435,7 +438,9 @@ fn watch_by_default_probes_creation_only_and_still_names_the_leaking_site() {
         page.contains(&format!("timerscope_probe_overhead_ratio{labels}"))
     });
     assert!(
-        page.contains(&format!("timerscope_capture_tier{labels},tier=\"create\"}} 1")),
+        page.contains(&format!(
+            "timerscope_capture_tier{labels},tier=\"create\"}} 1"
+        )),
         "{page}"
     );
     let ratio = metric(&page, &format!("timerscope_probe_overhead_ratio{labels}")).unwrap();
@@ -514,7 +519,14 @@ fn an_overhead_budget_too_small_steps_down_and_says_so_everywhere() {
         "{page}"
     );
     assert!(metric(&page, &format!("timerscope_probe_overhead_ratio{labels}")).unwrap() > 0.0001);
-    assert!(metric(&page, &format!("timerscope_stacks_sampled_out_total{labels}")).unwrap() > 0.0);
+    assert!(
+        metric(
+            &page,
+            &format!("timerscope_stacks_sampled_out_total{labels}")
+        )
+        .unwrap()
+            > 0.0
+    );
     fixture.summary();
     watcher.wait_for(&format!("pid {pid} exited"));
 
@@ -528,7 +540,10 @@ fn an_overhead_budget_too_small_steps_down_and_says_so_everywhere() {
     assert!(steps.len() >= 2, "{:?}", last.comments);
     assert!(steps[0].contains("walking the stack of"), "{steps:?}");
     assert!(steps.iter().any(|s| s.contains("detached")), "{steps:?}");
-    assert!(last.comment_value("detached_hooks").is_some_and(|h| !h.is_empty()));
+    assert!(
+        last.comment_value("detached_hooks")
+            .is_some_and(|h| !h.is_empty())
+    );
     assert_ne!(last.comment_value("capture_tier"), Some("all"));
     // Sampled-out events are still counted, at their caller under a frame that says so.
     let sampled_out: i64 = profiles

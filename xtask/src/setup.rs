@@ -23,6 +23,9 @@ const APT_PACKAGES: &[&str] = &[
     "golang-1.19-go",
     "bpftrace",
     "strace",
+    // The servers row of the bench: a real Go server under load.
+    "caddy",
+    "wrk",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";

@@ -191,7 +191,13 @@ pub fn render(processes: &[ProcessMetrics<'_>]) -> String {
         "Steps down the overhead budget took (stack walks sampled, hooks detached).",
         processes
             .iter()
-            .map(|p| format!("timerscope_capture_steps_total{{{}}} {}", labels(p), p.steps))
+            .map(|p| {
+                format!(
+                    "timerscope_capture_steps_total{{{}}} {}",
+                    labels(p),
+                    p.steps
+                )
+            })
             .collect(),
     );
     family(
@@ -347,7 +353,9 @@ mod tests {
             max_overhead_ratio: 0.01,
             steps: 1,
         }]);
-        assert!(page.contains("timerscope_capture_tier{pid=\"42\",exe=\"svc\",tier=\"sampled\"} 1"));
+        assert!(
+            page.contains("timerscope_capture_tier{pid=\"42\",exe=\"svc\",tier=\"sampled\"} 1")
+        );
         assert!(page.contains("timerscope_probe_overhead_ratio{pid=\"42\",exe=\"svc\"} 0.0025"));
         assert!(
             page.contains(

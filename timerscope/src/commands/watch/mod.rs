@@ -72,7 +72,9 @@ pub struct WatchArgs {
 fn parse_percent(text: &str) -> Result<f64, String> {
     match text.trim_end_matches('%').parse::<f64>() {
         Ok(pct) if pct > 0.0 && pct.is_finite() => Ok(pct),
-        _ => Err(format!("{text:?} is not a positive percentage (e.g. 1 or 0.5)")),
+        _ => Err(format!(
+            "{text:?} is not a positive percentage (e.g. 1 or 0.5)"
+        )),
     }
 }
 
