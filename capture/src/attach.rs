@@ -8,7 +8,7 @@ use aya::{
     maps::{Array, Map, MapData, RingBuf},
     programs::{
         TracePoint, UProbe,
-        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope},
     },
 };
 use probe_common::{HookPlan, TargetConfig};
@@ -70,6 +70,17 @@ pub struct Probe {
     pub ebpf: Ebpf,
     /// Completed mmap-family calls, drained by [`crate::collect::drain_mmap_events`].
     pub mmap_events: RingBuf<MapData>,
+    /// Each timer hook's uprobe link, by hook index; `None` once detached.
+    links: Vec<Option<UProbeLinkId>>,
+    /// The uprobe programs loaded (their run time is the target's).
+    uprobe_programs: Vec<&'static str>,
+}
+
+/// What the kernel's BPF statistics say about a set of programs (cumulative since load).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProgramStats {
+    pub run_time_ns: u64,
+    pub run_count: u64,
 }
 
 const TIMER_PROGRAM: &str = "timer_hook";
@@ -133,21 +144,25 @@ impl Probe {
             name: TIMER_PROGRAM,
             source,
         })?;
+        let mut links = Vec::with_capacity(plan.hooks.len());
         for (index, hook) in plan.hooks.iter().enumerate() {
             let point = UProbeAttachPoint {
                 location: UProbeAttachLocation::AbsoluteOffset(hook.file_offset),
                 // The cookie selects the hook's plan in HOOKS.
                 cookie: Some(index as u64),
             };
-            program
+            let link = program
                 .attach(point, binary, UProbeScope::OneProcess(pid))
                 .map_err(|source| AttachError::Uprobe {
                     symbol: hook.symbol,
                     source,
                 })?;
+            links.push(Some(link));
         }
 
+        let mut uprobe_programs = vec![TIMER_PROGRAM];
         if let Some(cgo) = cgo {
+            uprobe_programs.extend([CGO_CALL_PROGRAM, CGO_RETURN_PROGRAM]);
             for name in [CGO_CALL_PROGRAM, CGO_RETURN_PROGRAM] {
                 let program: &mut UProbe = program_mut(&mut ebpf, name)?;
                 program
@@ -184,8 +199,68 @@ impl Probe {
             source,
         })?;
         set_armed(&mut ebpf, true)?;
-        Ok(Self { ebpf, mmap_events })
+        Ok(Self {
+            ebpf,
+            mmap_events,
+            links,
+            uprobe_programs,
+        })
     }
+
+    /// Detaches one timer hook (by plan index); the others keep counting. Idempotent.
+    pub fn detach_hook(&mut self, index: usize) -> Result<(), AttachError> {
+        let Some(link) = self.links.get_mut(index).and_then(Option::take) else {
+            return Ok(());
+        };
+        let program: &mut UProbe = program_mut(&mut self.ebpf, TIMER_PROGRAM)?;
+        program.detach(link).map_err(|source| AttachError::Program {
+            name: TIMER_PROGRAM,
+            source,
+        })
+    }
+
+    /// Whether a timer hook is still attached.
+    pub fn hook_attached(&self, index: usize) -> bool {
+        self.links.get(index).is_some_and(Option::is_some)
+    }
+
+    /// Makes hook `index` walk its stack at one hit in `rate` (1: every hit).
+    pub fn set_stack_sampling(&mut self, index: usize, rate: u32) -> Result<(), AttachError> {
+        let map_error = |source| AttachError::Map {
+            name: "STACK_SAMPLING",
+            source,
+        };
+        let mut sampling: Array<_, u32> = Array::try_from(
+            self.ebpf
+                .map_mut("STACK_SAMPLING")
+                .expect("STACK_SAMPLING is defined in probe-ebpf"),
+        )
+        .map_err(map_error)?;
+        sampling.set(index as u32, rate, 0).map_err(map_error)
+    }
+
+    /// Run time and run count of the uprobe programs, from the kernel's BPF statistics (zero
+    /// unless [`enable_run_time_stats`] holds them on).
+    pub fn uprobe_stats(&self) -> Result<ProgramStats, AttachError> {
+        let mut total = ProgramStats::default();
+        for &name in &self.uprobe_programs {
+            let info = self
+                .ebpf
+                .program(name)
+                .expect("program is defined in probe-ebpf")
+                .info()
+                .map_err(|source| AttachError::Program { name, source })?;
+            total.run_time_ns += info.run_time().as_nanos() as u64;
+            total.run_count += info.run_count();
+        }
+        Ok(total)
+    }
+}
+
+/// Turns on the kernel's BPF run-time statistics for as long as the returned descriptor is open
+/// (`BPF_ENABLE_STATS`; the kernel counts run time and runs of every program meanwhile).
+pub fn enable_run_time_stats() -> Result<std::os::fd::OwnedFd, std::io::Error> {
+    aya::sys::enable_stats(aya::sys::Stats::RunTime).map_err(|error| error.io_error)
 }
 
 /// Arms or disarms every probe at once (see `ARMED` in probe-ebpf).
@@ -203,11 +278,12 @@ fn set_armed(ebpf: &mut Ebpf, armed: bool) -> Result<(), AttachError> {
 }
 
 /// Maps the probes fill, read by [`crate::collect`].
-const PROBE_MAPS: [&str; 7] = [
+const PROBE_MAPS: [&str; 8] = [
     "SITES",
     "LIVE",
     "STACKS",
     "HOOK_HITS",
+    "STACKS_SAMPLED_OUT",
     "DROPS",
     "DELAY_HIST",
     "TIMER_WORKERS",

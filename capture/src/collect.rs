@@ -35,6 +35,8 @@ pub struct Snapshot {
     pub stacks: HashMap<u64, Vec<u64>>,
     /// Probe hits per hook index.
     pub hook_hits: Vec<u64>,
+    /// Hits whose stack walk was sampled out, per hook index (`watch --max-overhead`).
+    pub stacks_sampled_out: Vec<u64>,
     /// Losses per `probe_common::drop` reason.
     pub drops: [u64; drop::COUNT as usize],
     /// Timer fires by lateness: bucket `b` counts delays in `[2^(b-1), 2^b)` ns.
@@ -126,6 +128,7 @@ impl Snapshot {
             mappings: self.mappings.totals_since(&earlier.mappings),
             stacks: self.stacks.clone(),
             hook_hits: minus(&self.hook_hits, &earlier.hook_hits),
+            stacks_sampled_out: minus(&self.stacks_sampled_out, &earlier.stacks_sampled_out),
             drops,
             fire_delays: minus(&self.fire_delays, &earlier.fire_delays),
             timer_workers,
@@ -186,6 +189,11 @@ pub fn live_count(ebpf: &impl Maps) -> usize {
     BpfHashMap::<_, u64, LiveTimer>::try_from(map(ebpf, "LIVE"))
         .map(|live| live.keys().count())
         .unwrap_or(0)
+}
+
+/// Probe hits per hook so far.
+pub fn hook_hits(ebpf: &impl Maps, hooks: usize) -> Result<Vec<u64>, CollectError> {
+    per_cpu_sums(ebpf, "HOOK_HITS", hooks as u32)
 }
 
 /// Probe hits and drops alone, for the status line.
@@ -256,6 +264,7 @@ pub fn snapshot(
     }
 
     let hook_hits = per_cpu_sums(ebpf, "HOOK_HITS", hooks as u32)?;
+    let stacks_sampled_out = per_cpu_sums(ebpf, "STACKS_SAMPLED_OUT", hooks as u32)?;
     let drop_sums = per_cpu_sums(ebpf, "DROPS", drop::COUNT)?;
     let mut drops = [0; drop::COUNT as usize];
     drops.copy_from_slice(&drop_sums);
@@ -279,6 +288,7 @@ pub fn snapshot(
         mappings,
         stacks,
         hook_hits,
+        stacks_sampled_out,
         drops,
         fire_delays,
         timer_workers,

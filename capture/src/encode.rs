@@ -200,6 +200,11 @@ impl<'a> Encoder<'a> {
             // The fire-time stack is the scheduler's and says nothing about the timer's origin.
             return self.synthetic(SyntheticFrame::TimerCreatedBeforeAttach);
         }
+        if site.flags & site_flag::STACK_SAMPLED_OUT != 0 {
+            let mut locations = self.stack(&site_frames(site, snapshot));
+            locations.extend(self.synthetic(SyntheticFrame::StackSampledOut));
+            return locations;
+        }
         self.stack(&site_frames(site, snapshot))
     }
 

@@ -7,6 +7,8 @@
 //! `gobinary` crate.
 
 pub mod attach;
+pub mod budget;
+pub mod calibrate;
 pub mod cgo;
 pub mod collect;
 pub mod encode;

@@ -6,7 +6,7 @@
 use gobinary::{
     GoBinary, GoVersion, RuntimeLayout, Symbol, UnsupportedGo, body, layout::LayoutSource, prologue,
 };
-use pprof::vocabulary::{ChannelMode, TimerFamily};
+use pprof::vocabulary::{ChannelMode, Events, TimerFamily};
 use probe_common::{HookPlan, TargetConfig, ValueSource, event, hook_flag, reg};
 
 /// Where in its function a hook's probe goes, and what decoding that function fills into the
@@ -25,20 +25,34 @@ enum Placement {
     AtCallbackCall,
     /// On the instruction the callback returns to.
     AfterCallbackCall,
+    /// On the function's only direct call of this function, where that call's arguments are in
+    /// place (Go 1.23+ `time.newTimer` calling `(*timer).modify`: the creation alone).
+    AtCallOf(&'static str),
 }
 
 struct HookSpec {
     symbol: &'static str,
     placement: Placement,
     plan: HookPlan,
+    /// The `--events` tiers that probe this hook.
+    tiers: &'static [Events],
 }
 
-/// A hook probed right after the stack check.
+/// A hook probed right after the stack check, in `--events all`.
 const fn at_entry(symbol: &'static str, plan: HookPlan) -> HookSpec {
     HookSpec {
         symbol,
         placement: Placement::AfterStackCheck,
         plan,
+        tiers: &[Events::All],
+    }
+}
+
+/// A creation hook probed right after the stack check: in `--events all` and `create`.
+const fn creation_at_entry(symbol: &'static str, plan: HookPlan) -> HookSpec {
+    HookSpec {
+        tiers: &[Events::All, Events::Create],
+        ..at_entry(symbol, plan)
     }
 }
 
@@ -110,6 +124,7 @@ const fn in_body(symbol: &'static str, placement: Placement, plan: HookPlan) -> 
             flags: plan.flags | hook_flag::IN_BODY,
             ..plan
         },
+        tiers: &[Events::All],
     }
 }
 
@@ -118,7 +133,7 @@ const fn in_body(symbol: &'static str, placement: Placement, plan: HookPlan) -> 
 /// without calling addtimer. Fires happen inside timerproc, which is also timed per goroutine.
 /// Verified live on ibazel 0.10.3 (go1.12.5) and 0.11.1 (go1.13.5).
 const TIMERPROC_HOOKS: &[HookSpec] = &[
-    at_entry(
+    creation_at_entry(
         "runtime.addtimer",
         HookPlan {
             flags: hook_flag::CREATE_IF_UNINITIALIZED,
@@ -153,7 +168,7 @@ const TIMERPROC_HOOKS: &[HookSpec] = &[
 /// Family A in the stack ABI (Go 1.14-1.16): the same functions as 1.17+, arguments on the
 /// stack. Verified live on ibazel 0.15.10 (go1.14.2) and etcd 3.5.1 (go1.16.3).
 const STACK_STATUS_WORD_HOOKS: &[HookSpec] = &[
-    at_entry("runtime.addtimer", timer_in(event::CREATED, arg(0))),
+    creation_at_entry("runtime.addtimer", timer_in(event::CREATED, arg(0))),
     at_entry("runtime.modtimer", STACK_MODTIMER),
     at_entry("runtime.deltimer", timer_in(event::STOPPED, arg(0))),
     // runOneTimer(pp *p, t *timer, now int64)
@@ -167,7 +182,7 @@ const STACK_STATUS_WORD_HOOKS: &[HookSpec] = &[
 /// Family A, register ABI (Go 1.17-1.22). Verified live on 1.19/1.21/1.22, and on ibazel
 /// 0.16.2 (go1.17.6).
 const STATUS_WORD_HOOKS: &[HookSpec] = &[
-    at_entry("runtime.addtimer", timer_in(event::CREATED, reg(reg::RAX))),
+    creation_at_entry("runtime.addtimer", timer_in(event::CREATED, reg(reg::RAX))),
     at_entry("runtime.modtimer", modify(event::RESET, 0)),
     at_entry("runtime.deltimer", timer_in(event::STOPPED, reg(reg::RAX))),
     at_entry("runtime.runOneTimer", fire(reg(reg::RBX), reg(reg::RCX))),
@@ -178,8 +193,19 @@ const STATUS_WORD_HOOKS: &[HookSpec] = &[
 ];
 
 /// Family B (Go 1.23+). Creation is the first `modify` of a timer `time.newTimer` allocated
-/// (its `f` still nil); `time.newTimer` itself has no timer pointer yet.
+/// (its `f` still nil); `time.newTimer` itself has no timer pointer yet. The creation tier
+/// probes only `time.newTimer`'s own call of `modify` (which every reset also calls), with the
+/// call's arguments in place.
 const LOCKED_HOOKS: &[HookSpec] = &[
+    HookSpec {
+        symbol: "time.newTimer",
+        placement: Placement::AtCallOf("runtime.(*timer).modify"),
+        plan: HookPlan {
+            flags: hook_flag::CREATE_IF_UNINITIALIZED | hook_flag::IN_BODY,
+            ..modify(event::RESET, 0)
+        },
+        tiers: &[Events::Create],
+    },
     at_entry(
         "runtime.(*timer).modify",
         modify(event::RESET, hook_flag::CREATE_IF_UNINITIALIZED),
@@ -218,13 +244,21 @@ impl Abi {
 }
 
 /// The hooks of one timer family in one ABI.
-fn hook_specs(family: TimerFamily, abi: Abi) -> &'static [HookSpec] {
+fn family_specs(family: TimerFamily, abi: Abi) -> &'static [HookSpec] {
     match (family, abi) {
         (TimerFamily::Timerproc, _) => TIMERPROC_HOOKS,
         (TimerFamily::StatusWord, Abi::Stack) => STACK_STATUS_WORD_HOOKS,
         (TimerFamily::StatusWord, Abi::Register) => STATUS_WORD_HOOKS,
         (TimerFamily::Locked, _) => LOCKED_HOOKS,
     }
+}
+
+/// The hooks of one timer family in one ABI that the `events` tier probes.
+fn hook_specs(family: TimerFamily, abi: Abi, events: Events) -> Vec<&'static HookSpec> {
+    family_specs(family, abi)
+        .iter()
+        .filter(|spec| spec.tiers.contains(&events))
+        .collect()
 }
 
 /// One hook placed in this binary.
@@ -246,6 +280,8 @@ pub struct PlannedHook {
 pub struct Plan {
     pub version: GoVersion,
     pub family: TimerFamily,
+    /// The tier the hooks were chosen for.
+    pub events: Events,
     pub hooks: Vec<PlannedHook>,
     /// Struct offsets; `tgid` and `go_func_pc` are filled at attach time.
     pub config: TargetConfig,
@@ -274,19 +310,20 @@ pub enum PlanError {
 }
 
 impl Plan {
-    pub fn for_binary(binary: &GoBinary) -> Result<Self, PlanError> {
+    /// The hooks of tier `events` in `binary`.
+    pub fn for_binary(binary: &GoBinary, events: Events) -> Result<Self, PlanError> {
         let version = binary.version();
         let layout = RuntimeLayout::of_binary(binary)?;
         let family = TimerFamily::of_go_minor(version.minor).ok_or(UnsupportedGo { version })?;
-        let specs = hook_specs(family, Abi::of(version));
+        let specs = hook_specs(family, Abi::of(version), events);
         let config = target_config(&layout, family, Abi::of(version));
         // The linker drops runtime functions a program never reaches (a program that makes no
         // timers of its own has no `runtime.addtimer`): probe what exists, refuse only when
         // nothing does.
         let mut hooks = Vec::new();
         let mut missing_hooks = Vec::new();
-        for spec in specs {
-            match place(binary, spec, &config) {
+        for &spec in &specs {
+            match place(binary, spec, &config, events) {
                 Ok(hook) => hooks.push(hook),
                 Err(PlanError::MissingSymbol(symbol)) => {
                     if !missing_hooks.contains(&symbol) {
@@ -296,8 +333,8 @@ impl Plan {
                 Err(other) => return Err(other),
             }
         }
-        if hooks.is_empty() {
-            return Err(PlanError::MissingSymbol(specs[0].symbol));
+        if let (true, Some(first)) = (hooks.is_empty(), specs.first()) {
+            return Err(PlanError::MissingSymbol(first.symbol));
         }
         tracing::debug!(
             "plan: {version}, family {family}, offsets from {}, {} hooks, missing {missing_hooks:?}",
@@ -307,6 +344,7 @@ impl Plan {
         Ok(Self {
             version,
             family,
+            events,
             hooks,
             config,
             go_func: binary.function("time.goFunc").map(|f| f.address),
@@ -348,6 +386,7 @@ fn place(
     target: &GoBinary,
     spec: &HookSpec,
     config: &TargetConfig,
+    events: Events,
 ) -> Result<PlannedHook, PlanError> {
     let symbol = target
         .function(spec.symbol)
@@ -367,6 +406,11 @@ fn place(
         }
         placement => place_in_body(target, spec, symbol, placement, config)?,
     };
+    let mut plan = plan;
+    // Without stop and fire hooks a timer would never leave the live map.
+    if events == Events::Create {
+        plan.flags |= hook_flag::CREATION_ONLY;
+    }
     let address = symbol.address + entry_offset;
     let file_offset = target
         .elf
@@ -416,6 +460,13 @@ fn place_in_body(
                 .ok_or(unrecognized("the store of timer.f"))?;
             plan.timer = ValueSource::register(store.timer_register);
             store.offset
+        }
+        Placement::AtCallOf(callee) => {
+            let callee = target
+                .function(callee)
+                .ok_or(PlanError::MissingSymbol(callee))?;
+            body::only_direct_call_to(code, entry, callee.address)
+                .ok_or(unrecognized("exactly one direct call of the hooked callee"))?
         }
         Placement::AtCallbackCall | Placement::AfterCallbackCall => {
             let call = body::only_indirect_call(code, entry)
@@ -513,7 +564,7 @@ mod tests {
             let config = target_config(&layout, family, abi);
             // R14 is g only in the register ABI.
             assert_eq!(config.g_goid == 0, abi == Abi::Stack, "1.{minor}");
-            let specs = hook_specs(family, abi);
+            let specs = hook_specs(family, abi, Events::All);
             // Stack-ABI hooks read no argument registers: only slots, or what decoding finds.
             if abi == Abi::Stack {
                 for spec in specs {
@@ -539,5 +590,35 @@ mod tests {
             );
         }
         assert_eq!(TimerFamily::Timerproc.as_str(), "timerproc");
+    }
+
+    #[test]
+    fn the_creation_tier_probes_creation_only() {
+        for minor in 12..=27 {
+            let version = GoVersion::new(1, minor, 0);
+            let family = TimerFamily::of_go_minor(minor).unwrap();
+            let abi = Abi::of(version);
+            assert!(hook_specs(family, abi, Events::None).is_empty());
+            let create = hook_specs(family, abi, Events::Create);
+            assert!(!create.is_empty(), "1.{minor}");
+            for spec in &create {
+                // No per-round loop, no stop, no fire: only hooks that can create a timer.
+                let plan = spec.plan;
+                let creates = plan.event == event::CREATED
+                    || plan.flags & hook_flag::CREATE_IF_UNINITIALIZED != 0;
+                assert!(creates, "1.{minor}: {}", spec.symbol);
+            }
+            // Every hook is in some tier; `all` never probes a creation twice.
+            let all = hook_specs(family, abi, Events::All);
+            assert_eq!(
+                all.len()
+                    + create
+                        .iter()
+                        .filter(|s| !s.tiers.contains(&Events::All))
+                        .count(),
+                family_specs(family, abi).len(),
+                "1.{minor}"
+            );
+        }
     }
 }

@@ -11,11 +11,11 @@ use anyhow::Context as _;
 use gobinary::{GoBinary, process};
 use pprof::{
     Profile,
-    vocabulary::{ChannelMode, CommentKey},
+    vocabulary::{CaptureTier, ChannelMode, CommentKey, Events},
 };
 
 use crate::{
-    attach::{MapSizes, Probe, ProbeMaps},
+    attach::{MapSizes, Probe, ProbeMaps, ProgramStats},
     cgo::CgoHooks,
     collect::{self, Snapshot},
     encode::{self, DROP_NAMES, Recording},
@@ -46,18 +46,23 @@ pub struct Session {
     libraries: Libraries,
     probe: ProbeState,
     mappings: LiveMappings,
+    /// Hooks (plan indices) the overhead budget detached, in order.
+    detached_hooks: Vec<usize>,
+    /// Hooks whose stack walks are sampled: (plan index, one walk in this many hits).
+    stack_sampling: Vec<(usize, u32)>,
 }
 
 impl Session {
-    /// Inspects the process's binary, plans the hooks for its Go version and attaches.
-    pub fn attach(pid: u32, sizes: MapSizes) -> anyhow::Result<Self> {
+    /// Inspects the process's binary, plans the hooks of tier `events` for its Go version and
+    /// attaches.
+    pub fn attach(pid: u32, sizes: MapSizes, events: Events) -> anyhow::Result<Self> {
         let exe = process::proc_path(pid, "exe");
         // Read once, while the target runs: /proc/PID/exe is gone once it exits.
         let binary = Arc::new(
             GoBinary::open(&exe)
                 .with_context(|| format!("binary: pid {pid} ({})", exe.display()))?,
         );
-        let plan = Plan::for_binary(&binary).with_context(|| format!("plan: pid {pid}"))?;
+        let plan = Plan::for_binary(&binary, events).with_context(|| format!("plan: pid {pid}"))?;
         let text = binary
             .elf
             .text_segment()
@@ -89,18 +94,91 @@ impl Session {
             libraries,
             probe: ProbeState::Attached(Box::new(probe)),
             mappings,
+            detached_hooks: Vec::new(),
+            stack_sampling: Vec::new(),
         })
     }
 
-    /// `go1.25.5, timer family B, channel mode async, 4 hooks`
+    /// `go1.25.5, timer family B, channel mode async, 4 hooks, capture tier all`
     pub fn describe(&self) -> String {
         format!(
-            "{}, timer family {}, channel mode {}, {} hooks",
+            "{}, timer family {}, channel mode {}, {} hooks, capture tier {}",
             self.binary.buildinfo.version_string,
             self.plan.family,
             self.channel_mode,
-            self.plan.hooks.len()
+            self.plan.hooks.len(),
+            self.capture_tier()
         )
+    }
+
+    /// What the probes capture now: the requested tier, less once the budget stepped down.
+    pub fn capture_tier(&self) -> CaptureTier {
+        let hooks = self.plan.hooks.len();
+        if hooks == self.detached_hooks.len() {
+            CaptureTier::None
+        } else if !self.detached_hooks.is_empty() {
+            CaptureTier::Reduced
+        } else if !self.stack_sampling.is_empty() {
+            CaptureTier::Sampled
+        } else {
+            match self.plan.events {
+                Events::All => CaptureTier::All,
+                Events::Create => CaptureTier::Create,
+                Events::None => CaptureTier::None,
+            }
+        }
+    }
+
+    /// Whether hook `index` of the plan is still attached.
+    pub fn hook_attached(&self, index: usize) -> bool {
+        matches!(&self.probe, ProbeState::Attached(probe) if probe.hook_attached(index))
+    }
+
+    /// Whether hook `index` walks its stack at every hit.
+    pub fn stacks_sampled(&self, index: usize) -> bool {
+        self.stack_sampling.iter().any(|&(hook, _)| hook == index)
+    }
+
+    /// Detaches hook `index` alone (the overhead budget's last resort).
+    pub fn detach_hook(&mut self, index: usize) -> anyhow::Result<()> {
+        if let ProbeState::Attached(probe) = &mut self.probe
+            && probe.hook_attached(index)
+        {
+            probe
+                .detach_hook(index)
+                .with_context(|| format!("detach: {}", self.plan.hooks[index].symbol))?;
+            self.detached_hooks.push(index);
+        }
+        Ok(())
+    }
+
+    /// Makes hook `index` walk its stack at one hit in `rate`.
+    pub fn sample_stacks(&mut self, index: usize, rate: u32) -> anyhow::Result<()> {
+        if let ProbeState::Attached(probe) = &mut self.probe {
+            probe
+                .set_stack_sampling(index, rate)
+                .with_context(|| format!("sampling: {}", self.plan.hooks[index].symbol))?;
+            self.stack_sampling.retain(|&(hook, _)| hook != index);
+            self.stack_sampling.push((index, rate));
+        }
+        Ok(())
+    }
+
+    /// Cumulative run time and runs of the uprobe programs (kernel BPF statistics) and probe
+    /// hits per hook, while attached.
+    pub fn probe_cost(&self) -> Option<(ProgramStats, Vec<u64>)> {
+        let ProbeState::Attached(probe) = &self.probe else {
+            return None;
+        };
+        let stats = probe.uprobe_stats().ok()?;
+        let hits = collect::hook_hits(&probe.ebpf, self.plan.hooks.len()).ok()?;
+        Some((stats, hits))
+    }
+
+    /// `symbol+offset` of hook `index`, as the profile comments name it.
+    pub fn hook_name(&self, index: usize) -> String {
+        let hook = &self.plan.hooks[index];
+        format!("{}+{}", hook.symbol, hook.entry_offset)
     }
 
     /// Moves completed mmap-family calls from the ring buffer into the interval map; call it
@@ -162,11 +240,19 @@ impl Session {
         duration: Duration,
         extra_comments: &[String],
     ) -> Result<Profile, pprof::ProfileError> {
-        let hooks = self
-            .plan
-            .hooks
+        let names = |indices: &mut dyn Iterator<Item = usize>| {
+            indices
+                .map(|i| self.hook_name(i))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let hooks =
+            names(&mut (0..self.plan.hooks.len()).filter(|i| !self.detached_hooks.contains(i)));
+        let detached = names(&mut self.detached_hooks.iter().copied());
+        let sampled = self
+            .stack_sampling
             .iter()
-            .map(|h| format!("{}+{}", h.symbol, h.entry_offset))
+            .map(|&(i, rate)| format!("{}/{rate}", self.hook_name(i)))
             .collect::<Vec<_>>()
             .join(",");
         let mut comments = vec![
@@ -178,7 +264,16 @@ impl Session {
             CommentKey::Hooks.comment(hooks),
             CommentKey::MissingHooks.comment(self.plan.missing_hooks.join(",")),
             CommentKey::Pid.comment(self.pid),
+            CommentKey::CaptureTier.comment(self.capture_tier()),
         ];
+        if !detached.is_empty() {
+            comments.push(CommentKey::DetachedHooks.comment(detached));
+        }
+        if !sampled.is_empty() {
+            comments.push(CommentKey::SampledStacks.comment(sampled));
+            let sampled_out: u64 = snapshot.stacks_sampled_out.iter().sum();
+            comments.push(CommentKey::StacksSampledOut.comment(sampled_out));
+        }
         comments.extend(snapshot.timer_worker_comments());
         comments.extend_from_slice(extra_comments);
         let recording = Recording {

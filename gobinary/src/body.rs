@@ -125,6 +125,22 @@ pub fn only_indirect_call(code: &[u8], entry: u64) -> Option<IndirectCall> {
     })
 }
 
+/// Offset from the entry of the function's only direct call of `callee` (a link address);
+/// `None` when there is none or more than one. At the call the callee's arguments are in place.
+pub fn only_direct_call_to(code: &[u8], entry: u64, callee: u64) -> Option<u64> {
+    let instructions = decode(code, entry);
+    let mut calls = instructions.iter().filter(|i| {
+        i.mnemonic() == Mnemonic::Call
+            && i.op0_kind() == OpKind::NearBranch64
+            && i.near_branch_target() == callee
+    });
+    let call = calls.next()?;
+    if calls.next().is_some() {
+        return None;
+    }
+    Some(call.ip() - entry)
+}
+
 /// The frame size a stack-ABI prologue allocates (`SUB RSP, imm` within the first few
 /// instructions): in the body the caller's argument words start at `frame + 8` from RSP.
 pub fn frame_size(code: &[u8], entry: u64) -> Option<u64> {
@@ -179,6 +195,20 @@ mod tests {
     use super::*;
 
     const ENTRY: u64 = 0x44_9c00;
+
+    #[test]
+    fn finds_the_only_direct_call_of_a_callee() {
+        let code = [
+            0xe8, 0xfb, 0x00, 0x00, 0x00, // call ENTRY+0x100
+            0x48, 0x89, 0xc3, // mov rbx,rax
+            0xe8, 0xf3, 0x01, 0x00, 0x00, // call ENTRY+0x200
+            0xff, 0xd2, // call rdx
+        ];
+        assert_eq!(only_direct_call_to(&code, ENTRY, ENTRY + 0x200), Some(8));
+        assert_eq!(only_direct_call_to(&code, ENTRY, ENTRY + 0x300), None);
+        let twice = [code[..5].to_vec(), vec![0xe8, 0xf6, 0x00, 0x00, 0x00]].concat();
+        assert_eq!(only_direct_call_to(&twice, ENTRY, ENTRY + 0x100), None);
+    }
 
     #[test]
     fn finds_the_callback_load_with_its_argument_loads() {

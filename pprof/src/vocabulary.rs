@@ -160,6 +160,23 @@ string_enum! {
         MissingHooks => "missing_hooks",
         /// The recorded process.
         Pid => "pid",
+        /// [`CaptureTier`] at the end of the profile's interval.
+        CaptureTier => "capture_tier",
+        /// Hooks the overhead budget detached, `symbol+offset`, comma-separated.
+        DetachedHooks => "detached_hooks",
+        /// Hooks whose stack walks are sampled, `symbol+offset/N` (one walk in N hits).
+        SampledStacks => "sampled_stacks",
+        /// Hits whose stack walk was sampled out (their events are counted at the caller).
+        StacksSampledOut => "stacks_sampled_out",
+        /// The target's CPU time in timerscope's probes per second of wall time, measured over
+        /// the last budget check: programs' run time plus hits times the trap cost.
+        ProbeOverheadRatio => "probe_overhead_ratio",
+        /// `--max-overhead` as a ratio of one CPU.
+        MaxOverheadRatio => "max_overhead_ratio",
+        /// Measured cost of one uprobe hit's trap to the probed thread, in nanoseconds.
+        UprobeTrapNs => "uprobe_trap_ns",
+        /// One step down the overhead budget took: `capture_step=<unix seconds> <what>`.
+        CaptureStep => "capture_step",
         /// Why the recording ended.
         StoppedBy => "stopped_by",
         /// Go <= 1.13: goroutines that ran a timer callback while recorded.
@@ -363,6 +380,39 @@ string_enum! {
         TimerCreatedBeforeAttach => "[timer created before attach]",
         /// Between the libc frame that made a syscall and the Go stack that called into C.
         CCode => "[C code: no frame pointers]",
+        /// Events of a hook whose stack walks the overhead budget sampled: only the immediate
+        /// caller is known.
+        StackSampledOut => "[stack sampled out]",
+    }
+}
+
+string_enum! {
+    /// Which timer events the probes capture (`--events`).
+    pub enum Events {
+        /// Every lifecycle event: create, reset, stop, fire, and the per-P timer loop.
+        All => "all",
+        /// Only timer creation: no per-scheduler-round, reset, stop or fire hooks.
+        Create => "create",
+        /// No timer probes (mappings are still traced).
+        None => "none",
+    }
+}
+
+string_enum! {
+    /// What the probes capture right now (comment `capture_tier`, metric
+    /// `timerscope_capture_tier`): the requested [`Events`], or less after the overhead budget
+    /// stepped down.
+    pub enum CaptureTier {
+        /// Every hook of `--events all`, every stack walked.
+        All => "all",
+        /// Every creation hook, every stack walked.
+        Create => "create",
+        /// Every requested hook, but some hooks' stack walks are sampled.
+        Sampled => "sampled",
+        /// Some requested hooks were detached.
+        Reduced => "reduced",
+        /// No timer hooks.
+        None => "none",
     }
 }
 

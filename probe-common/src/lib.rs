@@ -76,6 +76,9 @@ pub mod hook_flag {
     /// Sleep): the frame is pushed, so `[RSP]` is no return address and the frame-pointer unwind
     /// already has the caller. [`super::SiteKey::caller`] stays 0.
     pub const IN_BODY: u32 = 4;
+    /// The creation tier (`watch --events create`): stops and fires are not probed, so the
+    /// timer is counted at its site but not tracked in `LIVE` (it would never leave it).
+    pub const CREATION_ONLY: u32 = 8;
 }
 
 /// Bits of [`SiteKey::flags`].
@@ -90,6 +93,9 @@ pub mod site_flag {
     pub const CALLBACK_UNREAD: u32 = 4;
     /// Likewise for `user_callback`.
     pub const USER_CALLBACK_UNREAD: u32 = 8;
+    /// The hook's stack walks are sampled (`STACK_SAMPLING`) and this event's was skipped: the
+    /// site has only the immediate caller.
+    pub const STACK_SAMPLED_OUT: u32 = 16;
 }
 
 /// Reasons an event or a stack was lost, indices into the `DROPS` per-CPU array.

@@ -3,6 +3,7 @@
 #![no_std]
 #![no_main]
 
+mod calibrate;
 mod cgo;
 mod maps;
 mod mmap;

@@ -56,6 +56,16 @@ pub static HOOKS: Array<HookPlan> = Array::with_max_entries(MAX_HOOKS, 0);
 #[map]
 pub static HOOK_HITS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_HOOKS, 0);
 
+/// Per-hook stack sampling, indexed like `HOOKS`: 0 or 1 walks the stack at every hit, `n`
+/// at one hit in `n` (set by userspace when the overhead budget is exceeded).
+#[map]
+pub static STACK_SAMPLING: Array<u32> = Array::with_max_entries(MAX_HOOKS, 0);
+
+/// Hits whose stack walk was skipped by `STACK_SAMPLING`, per hook (their events are still
+/// counted, at the immediate caller).
+#[map]
+pub static STACKS_SAMPLED_OUT: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_HOOKS, 0);
+
 /// Timer fires by lateness, log2 buckets (`probe_common::DELAY_BUCKETS`).
 #[map]
 pub static DELAY_HIST: PerCpuArray<u64> = PerCpuArray::with_max_entries(DELAY_BUCKETS, 0);

@@ -16,8 +16,8 @@ use probe_common::{
 
 use crate::{
     maps::{
-        DELAY_HIST, HOOK_HITS, HOOKS, LIVE, SITES, TIMER_WORKERS, bump, config, count_drop, entry,
-        target_thread,
+        DELAY_HIST, HOOK_HITS, HOOKS, LIVE, SITES, STACK_SAMPLING, STACKS_SAMPLED_OUT,
+        TIMER_WORKERS, bump, config, count_drop, entry, target_thread,
     },
     regs::{Registers, read_source, read_u64, register, try_read_u64},
     stacks::{Frames, user_stack},
@@ -150,6 +150,9 @@ impl Hit<'_> {
         let flags = if period > 0 { site_flag::PERIODIC } else { 0 };
         let site = self.site(event, funcval, arg_data, flags);
         count(&site, 0);
+        if plan.flags & hook_flag::CREATION_ONLY != 0 {
+            return Some(());
+        }
 
         match LIVE.get_ptr_mut(self.timer) {
             Some(live) if event == event::RESET => unsafe {
@@ -242,7 +245,13 @@ impl Hit<'_> {
         if flags & site_flag::UNKNOWN_ORIGIN != 0 {
             return self.site_at(NO_STACK, 0, event, funcval, arg_data, flags);
         }
-        let stack = user_stack(self.regs, Frames::Go);
+        let sampled_out = stack_sampled_out(self.hook);
+        let (stack, flags) = if sampled_out {
+            bump(&STACKS_SAMPLED_OUT, self.hook);
+            (NO_STACK, flags | site_flag::STACK_SAMPLED_OUT)
+        } else {
+            (user_stack(self.regs, Frames::Go), flags)
+        };
         // Probes sit before the function pushes its frame, so [RSP] is the return address into
         // the immediate caller, which a frame-pointer unwind skips. Not so inside the body.
         let caller = if self.plan.flags & hook_flag::IN_BODY != 0 {
@@ -297,6 +306,18 @@ impl Hit<'_> {
             _pad: 0,
         }
     }
+}
+
+/// Whether this hit of `hook` skips its stack walk: with a sampling rate `n` > 1, all hits but
+/// every `n`-th on this CPU (the per-CPU hit count, already bumped for this hit).
+#[inline(always)]
+fn stack_sampled_out(hook: u32) -> bool {
+    let rate = STACK_SAMPLING.get(hook).copied().unwrap_or(0);
+    if rate <= 1 {
+        return false;
+    }
+    let hits = HOOK_HITS.get(hook).copied().unwrap_or(0);
+    hits % u64::from(rate) != 0
 }
 
 /// A timer goroutine starts or finishes running a callback: its busy time (Go <= 1.13).

@@ -6,6 +6,7 @@
 mod common;
 
 use common::{Fixture, count};
+use pprof::vocabulary::Events;
 use probe_common::event;
 use std::sync::Arc;
 
@@ -24,7 +25,7 @@ fn attach(fixture: &Fixture) -> (Probe, Plan, Symbolizer) {
     let pid = fixture.pid();
     let exe = process::proc_path(pid, "exe");
     let target = Arc::new(GoBinary::open(&exe).expect("fixture is a Go binary"));
-    let plan = Plan::for_binary(&target).expect("supported Go version");
+    let plan = Plan::for_binary(&target, Events::All).expect("supported Go version");
     let text = target.elf.text_segment().expect("text segment");
     let (_, bias) = process::text_mapping(pid, text).expect("binary mapped");
     let symbolizer = Symbolizer::new(Arc::clone(&target), bias);

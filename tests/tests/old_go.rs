@@ -24,7 +24,10 @@ use gobinary::{
     GoBinary, Pclntab,
     pclntab::{Format, SourceFrame},
 };
-use pprof::{ResolvedProfile, vocabulary::TimerFamily};
+use pprof::{
+    ResolvedProfile,
+    vocabulary::{Events, TimerFamily},
+};
 use timerscope_tests::{OLD_GO_BINARIES, OldGoBinary, old_go_binary};
 
 /// How long each recording runs.
@@ -363,7 +366,7 @@ fn old_binaries_are_inspected_and_planned() {
             "{}",
             catalogued.name
         );
-        let plan = Plan::for_binary(&target).unwrap();
+        let plan = Plan::for_binary(&target, Events::All).unwrap();
         assert!(plan.missing_hooks.is_empty(), "{plan:?}");
         let expected_family = if target.version().minor <= 13 {
             TimerFamily::Timerproc
@@ -405,8 +408,8 @@ fn stripped_go_1_12_is_read_from_its_data_and_pclntab() {
     let bare = GoBinary::open(&stripped).unwrap();
     assert!(bare.elf.symbols.is_empty());
     assert_eq!(bare.buildinfo.version_string, "go1.12.5");
-    let with_symbols = Plan::for_binary(&full).unwrap();
-    let without = Plan::for_binary(&bare).unwrap();
+    let with_symbols = Plan::for_binary(&full, Events::All).unwrap();
+    let without = Plan::for_binary(&bare, Events::All).unwrap();
     assert_eq!(with_symbols.hooks, without.hooks);
     assert_eq!(without.family, TimerFamily::Timerproc);
 }

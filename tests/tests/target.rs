@@ -16,7 +16,7 @@ use capture::{
     symbolize::{FrameSource, Symbolizer},
 };
 use gobinary::{GoBinary, RuntimeLayout, layout::LayoutSource};
-use pprof::Frame;
+use pprof::{Frame, vocabulary::Events};
 use timerscope_tests::{GoVersion, Variant, fixture_path, reference_go};
 
 /// Unstripped builds and their stripped twins (same link addresses).
@@ -314,8 +314,8 @@ fn struct_offset_table_matches_dwarf(go: &GoVersion) {
             table,
             "{go} {full}"
         );
-        let with_dwarf = Plan::for_binary(&full_target).unwrap();
-        let without = Plan::for_binary(&bare).unwrap();
+        let with_dwarf = Plan::for_binary(&full_target, Events::All).unwrap();
+        let without = Plan::for_binary(&bare, Events::All).unwrap();
         assert_eq!(
             (with_dwarf.offsets_source, without.offsets_source),
             (LayoutSource::Dwarf, LayoutSource::Table)

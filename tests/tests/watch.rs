@@ -48,12 +48,12 @@ impl Watcher {
         Self { child, lines }
     }
 
-    /// Waits for a stderr line containing `needle`.
-    fn wait_for(&self, needle: &str) {
+    /// Waits for a stderr line containing `needle`, and returns it.
+    fn wait_for(&self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(30);
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return,
+                Ok(line) if line.contains(needle) => return line,
                 Ok(_) => {}
                 Err(_) => break,
             }
@@ -120,6 +120,12 @@ fn intervals_add_up_across_a_restart_of_the_target() {
     let watcher = Watcher::start(&[
         "--exe",
         binary.to_str().unwrap(),
+        "--events",
+        "all",
+        // Churn runs flat out, far over the default budget of 1% of a CPU, which would sample
+        // its stacks: exact counts at main.churn need a budget that never steps down.
+        "--max-overhead",
+        "100",
         "--interval",
         "1s",
         "--dir",
@@ -251,6 +257,8 @@ fn pushes_reach_the_profile_store_even_after_it_was_down() {
         dir.path().to_str().unwrap(),
         "--push",
         &url,
+        "--events",
+        "all",
     ]);
     watcher.wait_for(&format!("watching pid {}", fixture.pid()));
     fixture.start_scenario();
@@ -357,4 +365,198 @@ fn sighup_rotates_now_and_sigterm_writes_the_last_interval() {
         .map(|(_, p)| cum(p, "timers_created", "main.leakAfterFuncs", None))
         .sum();
     assert_eq!(created, 10);
+}
+
+/// A free loopback address for `--metrics-addr`.
+fn free_metrics_addr() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// The metrics page at `addr`.
+fn metrics_page(addr: &str) -> String {
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut page = String::new();
+    let _ = stream.read_to_string(&mut page);
+    page
+}
+
+/// The value of the first metrics line that starts with `prefix`.
+fn metric(page: &str, prefix: &str) -> Option<f64> {
+    page.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Polls the metrics page until `ready` accepts it (the page is re-rendered every 5 s).
+fn metrics_when(addr: &str, ready: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = metrics_page(addr);
+        if ready(&page) {
+            return page;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics never got there:\n{page}"
+        );
+        thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn watch_by_default_probes_creation_only_and_still_names_the_leaking_site() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_metrics_addr();
+    // PIE-stripped: a file no other test watches by --exe.
+    let mut fixture = Fixture::spawn(
+        "timers",
+        reference_go(),
+        Variant::PieStripped,
+        &["afterfunc-leak", "-n", "40", "-hold", "60s"],
+    );
+    let pid = fixture.pid().to_string();
+    let watcher = Watcher::start(&[
+        "--pid",
+        &pid,
+        "--interval",
+        "1s",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--metrics-addr",
+        &addr,
+    ]);
+    let started = watcher.wait_for(&format!("watching pid {pid}"));
+    assert!(started.contains("capture tier create"), "{started}");
+    fixture.start_scenario();
+    let summary = fixture.summary();
+    let labels = format!("{{pid=\"{pid}\",exe=\"timers\"");
+    let page = metrics_when(&addr, |page| {
+        page.contains(&format!("timerscope_probe_overhead_ratio{labels}"))
+    });
+    assert!(
+        page.contains(&format!(
+            "timerscope_capture_tier{labels},tier=\"create\"}} 1"
+        )),
+        "{page}"
+    );
+    let ratio = metric(&page, &format!("timerscope_probe_overhead_ratio{labels}")).unwrap();
+    // An idle target after 40 creations: far under the default budget of 1% of a CPU.
+    assert!((0.0..0.01).contains(&ratio), "overhead {ratio}");
+    assert_eq!(
+        metric(&page, &format!("timerscope_capture_steps_total{labels}")),
+        Some(0.0)
+    );
+    watcher.stop();
+
+    let profiles = profiles_by_pid(dir.path()).remove(&fixture.pid()).unwrap();
+    let sum = |sample_type: &str, function: &str| -> i64 {
+        profiles
+            .iter()
+            .map(|(_, p)| cum(p, sample_type, function, None))
+            .sum()
+    };
+    assert_eq!(
+        sum("timers_created", "main.leakAfterFuncs"),
+        count(&summary, "created")
+    );
+    // The creation tier has no stop hooks: the stops the fixture made are not probed.
+    assert!(count(&summary, "stopped") > 0);
+    assert_eq!(sum("timers_stopped", "main.stopSome"), 0);
+    for (path, profile) in &profiles {
+        assert_eq!(
+            profile.comment_value("capture_tier"),
+            Some("create"),
+            "{}",
+            path.display()
+        );
+        assert!(profile.comment_value("probe_overhead_ratio").is_some() || path == &profiles[0].0);
+        assert!(profile.comment_value("uprobe_trap_ns").is_some());
+    }
+}
+
+#[test]
+fn an_overhead_budget_too_small_steps_down_and_says_so_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_metrics_addr();
+    let mut fixture = Fixture::spawn(
+        "timers",
+        reference_go(),
+        Variant::PieStripped,
+        &["churn", "-n", "0", "-duration", "8s"],
+    );
+    let pid = fixture.pid().to_string();
+    let watcher = Watcher::start(&[
+        "--pid",
+        &pid,
+        "--events",
+        "all",
+        "--max-overhead",
+        "0.01",
+        "--interval",
+        "1s",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--metrics-addr",
+        &addr,
+    ]);
+    let started = watcher.wait_for(&format!("watching pid {pid}"));
+    assert!(started.contains("capture tier all"), "{started}");
+    fixture.start_scenario();
+    // First the busiest reset or stop hook's stack walks are sampled, then hooks go.
+    let sampled = watcher.wait_for("walking the stack of");
+    assert!(sampled.contains("over the budget of 0.010%"), "{sampled}");
+    watcher.wait_for("detached");
+    let labels = format!("{{pid=\"{pid}\",exe=\"timers\"");
+    let page = metrics_when(&addr, |page| {
+        metric(page, &format!("timerscope_capture_steps_total{labels}")).unwrap_or(0.0) >= 2.0
+    });
+    assert!(
+        !page.contains(&format!("timerscope_capture_tier{labels},tier=\"all\"}}")),
+        "{page}"
+    );
+    assert!(metric(&page, &format!("timerscope_probe_overhead_ratio{labels}")).unwrap() > 0.0001);
+    assert!(
+        metric(
+            &page,
+            &format!("timerscope_stacks_sampled_out_total{labels}")
+        )
+        .unwrap()
+            > 0.0
+    );
+    fixture.summary();
+    watcher.wait_for(&format!("pid {pid} exited"));
+
+    let profiles = profiles_by_pid(dir.path()).remove(&fixture.pid()).unwrap();
+    let (_, last) = profiles.last().unwrap();
+    let steps: Vec<&String> = last
+        .comments
+        .iter()
+        .filter(|c| c.starts_with("capture_step="))
+        .collect();
+    assert!(steps.len() >= 2, "{:?}", last.comments);
+    assert!(steps[0].contains("walking the stack of"), "{steps:?}");
+    assert!(steps.iter().any(|s| s.contains("detached")), "{steps:?}");
+    assert!(
+        last.comment_value("detached_hooks")
+            .is_some_and(|h| !h.is_empty())
+    );
+    assert_ne!(last.comment_value("capture_tier"), Some("all"));
+    // Sampled-out events are still counted, at their caller under a frame that says so.
+    let sampled_out: i64 = profiles
+        .iter()
+        .flat_map(|(_, p)| {
+            ["timers_reset", "timers_stopped", "timers_created"]
+                .map(|t| cum(p, t, "[stack sampled out]", None))
+        })
+        .sum();
+    assert!(sampled_out > 0);
+    let reported: i64 = profiles
+        .iter()
+        .filter_map(|(_, p)| p.comment_value("stacks_sampled_out")?.parse::<i64>().ok())
+        .sum();
+    assert_eq!(reported, sampled_out);
 }

@@ -11,6 +11,7 @@ mod hooks;
 mod measure;
 mod probe_cost;
 mod report;
+mod servers;
 mod startup;
 mod symbolization;
 mod watch_mode;
@@ -58,6 +59,9 @@ pub enum Benchmark {
     Watch,
     /// Row 6: time to attach to a running large binary, against bpftrace.
     Startup,
+    /// Row 7: requests/s of Go HTTP servers and caddy under wrk, unprobed, under watch, record
+    /// and bpftrace.
+    Servers,
 }
 
 /// Settings and tools shared by the benchmarks.
@@ -183,6 +187,9 @@ pub fn run(args: &Args) -> Result<()> {
     }
     if selected(Benchmark::Startup) {
         sections.push(startup::run(&bench, &go_programs::large(Dwarf::V5)?)?);
+    }
+    if selected(Benchmark::Servers) {
+        sections.push(servers::run(&bench)?);
     }
 
     machine.load_at_end = report::load_average();

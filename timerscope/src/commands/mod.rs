@@ -46,6 +46,17 @@ impl From<&MapSizeArgs> for MapSizes {
     }
 }
 
+/// `--events all|create|none`: which timer events the probes capture.
+pub fn events_parser() -> impl clap::builder::TypedValueParser<Value = pprof::vocabulary::Events> {
+    use clap::builder::TypedValueParser as _;
+    let names: Vec<&'static str> = pprof::vocabulary::Events::ALL
+        .iter()
+        .map(|e| e.as_str())
+        .collect();
+    clap::builder::PossibleValuesParser::new(names)
+        .map(|name| name.parse().expect("one of the possible values"))
+}
+
 /// SIGINT and SIGTERM, caught for the whole of a capture command.
 pub struct StopSignals {
     interrupt: Signal,

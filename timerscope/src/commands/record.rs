@@ -20,9 +20,9 @@ use nix::{
     sys::signal::{Signal, kill},
     unistd::Pid,
 };
-use pprof::vocabulary::CommentKey;
+use pprof::vocabulary::{CommentKey, Events};
 
-use super::{MapSizeArgs, StopSignals};
+use super::{MapSizeArgs, StopSignals, events_parser};
 
 #[derive(Debug, Args)]
 pub struct RecordArgs {
@@ -36,6 +36,10 @@ pub struct RecordArgs {
     /// Where to write the profile [default: timerscope-PID-YYYYmmddTHHMMSS.pb.gz].
     #[arg(long, short)]
     pub output: Option<PathBuf>,
+    /// Timer events to capture: `all` (every lifecycle event, exact counts), `create` (timer
+    /// creation only), `none` (no timer probes; mappings only).
+    #[arg(long, default_value = "all", value_parser = events_parser())]
+    pub events: Events,
     #[command(flatten)]
     pub sizes: MapSizeArgs,
     /// Command to launch and record.
@@ -52,6 +56,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<u8> {
         target,
         duration: args.duration,
         output: args.output,
+        events: args.events,
         sizes: (&args.sizes).into(),
     })
     .await?;
@@ -71,6 +76,7 @@ pub struct RecordOptions {
     pub target: RecordTarget,
     pub duration: Option<Duration>,
     pub output: Option<PathBuf>,
+    pub events: Events,
     pub sizes: MapSizes,
 }
 
@@ -108,7 +114,7 @@ pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
         .clone()
         .unwrap_or_else(|| default_output(pid));
     pprof::check_output_path(&output)?;
-    let mut session = Session::attach(pid, options.sizes)?;
+    let mut session = Session::attach(pid, options.sizes, options.events)?;
     let start = SystemTime::now();
     let started = Instant::now();
     let exited = launched.take().map(Launched::resume).transpose()?;

@@ -5,7 +5,8 @@
 //!   about 100 MB, a large service's size (symbolization and start-up rows), with Go 1.25's
 //!   default DWARF 5 and again with DWARF 4 (`GOEXPERIMENT=nodwarf5`), which binutils 2.40 reads
 //!   fully; each first build takes a few minutes on two cores;
-//! - `paced`: timer operations at a fixed rate (watch-mode row).
+//! - `paced`: timer operations at a fixed rate (watch-mode row);
+//! - `server`: a net/http server with deadlines (servers row), with Go 1.19 and Go 1.25.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -14,7 +15,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use timerscope_tests::{cache_dir, fixture_sources_root, go_binary, reference_go};
+use timerscope_tests::{GoVersion, cache_dir, fixture_sources_root, go_binary, reference_go};
 
 use super::report::file_size;
 use crate::util;
@@ -56,14 +57,31 @@ pub fn large(dwarf: Dwarf) -> Result<PathBuf> {
         }
     }
     match dwarf {
-        Dwarf::V5 => build("large", "large", sources, None),
-        Dwarf::V4 => build("large", "large-dwarf4", sources, Some("nodwarf5")),
+        Dwarf::V5 => build("large", "large", reference_go(), sources, None),
+        Dwarf::V4 => build(
+            "large",
+            "large-dwarf4",
+            reference_go(),
+            sources,
+            Some("nodwarf5"),
+        ),
     }
 }
 
 /// The paced timer workload: `tests/fixtures/bench/paced/main.go`.
 pub fn paced() -> Result<PathBuf> {
-    build("paced", "paced", Vec::new(), None)
+    build("paced", "paced", reference_go(), Vec::new(), None)
+}
+
+/// The HTTP server with deadlines, built by `go`: `tests/fixtures/bench/server/main.go`.
+pub fn server(go: &'static GoVersion) -> Result<PathBuf> {
+    build(
+        "server",
+        &format!("server-go{}", go.version),
+        go,
+        Vec::new(),
+        None,
+    )
 }
 
 /// Builds `tests/fixtures/bench/<name>/main.go` plus `generated` sources (paths relative to the
@@ -72,13 +90,13 @@ pub fn paced() -> Result<PathBuf> {
 fn build(
     name: &str,
     output: &str,
+    go: &'static GoVersion,
     generated: Vec<(PathBuf, String)>,
     goexperiment: Option<&str>,
 ) -> Result<PathBuf> {
     let dir = cache_dir().join("bench").join(output);
     let src = dir.join("src");
     let binary = dir.join(output);
-    let go = reference_go();
     let main_go = fixture_sources_root()
         .join("bench")
         .join(name)

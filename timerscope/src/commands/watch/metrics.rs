@@ -13,6 +13,7 @@ use tokio::{
 };
 
 use capture::{collect::Snapshot, encode::DROP_NAMES};
+use pprof::vocabulary::CaptureTier;
 
 /// The latest rendered page, shared with the server.
 pub type Page = Arc<Mutex<String>>;
@@ -23,6 +24,13 @@ pub struct ProcessMetrics<'a> {
     pub exe: &'a str,
     /// Everything since the process was attached.
     pub totals: &'a Snapshot,
+    /// What the probes capture now.
+    pub tier: CaptureTier,
+    /// The probes' measured share of one CPU over the last budget window.
+    pub overhead_ratio: Option<f64>,
+    pub max_overhead_ratio: f64,
+    /// Steps down the overhead budget took.
+    pub steps: usize,
 }
 
 /// Histogram buckets reported: fires late by at most 2^b ns, for b in this range (1 µs .. 34 s).
@@ -127,6 +135,83 @@ pub fn render(processes: &[ProcessMetrics<'_>]) -> String {
                             labels(p)
                         )
                     })
+            })
+            .collect(),
+    );
+    family(
+        "timerscope_capture_tier",
+        "gauge",
+        "What the probes capture now (1 for the current tier): all, create, sampled (some stack \
+         walks sampled), reduced (some hooks detached by the overhead budget), none.",
+        processes
+            .iter()
+            .map(|p| {
+                format!(
+                    "timerscope_capture_tier{{{},tier=\"{}\"}} 1",
+                    labels(p),
+                    p.tier
+                )
+            })
+            .collect(),
+    );
+    family(
+        "timerscope_probe_overhead_ratio",
+        "gauge",
+        "CPU the target spent in timerscope's probes per second, over the last second (BPF \
+         run time plus hits times the measured trap cost).",
+        processes
+            .iter()
+            .filter_map(|p| {
+                let ratio = p.overhead_ratio?;
+                Some(format!(
+                    "timerscope_probe_overhead_ratio{{{}}} {ratio}",
+                    labels(p)
+                ))
+            })
+            .collect(),
+    );
+    family(
+        "timerscope_probe_overhead_budget_ratio",
+        "gauge",
+        "--max-overhead as a share of one CPU.",
+        processes
+            .iter()
+            .map(|p| {
+                format!(
+                    "timerscope_probe_overhead_budget_ratio{{{}}} {}",
+                    labels(p),
+                    p.max_overhead_ratio
+                )
+            })
+            .collect(),
+    );
+    family(
+        "timerscope_capture_steps_total",
+        "counter",
+        "Steps down the overhead budget took (stack walks sampled, hooks detached).",
+        processes
+            .iter()
+            .map(|p| {
+                format!(
+                    "timerscope_capture_steps_total{{{}}} {}",
+                    labels(p),
+                    p.steps
+                )
+            })
+            .collect(),
+    );
+    family(
+        "timerscope_stacks_sampled_out_total",
+        "counter",
+        "Probe hits whose stack walk the overhead budget skipped (their events are counted).",
+        processes
+            .iter()
+            .map(|p| {
+                format!(
+                    "timerscope_stacks_sampled_out_total{{{}}} {}",
+                    labels(p),
+                    p.totals.stacks_sampled_out.iter().sum::<u64>()
+                )
             })
             .collect(),
     );
@@ -263,7 +348,15 @@ mod tests {
             pid: 42,
             exe: "svc",
             totals: &totals,
+            tier: CaptureTier::Sampled,
+            overhead_ratio: Some(0.0025),
+            max_overhead_ratio: 0.01,
+            steps: 1,
         }]);
+        assert!(
+            page.contains("timerscope_capture_tier{pid=\"42\",exe=\"svc\",tier=\"sampled\"} 1")
+        );
+        assert!(page.contains("timerscope_probe_overhead_ratio{pid=\"42\",exe=\"svc\"} 0.0025"));
         assert!(
             page.contains(
                 "timerscope_timer_events_total{pid=\"42\",exe=\"svc\",event=\"created\"} 7"

@@ -20,14 +20,16 @@ use std::{
 use anyhow::Context as _;
 use capture::{
     attach::MapSizes,
+    budget::OverheadBudget,
     collect::Snapshot,
     preflight,
     session::{Session, report_drops},
 };
 use clap::Args;
+use pprof::vocabulary::Events;
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::{MapSizeArgs, StopSignals};
+use super::{MapSizeArgs, StopSignals, events_parser};
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
@@ -55,8 +57,25 @@ pub struct WatchArgs {
     /// Push each profile to this Pyroscope server (its /ingest API); spooled while it is down.
     #[arg(long, value_name = "URL")]
     pub push: Option<String>,
+    /// Timer events to capture: `create` (timer creation only: cheap on busy servers), `all`
+    /// (every lifecycle event, exact counts, as `record`), `none` (no timer probes).
+    #[arg(long, default_value = "create", value_parser = events_parser())]
+    pub events: Events,
+    /// Most CPU the target may spend in timerscope's probes, in percent of one CPU (measured
+    /// every second; over it, stack walks are sampled and then hooks detached, busiest first).
+    #[arg(long, default_value_t = 1.0, value_name = "PCT", value_parser = parse_percent)]
+    pub max_overhead: f64,
     #[command(flatten)]
     pub sizes: MapSizeArgs,
+}
+
+fn parse_percent(text: &str) -> Result<f64, String> {
+    match text.trim_end_matches('%').parse::<f64>() {
+        Ok(pct) if pct > 0.0 && pct.is_finite() => Ok(pct),
+        _ => Err(format!(
+            "{text:?} is not a positive percentage (e.g. 1 or 0.5)"
+        )),
+    }
 }
 
 pub async fn run(args: WatchArgs) -> anyhow::Result<u8> {
@@ -73,6 +92,8 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<u8> {
         max_disk: args.max_disk.map(|size| size.as_u64()),
         metrics_addr: args.metrics_addr,
         push: args.push,
+        events: args.events,
+        max_overhead: args.max_overhead,
         sizes: (&args.sizes).into(),
     })
     .await?;
@@ -94,12 +115,16 @@ pub struct WatchOptions {
     pub max_disk: Option<u64>,
     pub metrics_addr: Option<SocketAddr>,
     pub push: Option<String>,
+    pub events: Events,
+    /// Percent of one CPU.
+    pub max_overhead: f64,
     pub sizes: MapSizes,
 }
 
 /// One watched process.
 struct Watched {
     session: Session,
+    budget: OverheadBudget,
     /// Binary name, for file names and labels.
     exe: String,
     /// Cumulative state at the end of the previous interval.
@@ -111,6 +136,8 @@ struct Watched {
 const SCAN_PERIOD: Duration = Duration::from_millis(250);
 /// How often the metrics page is re-rendered.
 const METRICS_PERIOD: Duration = Duration::from_secs(5);
+/// How often the probes' overhead is measured against `--max-overhead`.
+const BUDGET_PERIOD: Duration = Duration::from_secs(1);
 
 pub async fn watch(options: WatchOptions) -> anyhow::Result<()> {
     let mut signals = StopSignals::new()?;
@@ -144,7 +171,7 @@ pub async fn watch(options: WatchOptions) -> anyhow::Result<()> {
     let exe_identity = match &options.target {
         WatchTarget::Pid(pid) => {
             let pid = preflight::require_process(*pid)?;
-            watched.insert(pid, start_watching(pid, options.sizes)?);
+            watched.insert(pid, start_watching(pid, &options)?);
             None
         }
         WatchTarget::Exe(path) => Some(
@@ -193,6 +220,7 @@ async fn capture(
     );
     let mut scan = tokio::time::interval(SCAN_PERIOD);
     let mut render = tokio::time::interval(METRICS_PERIOD);
+    let mut budget = tokio::time::interval(BUDGET_PERIOD);
     loop {
         tokio::select! {
             signal = signals.recv() => {
@@ -219,9 +247,32 @@ async fn capture(
                     .collect();
                 let processes: Vec<_> = totals
                     .iter()
-                    .map(|(pid, exe, totals)| metrics::ProcessMetrics { pid: *pid, exe, totals })
+                    .map(|(pid, exe, totals)| {
+                        let w = &watched[pid];
+                        metrics::ProcessMetrics {
+                            pid: *pid,
+                            exe,
+                            totals,
+                            tier: w.session.capture_tier(),
+                            overhead_ratio: w.budget.ratio(),
+                            max_overhead_ratio: w.budget.max_ratio(),
+                            steps: w.budget.steps_taken(),
+                        }
+                    })
                     .collect();
                 *page.lock().expect("metrics page lock") = metrics::render(&processes);
+            }
+            _ = budget.tick() => {
+                for (pid, w) in watched.iter_mut() {
+                    match w.budget.check(&mut w.session) {
+                        Ok(Some(step)) => eprintln!("timerscope: pid {pid}: {}", step.0),
+                        Ok(None) => {}
+                        Err(error) => eprintln!(
+                            "timerscope: pid {pid}: overhead budget: {}",
+                            crate::exit::one_line(&error)
+                        ),
+                    }
+                }
             }
             _ = scan.tick() => {
                 for w in watched.values_mut() {
@@ -246,7 +297,7 @@ async fn capture(
                             if watched.contains_key(&pid) || failed_pids.contains(&pid) {
                                 continue;
                             }
-                            match start_watching(pid, options.sizes) {
+                            match start_watching(pid, options) {
                                 Ok(w) => {
                                     watched.insert(pid, w);
                                 }
@@ -263,19 +314,24 @@ async fn capture(
     }
 }
 
-fn start_watching(pid: u32, sizes: MapSizes) -> anyhow::Result<Watched> {
-    let mut session = Session::attach(pid, sizes)?;
+fn start_watching(pid: u32, options: &WatchOptions) -> anyhow::Result<Watched> {
+    let budget = OverheadBudget::new(options.max_overhead)?;
+    let mut session = Session::attach(pid, options.sizes, options.events)?;
     let previous = session.snapshot()?;
     let exe = session.binary_path().file_name().map_or_else(
         || "unknown".to_owned(),
         |n| n.to_string_lossy().into_owned(),
     );
     eprintln!(
-        "timerscope: watching pid {pid} ({exe}: {})",
-        session.describe()
+        "timerscope: watching pid {pid} ({exe}: {}, max overhead {}% of a CPU, one uprobe hit \
+         costs {} ns)",
+        session.describe(),
+        options.max_overhead,
+        capture::calibrate::uprobe_trap_cost().map_or(0, |cost| cost.as_nanos())
     );
     Ok(Watched {
         session,
+        budget,
         exe,
         previous,
         interval_start: SystemTime::now(),
@@ -322,7 +378,9 @@ impl IntervalWriter<'_> {
         let delta = now.since(&w.previous);
         let end = SystemTime::now();
         let duration = end.duration_since(w.interval_start).unwrap_or_default();
-        let profile = w.session.encode(&delta, w.interval_start, duration, &[])?;
+        let profile = w
+            .session
+            .encode(&delta, w.interval_start, duration, &w.budget.comments())?;
         let stem = format!(
             "{}-{}-{}",
             w.exe,

@@ -1,0 +1,207 @@
+//! `watch --max-overhead`: the target's CPU time in timerscope's probes, measured, and the steps
+//! down when it exceeds the budget. The cost is the uprobe programs' own run time from the
+//! kernel's BPF statistics plus their runs (one per hit) times the trap cost measured once at
+//! start ([`crate::calibrate`]). Over budget, one step per check: first the busiest reset or
+//! stop hook walks its stack at one hit in [`SAMPLED_STACK_RATE`] (events still counted, at
+//! the immediate caller), and once every such hook is sampled, the busiest hook is detached.
+//! Steps are never undone while the process is watched.
+
+use std::{
+    os::fd::OwnedFd,
+    time::{Duration, Instant, SystemTime},
+};
+
+use anyhow::Context as _;
+use pprof::vocabulary::CommentKey;
+use probe_common::{event, hook_flag};
+
+use crate::{attach::ProgramStats, session::Session};
+
+/// One stack walk in this many hits of a sampled hook.
+pub const SAMPLED_STACK_RATE: u32 = 64;
+
+/// Shortest window a measurement is taken over.
+const MIN_WINDOW: Duration = Duration::from_millis(500);
+
+/// Cost readings of one watched process.
+struct Reading {
+    at: Instant,
+    stats: ProgramStats,
+    hits: Vec<u64>,
+}
+
+pub struct OverheadBudget {
+    /// `--max-overhead` as a ratio of one CPU.
+    max_ratio: f64,
+    trap: Duration,
+    /// Keeps the kernel's BPF run-time statistics on.
+    _stats: OwnedFd,
+    last: Option<Reading>,
+    /// The ratio over the last full window.
+    ratio: Option<f64>,
+    /// `unix-seconds what`, one per step taken.
+    steps: Vec<String>,
+    /// Said once when over budget with nothing left to take away.
+    exhausted: bool,
+}
+
+/// One step the budget took, to say on stderr.
+pub struct Step(pub String);
+
+impl OverheadBudget {
+    /// A budget of `max_percent` percent of one CPU; calibrates the trap cost on first use.
+    pub fn new(max_percent: f64) -> anyhow::Result<Self> {
+        let stats = crate::attach::enable_run_time_stats()
+            .context("overhead budget: cannot enable the kernel's BPF run-time statistics")?;
+        let trap = crate::calibrate::uprobe_trap_cost()
+            .map_err(|e| anyhow::anyhow!("overhead budget: calibrating the uprobe cost: {e}"))?;
+        Ok(Self {
+            max_ratio: max_percent / 100.0,
+            trap,
+            _stats: stats,
+            last: None,
+            ratio: None,
+            steps: Vec::new(),
+            exhausted: false,
+        })
+    }
+
+    pub fn max_ratio(&self) -> f64 {
+        self.max_ratio
+    }
+
+    /// The measured share of one CPU over the last window, once one was measured.
+    pub fn ratio(&self) -> Option<f64> {
+        self.ratio
+    }
+
+    /// How many steps down were taken.
+    pub fn steps_taken(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Measures the window since the last check and steps down when it was over budget.
+    pub fn check(&mut self, session: &mut Session) -> anyhow::Result<Option<Step>> {
+        let Some((stats, hits)) = session.probe_cost() else {
+            return Ok(None);
+        };
+        let now = Reading {
+            at: Instant::now(),
+            stats,
+            hits,
+        };
+        let Some(last) = &self.last else {
+            self.last = Some(now);
+            return Ok(None);
+        };
+        let window = now.at.duration_since(last.at);
+        if window < MIN_WINDOW {
+            return Ok(None);
+        }
+        let run_ns = now.stats.run_time_ns.saturating_sub(last.stats.run_time_ns);
+        let runs = now.stats.run_count.saturating_sub(last.stats.run_count);
+        let cost_ns = run_ns as f64 + runs as f64 * self.trap.as_nanos() as f64;
+        let ratio = cost_ns / window.as_nanos() as f64;
+        self.ratio = Some(ratio);
+        let busy: Vec<u64> = now
+            .hits
+            .iter()
+            .enumerate()
+            .map(|(i, n)| n.saturating_sub(last.hits.get(i).copied().unwrap_or(0)))
+            .collect();
+        self.last = Some(now);
+        if ratio <= self.max_ratio {
+            return Ok(None);
+        }
+        let step = self.step_down(session, &busy)?;
+        let Some(what) = step else {
+            if !self.exhausted {
+                self.exhausted = true;
+                return Ok(Some(Step(format!(
+                    "probe overhead {} over the budget of {}, and no timer hook is left to \
+                     sample or detach",
+                    percent(ratio),
+                    percent(self.max_ratio)
+                ))));
+            }
+            return Ok(None);
+        };
+        let unix = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        self.steps.push(format!("{unix} {what}"));
+        // The next window starts after the step, so it measures the new state.
+        self.last = session.probe_cost().map(|(stats, hits)| Reading {
+            at: Instant::now(),
+            stats,
+            hits,
+        });
+        Ok(Some(Step(format!(
+            "probe overhead {} over the budget of {}: {what}; capture tier now {}",
+            percent(ratio),
+            percent(self.max_ratio),
+            session.capture_tier()
+        ))))
+    }
+
+    /// Takes one step; `None` when nothing is left to take.
+    fn step_down(&self, session: &mut Session, busy: &[u64]) -> anyhow::Result<Option<String>> {
+        // Reset and stop hooks; a creation-tier hook sees creations alone, whose stacks are
+        // what the profile is for.
+        let resets_or_stops: Vec<bool> = session
+            .plan
+            .hooks
+            .iter()
+            .map(|h| {
+                matches!(h.plan.event, event::RESET | event::STOPPED)
+                    && h.plan.flags & hook_flag::CREATION_ONLY == 0
+            })
+            .collect();
+        let busiest = |eligible: &dyn Fn(usize) -> bool| {
+            (0..busy.len())
+                .filter(|&i| busy[i] > 0 && session.hook_attached(i) && eligible(i))
+                .max_by_key(|&i| busy[i])
+        };
+        let samplable = |i: usize| resets_or_stops[i] && !session.stacks_sampled(i);
+        if let Some(hook) = busiest(&samplable) {
+            session.sample_stacks(hook, SAMPLED_STACK_RATE)?;
+            return Ok(Some(format!(
+                "walking the stack of {} at one hit in {SAMPLED_STACK_RATE} ({} hits in the last window)",
+                session.hook_name(hook),
+                busy[hook]
+            )));
+        }
+        if let Some(hook) = busiest(&|_| true) {
+            session.detach_hook(hook)?;
+            return Ok(Some(format!(
+                "detached {} ({} hits in the last window)",
+                session.hook_name(hook),
+                busy[hook]
+            )));
+        }
+        Ok(None)
+    }
+
+    /// The profile comments: the measured ratio, the budget, the trap cost, every step taken.
+    pub fn comments(&self) -> Vec<String> {
+        let mut comments = vec![
+            CommentKey::MaxOverheadRatio.comment(self.max_ratio),
+            CommentKey::UprobeTrapNs.comment(self.trap.as_nanos()),
+        ];
+        if let Some(ratio) = self.ratio {
+            comments.push(CommentKey::ProbeOverheadRatio.comment(format!("{ratio:.6}")));
+        }
+        comments.extend(
+            self.steps
+                .iter()
+                .map(|s| CommentKey::CaptureStep.comment(s)),
+        );
+        comments
+    }
+}
+
+/// `0.42%`
+fn percent(ratio: f64) -> String {
+    format!("{:.3}%", ratio * 100.0)
+}

@@ -1,0 +1,361 @@
+//! Servers row: real Go HTTP servers saturated by `wrk` on loopback, requests per second
+//! unprobed, under `timerscope watch` (its default: creation probes, 1% overhead budget), under
+//! `timerscope record` (every timer event) and under the bpftrace script of the probe-cost row
+//! (the same functions `record` hooks, `@[ustack] = count()`). The servers: the bench's net/http
+//! server with read/write/idle timeouts (every request re-arms its connection's deadlines) built
+//! by Go 1.19 and Go 1.25, and Debian's caddy. Agents interleave, in a rotated order each run;
+//! every measurement starts a fresh server.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use super::Bench;
+use super::go_programs;
+use super::hooks::{
+    BPFTRACE_READY, CountsAtExit, TIMERSCOPE_READY, bpftrace_script, hooked_functions,
+};
+use super::measure::{Lines, Running, Spread, rotated};
+use super::report::{Check, Row, Section, rate};
+
+const WATCH_READY: &str = "timerscope: watching pid";
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+/// After attaching, before the load starts.
+const SETTLE: Duration = Duration::from_secs(1);
+/// wrk: one thread (the server and wrk share the two cores), this many connections.
+const CONNECTIONS: &str = "32";
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize)]
+enum Agent {
+    Unprobed,
+    Watch,
+    Record,
+    Bpftrace,
+}
+
+impl Agent {
+    const ALL: [Agent; 4] = [
+        Agent::Unprobed,
+        Agent::Watch,
+        Agent::Record,
+        Agent::Bpftrace,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Agent::Unprobed => "unprobed",
+            Agent::Watch => "timerscope watch (default: --events create)",
+            Agent::Record => "timerscope record (all events)",
+            Agent::Bpftrace => "bpftrace, same functions as record",
+        }
+    }
+}
+
+/// One server under test.
+struct Server {
+    name: String,
+    binary: PathBuf,
+    /// Starts it listening on the port.
+    command: Box<dyn Fn(u16) -> Command>,
+}
+
+#[derive(Debug, Serialize)]
+struct ServerRun {
+    server: String,
+    agent: Agent,
+    run: usize,
+    requests_per_sec: f64,
+}
+
+pub fn run(bench: &Bench) -> Result<Section> {
+    let mut servers = Vec::new();
+    for version in ["1.19.8", "1.25.5"] {
+        let go = timerscope_tests::go_version(version)
+            .with_context(|| format!("bench: Go {version} is not a toolchain of the tests"))?;
+        let binary = go_programs::server(go)?;
+        let path = binary.clone();
+        servers.push(Server {
+            name: format!("net/http with deadlines, Go {version}"),
+            binary,
+            command: Box::new(move |port| {
+                let mut cmd = Command::new(&path);
+                cmd.args(["-addr", &format!("127.0.0.1:{port}")]);
+                cmd
+            }),
+        });
+    }
+    let caddy = which("caddy").context(
+        "bench: caddy is missing; run `cargo xtask setup` (it installs Debian's caddy and wrk)",
+    )?;
+    which("wrk").context("bench: wrk is missing; run `cargo xtask setup`")?;
+    let dir = bench.out_dir.join("servers");
+    fs::create_dir_all(&dir).with_context(|| format!("bench: creating {}", dir.display()))?;
+    let caddyfile = dir.join("Caddyfile");
+    let caddy_binary = caddy.clone();
+    let caddyfile_for = caddyfile.clone();
+    servers.push(Server {
+        name: "caddy (Debian)".to_owned(),
+        binary: caddy,
+        command: Box::new(move |port| {
+            let config = format!(
+                "{{\n\tadmin off\n\tauto_https off\n\tpersist_config off\n}}\n\
+                 http://127.0.0.1:{port} {{\n\trespond \"ok\"\n}}\n"
+            );
+            fs::write(&caddyfile_for, config).expect("writing the Caddyfile");
+            let mut cmd = Command::new(&caddy_binary);
+            cmd.args(["run", "--adapter", "caddyfile", "--config"])
+                .arg(&caddyfile_for)
+                .env("HOME", caddyfile_for.parent().unwrap());
+            cmd
+        }),
+    });
+
+    let load = Duration::from_secs(if bench.runs <= 2 { 3 } else { 6 });
+    let mut runs = Vec::new();
+    let mut rows = Vec::new();
+    let mut checks = Vec::new();
+    for server in &servers {
+        let hooks = record_hooks(bench, server, &dir)?;
+        let mut by_agent: Vec<(Agent, Vec<f64>)> =
+            Agent::ALL.iter().map(|&a| (a, Vec::new())).collect();
+        for run in 0..bench.runs {
+            for agent in rotated(&Agent::ALL, run) {
+                let rps = measure(bench, server, &hooks, agent, load, &dir)
+                    .with_context(|| format!("bench: {} under {agent:?}", server.name))?;
+                println!(
+                    "bench: servers: {} run {run}, {}: {rps:.0} requests/s",
+                    server.name,
+                    agent.label()
+                );
+                by_agent
+                    .iter_mut()
+                    .find(|(a, _)| *a == agent)
+                    .unwrap()
+                    .1
+                    .push(rps);
+                runs.push(ServerRun {
+                    server: server.name.clone(),
+                    agent,
+                    run,
+                    requests_per_sec: rps,
+                });
+            }
+        }
+        let median =
+            |agent: Agent| Spread::of(&by_agent.iter().find(|(a, _)| *a == agent).unwrap().1);
+        let unprobed = median(Agent::Unprobed).median;
+        for &agent in &Agent::ALL {
+            let spread = median(agent);
+            let ratio = spread.median / unprobed;
+            rows.push(Row {
+                what: format!("{}: {}", server.name, agent.label()),
+                median: format!("{} requests/s", rate(spread.median)),
+                range: format!("{} – {}", rate(spread.min), rate(spread.max)),
+                peak_memory: String::new(),
+                comparison: if agent == Agent::Unprobed {
+                    "baseline".to_owned()
+                } else {
+                    format!("{ratio:.3} of unprobed")
+                },
+            });
+        }
+        let ratio = |agent| median(agent).median / unprobed;
+        let (watch, record, bpftrace) = (
+            ratio(Agent::Watch),
+            ratio(Agent::Record),
+            ratio(Agent::Bpftrace),
+        );
+        checks.push(Check {
+            target: format!("{}: watch >= 0.99 of unprobed", server.name),
+            measured: format!("{watch:.3}"),
+            met: watch >= 0.99,
+        });
+        checks.push(Check {
+            target: format!("{}: record >= 0.90 of unprobed", server.name),
+            measured: format!("{record:.3}"),
+            met: record >= 0.90,
+        });
+        let (record_loss, bpftrace_loss) = ((1.0 - record).max(0.0), (1.0 - bpftrace).max(0.0));
+        checks.push(Check {
+            target: format!(
+                "{}: record loses at least 4x less than bpftrace",
+                server.name
+            ),
+            measured: format!(
+                "loss {:.1}% vs {:.1}%",
+                record_loss * 100.0,
+                bpftrace_loss * 100.0
+            ),
+            met: record_loss * 4.0 <= bpftrace_loss,
+        });
+    }
+    Ok(Section {
+        title: "Servers under wrk: requests/s with and without probes".to_owned(),
+        rows,
+        checks,
+        notes: vec![format!(
+            "wrk -t1 -c{CONNECTIONS} for {} s per measurement on loopback; server and wrk share \
+             the machine's cores. A fresh server per measurement; agents interleaved in a \
+             rotated order per run; medians of {} runs.",
+            load.as_secs(),
+            bench.runs
+        )],
+        data: serde_json::to_value(&runs)?,
+    })
+}
+
+fn which(tool: &str) -> Result<PathBuf> {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(tool))
+        .find(|path| path.is_file())
+        .with_context(|| format!("bench: {tool} is not on PATH"))
+}
+
+/// A free loopback port.
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Starts the server on a free port and waits until it accepts connections.
+fn start(server: &Server) -> Result<(Running, u16)> {
+    let port = free_port()?;
+    let running = Running::spawn(
+        (server.command)(port)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )?;
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok((running, port));
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    bail!("bench: {} never listened on port {port}", server.name)
+}
+
+/// The functions `record` hooks in this server, from a short unmeasured recording.
+fn record_hooks(bench: &Bench, server: &Server, dir: &Path) -> Result<Vec<String>> {
+    let (mut target, _) = start(server)?;
+    let profile = dir.join("hooks.pb.gz");
+    let mut record = Running::spawn(
+        Command::new(&bench.tools.timerscope)
+            .args(["record", "--pid", &target.pid().to_string(), "-o"])
+            .arg(&profile)
+            .args(["--duration", "1s"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )?;
+    record.wait_success(STEP_TIMEOUT)?;
+    target.interrupt_until_exit(STEP_TIMEOUT)?;
+    hooked_functions(&profile)
+}
+
+fn measure(
+    bench: &Bench,
+    server: &Server,
+    hooks: &[String],
+    agent: Agent,
+    load: Duration,
+    dir: &Path,
+) -> Result<f64> {
+    let (mut target, port) = start(server)?;
+    let pid = target.pid().to_string();
+    let mut attached = match agent {
+        Agent::Unprobed => None,
+        Agent::Watch | Agent::Record => {
+            let (args, ready): (Vec<String>, _) = if agent == Agent::Watch {
+                let out = dir.join("watch");
+                let _ = fs::remove_dir_all(&out);
+                (
+                    ["watch", "--pid", &pid, "--interval", "60s", "--dir"]
+                        .map(str::to_owned)
+                        .into_iter()
+                        .chain([out.display().to_string()])
+                        .collect(),
+                    WATCH_READY,
+                )
+            } else {
+                (
+                    ["record", "--pid", &pid, "-o"]
+                        .map(str::to_owned)
+                        .into_iter()
+                        .chain([dir.join("record.pb.gz").display().to_string()])
+                        .collect(),
+                    TIMERSCOPE_READY,
+                )
+            };
+            let mut running = Running::spawn(
+                Command::new(&bench.tools.timerscope)
+                    .args(&args)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped()),
+            )?;
+            let mut stderr = Lines::new("timerscope", running.child.stderr.take().unwrap());
+            stderr.wait_for(ready, STEP_TIMEOUT)?;
+            Some((running, stderr))
+        }
+        Agent::Bpftrace => {
+            let mut tracer = Running::spawn(
+                Command::new("bpftrace")
+                    .args(["-B", "line", "-p", &pid, "-e"])
+                    .arg(bpftrace_script(
+                        &server.binary,
+                        hooks,
+                        CountsAtExit::Discard,
+                    ))
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null()),
+            )?;
+            let mut stdout = Lines::new("bpftrace", tracer.child.stdout.take().unwrap());
+            stdout.wait_for(BPFTRACE_READY, STEP_TIMEOUT)?;
+            Some((tracer, stdout))
+        }
+    };
+    thread::sleep(SETTLE);
+    let output = crate::util::output(Command::new("wrk").args([
+        "-t1",
+        "-c",
+        CONNECTIONS,
+        "-d",
+        &format!("{}s", load.as_secs()),
+        &format!("http://127.0.0.1:{port}/"),
+    ]))
+    .context("bench: wrk")?;
+    if let Some((running, _)) = &mut attached {
+        running.interrupt_until_exit(STEP_TIMEOUT)?;
+    }
+    target.interrupt_until_exit(STEP_TIMEOUT)?;
+    requests_per_sec(&String::from_utf8_lossy(&output.stdout))
+}
+
+/// `Requests/sec:  12345.67` from wrk's report.
+fn requests_per_sec(report: &str) -> Result<f64> {
+    report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|n| n.trim().parse().ok())
+        .with_context(|| format!("bench: no Requests/sec in wrk's report:\n{report}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_wrk_s_rate() {
+        let report = "Running 3s test @ http://127.0.0.1:1/\n  1 threads and 32 connections\n\
+                      Requests/sec:  41234.56\nTransfer/sec:      4.65MB\n";
+        assert_eq!(requests_per_sec(report).unwrap(), 41234.56);
+        assert!(requests_per_sec("nothing").is_err());
+    }
+}
