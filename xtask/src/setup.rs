@@ -16,13 +16,15 @@ use timerscope_tests::{
 use crate::util;
 
 /// Debian packages: LLVM 22 and zstd to build bpf-linker, Go 1.19, bpftrace (bench baseline),
-/// strace (the test that counts how often the target's binary is opened).
+/// strace (the test that counts how often the target's binary is opened), chromium (the HTML
+/// report's browser test).
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libzstd-dev",
     "golang-1.19-go",
     "bpftrace",
     "strace",
+    "chromium",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
