@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::*;
@@ -40,34 +40,8 @@ fn interval(i: i64) -> pprof::Profile {
     profile
 }
 
-/// Headless Chromium as the tests run it (root, so no sandbox; no network services).
-pub fn chromium(args: &[&str], profile_dir: &Path) -> std::process::Output {
-    let binary = which_chromium();
-    Command::new(&binary)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--user-data-dir={}", profile_dir.display()))
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()))
-}
-
-fn which_chromium() -> PathBuf {
-    let path = PathBuf::from("/usr/bin/chromium");
-    assert!(
-        path.exists(),
-        "{} missing: `cargo xtask setup` installs Debian's chromium",
-        path.display()
-    );
-    path
+fn chromium(args: &[&str], profile_dir: &Path) -> std::process::Output {
+    timerscope_tests::chromium(args, profile_dir).unwrap()
 }
 
 /// The numbers in the `data-values` attribute after `marker` in `dom`.
