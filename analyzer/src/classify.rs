@@ -11,8 +11,8 @@ use std::str::FromStr;
 use serde::Serialize;
 
 use pprof::vocabulary::{
-    ChannelMode, CommentKey, LabelKey, SampleType, SyntheticFrame, TimerFamily, TimerKind,
-    go_sample_type,
+    ChannelMode, CommentKey, LabelKey, MappingClass, MemoryNumbers, SampleType, SyntheticFrame,
+    TimerFamily, TimerKind, go_sample_type,
 };
 use pprof::{ResolvedFrame, ResolvedProfile, ResolvedSample};
 
@@ -73,6 +73,9 @@ pub enum FindingKind {
     MmapGrowth,
     HeapGrowth,
     GoroutineGrowth,
+    GoroutineLeak,
+    CHeapGrowth,
+    RssOutsideHeap,
 }
 
 impl FindingKind {
@@ -86,6 +89,9 @@ impl FindingKind {
             FindingKind::MmapGrowth => "mmap-growth",
             FindingKind::HeapGrowth => "heap-growth",
             FindingKind::GoroutineGrowth => "goroutine-growth",
+            FindingKind::GoroutineLeak => "goroutine-leak",
+            FindingKind::CHeapGrowth => "c-heap-growth",
+            FindingKind::RssOutsideHeap => "rss-outside-heap",
         }
     }
 }
@@ -259,6 +265,7 @@ pub fn classify(profiles: &[ResolvedProfile]) -> ClassifyReport {
         groups.entry(key).or_default().push(p);
     }
     let mut report = ClassifyReport::default();
+    let mut process_wide = Vec::new();
     for (key, mut series) in groups {
         series.sort_by_key(|p| p.time_nanos);
         let has = |ty: &str| series[0].has_sample_type(ty);
@@ -277,6 +284,14 @@ pub fn classify(profiles: &[ResolvedProfile]) -> ClassifyReport {
             applied = true;
             goroutine_growth(&series, &mut report);
         }
+        if has(SampleType::Goroutines.as_str()) {
+            applied = true;
+            goroutine_leaks(&series, &mut report);
+        }
+        if let Some(finding) = rss_outside_heap(&series) {
+            applied = true;
+            process_wide.push(finding);
+        }
         if !applied {
             report.notes.push(format!(
                 "{} profile(s) with sample types {key} have no classification rules",
@@ -284,6 +299,18 @@ pub fn classify(profiles: &[ResolvedProfile]) -> ClassifyReport {
             ));
         }
     }
+    // RSS growing outside the Go heap is the finding of last resort: a site that allocates
+    // the memory is the better answer.
+    let explained = report.findings.iter().any(|f| {
+        matches!(
+            f.kind,
+            FindingKind::MmapGrowth | FindingKind::CHeapGrowth | FindingKind::HeapGrowth
+        )
+    });
+    if !explained {
+        report.findings.extend(process_wide);
+    }
+    fold_timers_into_goroutine_leaks(&mut report);
     report.findings.sort_by(|a, b| {
         b.severity
             .cmp(&a.severity)
@@ -621,6 +648,9 @@ struct BytesRule {
     sample_type: &'static str,
     what: &'static str,
     suggestion: &'static str,
+    /// One timerscope recording is a window by itself: its sites hold what was allocated during
+    /// it and kept until its end. (A Go heap profile is a snapshot of everything in use.)
+    single_recording: bool,
 }
 
 /// The frame timerscope puts on mappings that existed before it attached to the process.
@@ -665,22 +695,35 @@ struct SiteGrowth {
     numbers: String,
 }
 
-const BYTES_RULES: [BytesRule; 2] = [
+const BYTES_RULES: [BytesRule; 3] = [
     BytesRule {
         kind: FindingKind::MmapGrowth,
         sample_type: SampleType::MmapLiveBytes.as_str(),
         what: "live mmap bytes",
         suggestion: "Unmap or reuse the regions mapped here, bound caches backed by mapped memory, and if the mappings are the Go heap's own, look for the heap growth behind them.",
+        single_recording: true,
     },
     BytesRule {
         kind: FindingKind::HeapGrowth,
         sample_type: go_sample_type::INUSE_SPACE,
         what: "in-use heap bytes",
         suggestion: "Memory allocated here is kept: bound the caches, maps or slices it ends up in (evict or cap them), and check for goroutines or timers that keep references alive; `timerscope diff` of two heap profiles shows what grew.",
+        single_recording: false,
+    },
+    BytesRule {
+        kind: FindingKind::CHeapGrowth,
+        sample_type: SampleType::CHeapLiveBytes.as_str(),
+        what: "live C heap bytes",
+        suggestion: "C code called from here mallocs and does not free: free every block the C side returns (a Go wrapper's Close or a runtime.SetFinalizer/AddCleanup that calls the library's free), and check the library's ownership rules for returned pointers.",
+        single_recording: true,
     },
 ];
 
 fn bytes_growth(rule: &BytesRule, series: &[&ResolvedProfile], report: &mut ClassifyReport) {
+    if series.len() < 2 && rule.single_recording {
+        single_recording_growth(rule, series[0], report);
+        return;
+    }
     if series.len() < 2 {
         report.notes.push(format!(
             "{}: one profile shows no growth; give several profiles of the process over time (or --baseline)",
@@ -762,6 +805,57 @@ fn bytes_growth(rule: &BytesRule, series: &[&ResolvedProfile], report: &mut Clas
                 site.short_location(),
                 g.numbers,
                 mebibytes(total_slope),
+                mebibytes(BYTES_SLOPE_LEAK),
+            ),
+            suggestion: rule.suggestion.to_owned(),
+        });
+    }
+}
+
+/// Bytes allocated during one recording at a user-code site and still held at its end, per
+/// second recorded. What the Go runtime maps for its own heap is left to heap-growth (a heap
+/// profile names the allocating code; a busy healthy process grows its arenas too), and
+/// mappings older than the recording are no site's. One window says nothing about a trend, so a
+/// finding here is medium at most.
+fn single_recording_growth(
+    rule: &BytesRule,
+    profile: &ResolvedProfile,
+    report: &mut ClassifyReport,
+) {
+    let recorded_seconds = profile.duration_nanos.max(0) as f64 / 1e9;
+    if recorded_seconds <= 0.0 {
+        report.notes.push(format!(
+            "{}: the profile has no duration, so bytes kept per second are unknown",
+            rule.kind
+        ));
+        return;
+    }
+    let series = [profile];
+    let heap_arena = MappingClass::HeapArena.as_str();
+    let sites = per_site(&series, rule.sample_type, |profile, sample, site| {
+        let runtime_heap = sample.str_label(LabelKey::Mapping) == Some(heap_arena);
+        (user_site(profile, sample).is_some() && !runtime_heap).then_some(site)
+    });
+    let mut kept: Vec<(Site, f64)> = sites
+        .into_iter()
+        .map(|(site, s)| (site, s.values[0]))
+        .filter(|(_, bytes)| bytes / recorded_seconds > BYTES_SLOPE_LEAK)
+        .collect();
+    kept.sort_by(|a, b| b.1.total_cmp(&a.1));
+    for (site, bytes) in kept {
+        report.findings.push(Finding {
+            kind: rule.kind,
+            severity: Severity::Medium,
+            function: site.function.clone(),
+            file: site.file.clone(),
+            line: site.line,
+            evidence: format!(
+                "{} allocated at {} ({}) during one {recorded_seconds:.1} s recording and still held at its end: {} ({}/s, leak threshold {}/s); record again later to see whether it keeps growing.",
+                capitalize(rule.what),
+                site.function,
+                site.short_location(),
+                mebibytes(bytes),
+                mebibytes(bytes / recorded_seconds),
                 mebibytes(BYTES_SLOPE_LEAK),
             ),
             suggestion: rule.suggestion.to_owned(),
@@ -855,9 +949,442 @@ fn goroutine_growth(series: &[&ResolvedProfile], report: &mut ClassifyReport) {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// RSS or Sys growing while the Go heap stays flat
+
+/// The frame a finding names when no code site is to blame: the process as a whole.
+const PROCESS_FRAME: &str = "[process]";
+
+/// RSS or the runtime's `Sys` growing faster than the leak threshold while `HeapAlloc` grew by
+/// less than a quarter as much, from the memory numbers at the start of the first recording
+/// and the end of the last: memory outside the Go heap (C heap, mappings, goroutine stacks).
+fn rss_outside_heap(series: &[&ResolvedProfile]) -> Option<Finding> {
+    let (first, last) = (series[0], series[series.len() - 1]);
+    let numbers = |p: &ResolvedProfile, key| p.comment_value(key).map(MemoryNumbers::parse);
+    let start = numbers(first, CommentKey::MemoryStart)?;
+    let end = numbers(last, CommentKey::MemoryEnd)?;
+    let span = (last.time_nanos + last.duration_nanos.max(0) - first.time_nanos) as f64 / 1e9;
+    let growth = |f: fn(&MemoryNumbers) -> Option<u64>| -> Option<f64> {
+        Some(f(&end)? as f64 - f(&start)? as f64)
+    };
+    let rss = growth(|n| n.rss);
+    let sys = growth(|n| n.sys);
+    let heap = growth(|n| n.heap_alloc)?;
+    let (what, grown) = match (rss, sys) {
+        (Some(r), Some(s)) if s > r => ("Sys", s),
+        (Some(r), _) => ("RSS", r),
+        (None, Some(s)) => ("Sys", s),
+        (None, None) => return None,
+    };
+    if span <= 0.0 || grown / span <= BYTES_SLOPE_LEAK || heap >= grown / 4.0 {
+        return None;
+    }
+    let kept = |ty: SampleType| {
+        last.column(ty).map_or(0.0, |i| {
+            last.samples
+                .iter()
+                .filter(|s| {
+                    last.stack(s)
+                        .next()
+                        .is_some_and(|leaf| leaf.function != PRE_EXISTING_FRAME)
+                })
+                .map(|s| s.values[i] as f64)
+                .sum()
+        })
+    };
+    let stacks = growth(|n| n.stack_inuse).unwrap_or(0.0);
+    let rate = grown / span;
+    Some(Finding {
+        kind: FindingKind::RssOutsideHeap,
+        severity: if rate > 10.0 * BYTES_SLOPE_LEAK {
+            Severity::High
+        } else {
+            Severity::Medium
+        },
+        function: PROCESS_FRAME.to_owned(),
+        file: String::new(),
+        line: 0,
+        evidence: format!(
+            "{what} grew by {} in {span:.1} s ({}/s) while HeapAlloc changed by {}; of the latest recording, mappings made during it hold {}, the C heap {}, and goroutine stacks grew by {}.",
+            mebibytes(grown),
+            mebibytes(rate),
+            mebibytes(heap),
+            mebibytes(kept(SampleType::MmapLiveBytes)),
+            mebibytes(kept(SampleType::CHeapLiveBytes)),
+            mebibytes(stacks),
+        ),
+        suggestion: "Memory outside the Go heap is growing: record with C heap probes on (the default of `timerscope record` for cgo programs) to find the C call site, look for goroutines piling up (each holds a stack), and check mmap-backed caches; GODEBUG=madvdontneed=1 only changes when freed heap is returned.".to_owned(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Goroutines blocked for good (timerscope's goroutine snapshots, with creation counts from probes)
+
+/// Blocked goroutines of one creation site at one place: below this, a few stuck goroutines
+/// are not worth a finding.
+const GOROUTINE_LEAK_MIN: f64 = 100.0;
+
+/// Wait reasons (as Go names them) of goroutines waiting for another goroutine that may never
+/// come. Idle network connections (`IO wait`), sleeps and the runtime's own workers wait too,
+/// but that is what they are for.
+const LEAKING_WAIT_REASONS: [&str; 12] = [
+    "chan receive",
+    "chan send",
+    "select",
+    "select (no cases)",
+    "chan receive (nil chan)",
+    "chan send (nil chan)",
+    "sync.Cond.Wait",
+    "sync.Mutex.Lock",
+    "sync.RWMutex.RLock",
+    "sync.RWMutex.Lock",
+    "sync.WaitGroup.Wait",
+    "semacquire",
+];
+
+/// The function of a `created_by` label, `function (file:line)`.
+fn creator_function(created_by: &str) -> &str {
+    created_by.split(" (").next().unwrap_or(created_by)
+}
+
+/// Goroutines created (or exited) during the recording of `profile`, by the user function
+/// that created them.
+fn goroutines_by_creator(profile: &ResolvedProfile, column: SampleType) -> BTreeMap<String, f64> {
+    let mut counts = BTreeMap::new();
+    let Some(index) = profile.sample_index(Some(column.as_str())) else {
+        return counts;
+    };
+    for sample in &profile.samples {
+        if sample.values[index] == 0 {
+            continue;
+        }
+        // The creating stack's leaf is newproc's caller: the function with the `go` statement.
+        if let Some((site, _)) = user_site(profile, sample) {
+            *counts.entry(site.function).or_insert(0.0) += sample.values[index] as f64;
+        }
+    }
+    counts
+}
+
+fn goroutine_leaks(series: &[&ResolvedProfile], report: &mut ClassifyReport) {
+    let groups = per_site(
+        series,
+        SampleType::Goroutines.as_str(),
+        |profile, sample, site| {
+            let reason = sample.str_label(LabelKey::WaitReason)?;
+            if !LEAKING_WAIT_REASONS.contains(&reason) {
+                return None;
+            }
+            let created_by = sample.str_label(LabelKey::CreatedBy).unwrap_or("");
+            let blocked_in_user_code = user_site(profile, sample).is_some();
+            if !blocked_in_user_code && !is_user_function(creator_function(created_by)) {
+                return None;
+            }
+            Some((site, created_by.to_owned(), reason.to_owned()))
+        },
+    );
+    let latest = series[series.len() - 1];
+    let created = goroutines_by_creator(latest, SampleType::GoroutinesCreated);
+    let exited = goroutines_by_creator(latest, SampleType::GoroutinesExited);
+    let recorded_seconds = latest.duration_nanos.max(0) as f64 / 1e9;
+    for ((site, created_by, reason), s) in groups {
+        let trend = trend::fit(&points(series, &s.values));
+        let blocked = trend.last;
+        if blocked < GOROUTINE_LEAK_MIN && !trend.keeps_rising {
+            continue;
+        }
+        let creator = creator_function(&created_by);
+        let made = created.get(creator).copied().unwrap_or(0.0);
+        let gone = exited.get(creator).copied().unwrap_or(0.0);
+        let piled_up = made - gone;
+        let rising = series.len() >= 2 && trend.last - trend.first >= GOROUTINE_LEAK_MIN.min(10.0);
+        let severity = if (trend.keeps_rising && rising)
+            || (piled_up >= GOROUTINE_LEAK_MIN && blocked >= GOROUTINE_LEAK_MIN)
+        {
+            Severity::High
+        } else if (rising && trend.last - trend.first >= GOROUTINE_LEAK_MIN)
+            || blocked >= GOROUTINE_SINGLE_MEDIUM
+        {
+            Severity::Medium
+        } else {
+            continue;
+        };
+        let mut evidence = format!(
+            "{} goroutines created by {} are blocked in {reason:?} at {} ({})",
+            count(blocked),
+            if created_by.is_empty() {
+                "an unknown site"
+            } else {
+                &created_by
+            },
+            site.function,
+            site.short_location(),
+        );
+        if made > 0.0 && recorded_seconds > 0.0 {
+            evidence += &format!(
+                "; {} were created there during the {recorded_seconds:.1} s recording and {} exited",
+                count(made),
+                count(gone)
+            );
+        }
+        if series.len() >= 2 {
+            evidence += &format!("; the blocked count {}", describe_trend(&trend, count));
+        }
+        evidence.push('.');
+        report.findings.push(Finding {
+            kind: FindingKind::GoroutineLeak,
+            severity,
+            function: site.function.clone(),
+            file: site.file.clone(),
+            line: site.line,
+            evidence,
+            suggestion: "These goroutines wait for something that never comes: give each a way out (select on ctx.Done() or a done channel, close the channel they receive from, use a buffered channel for a reply nobody may read) and bound how many are started.".to_owned(),
+        });
+    }
+}
+
+/// Timers waited on by leaking goroutines (a `time.After` in the `select` they are blocked
+/// in) are evidence of the goroutine leak, not a leak of their own: the goroutines hold them.
+fn fold_timers_into_goroutine_leaks(report: &mut ClassifyReport) {
+    let is_timer = |kind: FindingKind| {
+        matches!(
+            kind,
+            FindingKind::TimerAfterInLoop
+                | FindingKind::TimerNotStopped
+                | FindingKind::TickerNotStopped
+                | FindingKind::AfterfuncPending
+        )
+    };
+    let leaking: BTreeSet<String> = report
+        .findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::GoroutineLeak)
+        .map(|f| f.function.clone())
+        .collect();
+    let (held, kept): (Vec<Finding>, Vec<Finding>) = std::mem::take(&mut report.findings)
+        .into_iter()
+        .partition(|f| is_timer(f.kind) && leaking.contains(&f.function));
+    report.findings = kept;
+    for timer in held {
+        if let Some(leak) = report
+            .findings
+            .iter_mut()
+            .find(|f| f.kind == FindingKind::GoroutineLeak && f.function == timer.function)
+        {
+            leak.evidence += &format!(
+                " The blocked goroutines also hold the timers they wait on ({}: {})",
+                timer.kind, timer.evidence
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use pprof::{Frame, ProfileBuilder, SampleLabel};
+
+    fn frame(function: &str, line: i64) -> Frame {
+        Frame {
+            function: function.to_owned(),
+            system_name: function.to_owned(),
+            file: "/src/app/main.go".to_owned(),
+            line,
+            start_line: 0,
+        }
+    }
+
+    fn label(key: LabelKey, value: &str) -> SampleLabel {
+        SampleLabel::Str {
+            key: key.to_string(),
+            value: value.to_owned(),
+        }
+    }
+
+    /// A timerscope recording of `seconds` whose samples are (stack leaf first, sample type,
+    /// value, labels).
+    /// (stack leaf first, sample type, value, labels)
+    type TestSample<'a> = (&'a [(&'a str, i64)], SampleType, i64, Vec<SampleLabel>);
+
+    fn recording(seconds: i64, samples: &[TestSample]) -> ResolvedProfile {
+        let mut builder = ProfileBuilder::new(&SampleType::pairs(), SampleType::DEFAULT.as_str());
+        builder
+            .time_nanos(1)
+            .duration_nanos(seconds * 1_000_000_000);
+        for (stack, column, value, labels) in samples {
+            let locations: Vec<u64> = stack
+                .iter()
+                .map(|&(function, line)| builder.location(0, 0, &[frame(function, line)]))
+                .collect();
+            let mut values = vec![0; SampleType::ALL.len()];
+            values[column.column()] = *value;
+            builder.add_sample(&locations, &values, labels);
+        }
+        ResolvedProfile::new(&builder.build().unwrap())
+    }
+
+    const BLOCKED: &[(&str, i64)] = &[
+        ("runtime.gopark", 1),
+        ("runtime.selectgo", 2),
+        ("main.wait", 30),
+    ];
+    const CREATOR: &[(&str, i64)] = &[("main.spawn", 20), ("main.main", 10)];
+
+    fn blocked(n: i64, reason: &str) -> TestSample<'static> {
+        (
+            BLOCKED,
+            SampleType::Goroutines,
+            n,
+            vec![
+                label(LabelKey::WaitReason, reason),
+                label(LabelKey::CreatedBy, "main.spawn (main.go:20)"),
+            ],
+        )
+    }
+
+    #[test]
+    fn goroutines_created_and_blocked_during_one_recording_leak() {
+        let profile = recording(
+            8,
+            &[
+                blocked(320, "select"),
+                (CREATOR, SampleType::GoroutinesCreated, 320, vec![]),
+            ],
+        );
+        let report = classify(&[profile]);
+        assert_eq!(report.findings.len(), 1, "{report:#?}");
+        let finding = &report.findings[0];
+        assert_eq!(finding.kind, FindingKind::GoroutineLeak);
+        assert_eq!(finding.severity, Severity::High);
+        assert_eq!((finding.function.as_str(), finding.line), ("main.wait", 30));
+        assert!(
+            finding.evidence.contains("main.spawn (main.go:20)"),
+            "{}",
+            finding.evidence
+        );
+        assert!(
+            finding.evidence.contains("320 were created"),
+            "{}",
+            finding.evidence
+        );
+    }
+
+    #[test]
+    fn long_lived_or_idle_goroutines_are_no_leak() {
+        // A pool of workers started before the recording, and idle connections in IO wait.
+        let profile = recording(8, &[blocked(500, "chan receive"), blocked(5000, "IO wait")]);
+        let report = classify(&[profile]);
+        assert!(report.findings.is_empty(), "{report:#?}");
+    }
+
+    #[test]
+    fn a_timer_waited_on_by_leaking_goroutines_is_evidence_not_a_finding() {
+        let after: &[(&str, i64)] = &[
+            ("time.NewTimer", 86),
+            ("time.After", 156),
+            ("main.wait", 29),
+        ];
+        let profile = recording(
+            8,
+            &[
+                blocked(320, "select"),
+                (CREATOR, SampleType::GoroutinesCreated, 320, vec![]),
+                (
+                    after,
+                    SampleType::TimersLive,
+                    320,
+                    vec![label(LabelKey::Kind, "timer")],
+                ),
+            ],
+        );
+        let report = classify(&[profile]);
+        let kinds: Vec<FindingKind> = report.findings.iter().map(|f| f.kind).collect();
+        assert_eq!(kinds, [FindingKind::GoroutineLeak], "{report:#?}");
+        assert!(report.findings[0].evidence.contains("timer-after-in-loop"));
+    }
+
+    #[test]
+    fn c_heap_kept_during_one_recording_grows() {
+        let site: &[(&str, i64)] = &[
+            ("runtime.cgocall", 1),
+            ("main._Cfunc_leak", 2),
+            ("main.leakC", 44),
+        ];
+        let freed: &[(&str, i64)] = &[
+            ("runtime.cgocall", 1),
+            ("main._Cfunc_pair", 3),
+            ("main.pairs", 50),
+        ];
+        let profile = recording(
+            8,
+            &[
+                (site, SampleType::CHeapLiveBytes, 40 << 20, vec![]),
+                (freed, SampleType::CHeapLiveBytes, 0, vec![]),
+                (freed, SampleType::CHeapAllocBytes, 400 << 20, vec![]),
+            ],
+        );
+        let report = classify(&[profile]);
+        assert_eq!(report.findings.len(), 1, "{report:#?}");
+        assert_eq!(report.findings[0].kind, FindingKind::CHeapGrowth);
+        assert_eq!(report.findings[0].severity, Severity::Medium);
+        assert_eq!(report.findings[0].function, "main.leakC");
+    }
+
+    fn with_memory(
+        mut profile: ResolvedProfile,
+        start: (u64, u64),
+        end: (u64, u64),
+    ) -> ResolvedProfile {
+        let numbers = |(rss, heap_alloc)| MemoryNumbers {
+            rss: Some(rss),
+            heap_alloc: Some(heap_alloc),
+            ..MemoryNumbers::default()
+        };
+        profile
+            .comments
+            .push(numbers(start).comment(CommentKey::MemoryStart));
+        profile
+            .comments
+            .push(numbers(end).comment(CommentKey::MemoryEnd));
+        profile
+    }
+
+    #[test]
+    fn rss_growing_while_the_heap_is_flat_is_outside_the_heap() {
+        let mib = 1 << 20;
+        let profile = with_memory(recording(8, &[]), (10 * mib, 4 * mib), (80 * mib, 5 * mib));
+        let report = classify(&[profile]);
+        assert_eq!(report.findings.len(), 1, "{report:#?}");
+        let finding = &report.findings[0];
+        assert_eq!(finding.kind, FindingKind::RssOutsideHeap);
+        assert_eq!(finding.function, "[process]");
+        assert!(
+            finding.evidence.contains("RSS grew by 70.0 MiB"),
+            "{}",
+            finding.evidence
+        );
+
+        // The heap grew as much: that is heap growth, not memory outside it.
+        let profile = with_memory(recording(8, &[]), (10 * mib, 4 * mib), (80 * mib, 70 * mib));
+        assert!(classify(&[profile]).findings.is_empty());
+        // A C heap site explains it: that finding is the answer, not the process-wide one.
+        let site: &[(&str, i64)] = &[("runtime.cgocall", 1), ("main.leakC", 44)];
+        let profile = with_memory(
+            recording(
+                8,
+                &[(site, SampleType::CHeapLiveBytes, 60 * mib as i64, vec![])],
+            ),
+            (10 * mib, 4 * mib),
+            (80 * mib, 5 * mib),
+        );
+        let kinds: Vec<FindingKind> = classify(&[profile])
+            .findings
+            .iter()
+            .map(|f| f.kind)
+            .collect();
+        assert_eq!(kinds, [FindingKind::CHeapGrowth]);
+    }
 
     #[test]
     fn severities_order_and_parse() {

@@ -18,6 +18,11 @@ pub fn package_path(name: &str) -> &str {
 /// dot in their first element (`runtime`, `net/http`, `vendor/golang.org/x/net`); module paths do
 /// (`github.com/...`), and package `main` is always user code.
 pub fn is_user_function(name: &str) -> bool {
+    // cgo's generated wrappers (`main._Cfunc_f`, `main._cgo_…`) stand between the user's call
+    // and C; the line worth naming is the user's call.
+    if name.contains("._Cfunc_") || name.contains("._cgo_") {
+        return false;
+    }
     let package = package_path(name);
     if package == "main" {
         return true;
@@ -58,6 +63,8 @@ mod tests {
         ] {
             assert!(is_user_function(user), "{user}");
         }
+        assert!(!is_user_function("main._Cfunc_leak"));
+        assert!(!is_user_function("main._cgo_cmalloc"));
         for std in [
             "runtime.gopark",
             "time.AfterFunc",

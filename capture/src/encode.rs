@@ -39,6 +39,27 @@ pub struct Recording {
     pub comments: Vec<String>,
 }
 
+/// The profile's main mapping: the target's binary as `text` maps it, with what its debug
+/// info resolves.
+pub fn main_mapping(
+    text: &gobinary::process::MapEntry,
+    binary: &gobinary::GoBinary,
+    symbolizer: &Symbolizer,
+) -> MappingSpec {
+    let has_lines = symbolizer.has_lines();
+    MappingSpec {
+        start: text.start,
+        limit: text.end,
+        offset: text.offset,
+        file: text.path.clone(),
+        build_id: binary.elf.build_id().to_owned(),
+        has_functions: true,
+        has_filenames: has_lines,
+        has_line_numbers: has_lines,
+        has_inline_frames: symbolizer.has_inline_frames(),
+    }
+}
+
 /// Where a timer event happened, from its site: the user stack with the caller the unwind
 /// missed put back, or a synthetic frame for timers that predate the attach.
 fn site_frames(site: &SiteKey, snapshot: &Snapshot) -> Vec<u64> {
@@ -67,8 +88,8 @@ fn monotonic_now() -> i64 {
     now.tv_sec * 1_000_000_000 + now.tv_nsec
 }
 
-struct Encoder<'a> {
-    builder: ProfileBuilder,
+pub(crate) struct Encoder<'a> {
+    pub(crate) builder: ProfileBuilder,
     symbolizer: &'a mut Symbolizer,
     libraries: &'a Libraries,
     mapping_id: u64,
@@ -77,9 +98,27 @@ struct Encoder<'a> {
     library_mappings: HashMap<String, u64>,
 }
 
-impl Encoder<'_> {
+impl<'a> Encoder<'a> {
+    /// An encoder into `builder`, whose main mapping (the target's binary) is `mapping`.
+    pub(crate) fn new(
+        mut builder: ProfileBuilder,
+        symbolizer: &'a mut Symbolizer,
+        libraries: &'a Libraries,
+        mapping: &'a MappingSpec,
+    ) -> Self {
+        let mapping_id = builder.add_mapping(mapping.clone());
+        Self {
+            builder,
+            symbolizer,
+            libraries,
+            mapping_id,
+            mapping,
+            library_mappings: HashMap::new(),
+        }
+    }
+
     /// One location for a stack of runtime addresses, leaf first.
-    fn stack(&mut self, pcs: &[u64]) -> Vec<u64> {
+    pub(crate) fn stack(&mut self, pcs: &[u64]) -> Vec<u64> {
         let pcs = &pcs[..self.goroutine_root_end(pcs)];
         pcs.iter()
             .enumerate()
@@ -253,15 +292,7 @@ pub fn encode(
     }
     builder.comment(drops_comment(DROP_NAMES.into_iter().zip(snapshot.drops)));
 
-    let mapping_id = builder.add_mapping(recording.mapping.clone());
-    let mut encoder = Encoder {
-        builder,
-        symbolizer,
-        libraries,
-        mapping_id,
-        mapping: &recording.mapping,
-        library_mappings: HashMap::new(),
-    };
+    let mut encoder = Encoder::new(builder, symbolizer, libraries, &recording.mapping);
     let mut rows = Vec::new();
     for (site, value) in &snapshot.sites {
         let mut values: Values = [0; SampleType::ALL.len()];

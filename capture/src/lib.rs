@@ -2,7 +2,8 @@
 //! stages that run one way: [`plan`] (hooks and struct offsets for the binary) -> [`attach`]
 //! (eBPF, aya) -> [`collect`] (read the kernel maps) -> [`symbolize`] -> [`encode`] (pprof).
 //! [`session`] wires them for one process; [`launch`] starts a command stopped at exec;
-//! [`preflight`] refuses early with one line per cause. The binary itself is read by the
+//! [`preflight`] refuses early with one line per cause; [`process_profiles`] reads Go's own
+//! profiles from a live process's memory. The binary itself is read by the
 //! `gobinary` crate.
 
 pub mod attach;
@@ -14,6 +15,7 @@ pub mod libraries;
 pub mod mappings;
 pub mod plan;
 pub mod preflight;
+pub mod process_profiles;
 pub mod session;
 pub mod symbolize;
 

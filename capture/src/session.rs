@@ -10,7 +10,7 @@ use std::{
 use anyhow::Context as _;
 use gobinary::{GoBinary, process};
 use pprof::{
-    MappingSpec, Profile,
+    Profile,
     vocabulary::{ChannelMode, CommentKey},
 };
 
@@ -162,7 +162,6 @@ impl Session {
         duration: Duration,
         extra_comments: &[String],
     ) -> Result<Profile, pprof::ProfileError> {
-        let has_lines = self.symbolizer.has_lines();
         let hooks = self
             .plan
             .hooks
@@ -185,17 +184,7 @@ impl Session {
         let recording = Recording {
             start,
             duration,
-            mapping: MappingSpec {
-                start: self.text_map.start,
-                limit: self.text_map.end,
-                offset: self.text_map.offset,
-                file: self.text_map.path.clone(),
-                build_id: self.binary.elf.build_id().to_owned(),
-                has_functions: true,
-                has_filenames: has_lines,
-                has_line_numbers: has_lines,
-                has_inline_frames: self.symbolizer.has_inline_frames(),
-            },
+            mapping: encode::main_mapping(&self.text_map, &self.binary, &self.symbolizer),
             comments,
         };
         encode::encode(snapshot, &recording, &mut self.symbolizer, &self.libraries)

@@ -82,6 +82,21 @@ string_enum! {
         MunmapBytes => "munmap_bytes",
         /// Bytes still mapped at the end, at the stack that mapped them.
         MmapLiveBytes => "mmap_live_bytes",
+        /// Timers pending in the runtime's own timer heaps, read from process memory at the end
+        /// (label `source=snapshot`), at their creating stack or their callback.
+        TimersPending => "timers_pending",
+        /// Goroutines read from process memory at the end, at their current stack (labels
+        /// `wait_reason`, `created_by`, numeric `wait_seconds`).
+        Goroutines => "goroutines",
+        /// Goroutines created during the recording, at the creating stack.
+        GoroutinesCreated => "goroutines_created",
+        /// Goroutines that exited during the recording, at the stack that created them.
+        GoroutinesExited => "goroutines_exited",
+        /// C heap bytes allocated during the recording and not freed by its end, at the Go
+        /// stack that called into C.
+        CHeapLiveBytes => "c_heap_live_bytes",
+        /// C heap bytes allocated during the recording, at the Go stack that called into C.
+        CHeapAllocBytes => "c_heap_alloc_bytes",
     }
 }
 
@@ -92,7 +107,11 @@ impl SampleType {
     pub const fn unit(self) -> &'static str {
         match self {
             SampleType::TimerFireDelay => "nanoseconds",
-            SampleType::MmapBytes | SampleType::MunmapBytes | SampleType::MmapLiveBytes => "bytes",
+            SampleType::MmapBytes
+            | SampleType::MunmapBytes
+            | SampleType::MmapLiveBytes
+            | SampleType::CHeapLiveBytes
+            | SampleType::CHeapAllocBytes => "bytes",
             _ => "count",
         }
     }
@@ -151,6 +170,76 @@ string_enum! {
         TimerprocBusyNs => "timerproc_busy_ns",
         /// Go <= 1.13: time inside callbacks per timer goroutine, busiest first.
         TimerprocBusyNsEach => "timerproc_busy_ns_each",
+        /// [`MemoryNumbers`] when the recording (or watch interval) started.
+        MemoryStart => "memory_start",
+        /// [`MemoryNumbers`] when it ended.
+        MemoryEnd => "memory_end",
+    }
+}
+
+/// The process's memory at one moment: RSS from `/proc`, the runtime's own numbers read from
+/// its memory (the `runtime.MemStats` fields of the same names), and the goroutine count. A
+/// number that could not be read is absent. Written as the value of comment `memory_start` /
+/// `memory_end`: `rss:N heap_alloc:N ...`, bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryNumbers {
+    pub rss: Option<u64>,
+    pub heap_alloc: Option<u64>,
+    pub heap_inuse: Option<u64>,
+    pub heap_sys: Option<u64>,
+    pub stack_inuse: Option<u64>,
+    pub sys: Option<u64>,
+    pub goroutines: Option<u64>,
+}
+
+impl MemoryNumbers {
+    const FIELDS: [&'static str; 7] = [
+        "rss",
+        "heap_alloc",
+        "heap_inuse",
+        "heap_sys",
+        "stack_inuse",
+        "sys",
+        "goroutines",
+    ];
+
+    fn slots(&mut self) -> [&mut Option<u64>; 7] {
+        [
+            &mut self.rss,
+            &mut self.heap_alloc,
+            &mut self.heap_inuse,
+            &mut self.heap_sys,
+            &mut self.stack_inuse,
+            &mut self.sys,
+            &mut self.goroutines,
+        ]
+    }
+
+    /// The comment `key=rss:N heap_alloc:N ...` (absent numbers left out).
+    pub fn comment(mut self, key: CommentKey) -> String {
+        let words: Vec<String> = Self::FIELDS
+            .iter()
+            .zip(self.slots())
+            .filter_map(|(name, value)| Some(format!("{name}:{}", (*value)?)))
+            .collect();
+        key.comment(words.join(" "))
+    }
+
+    /// Reads a comment value written by [`MemoryNumbers::comment`]; unknown words are skipped.
+    pub fn parse(value: &str) -> MemoryNumbers {
+        let mut numbers = MemoryNumbers::default();
+        for word in value.split_whitespace() {
+            let Some((name, n)) = word.split_once(':') else {
+                continue;
+            };
+            let Some(slot) = Self::FIELDS.iter().position(|f| *f == name) else {
+                continue;
+            };
+            if let Ok(n) = n.parse() {
+                *numbers.slots()[slot] = Some(n);
+            }
+        }
+        numbers
     }
 }
 
@@ -199,6 +288,25 @@ string_enum! {
         Period => "period",
         /// How long until a live timer is due; negative when overdue (numeric, nanoseconds).
         DueIn => "due_in",
+        /// Which capture tier produced a sample: [`Source`].
+        Source => "source",
+        /// Why a goroutine is parked, as Go names it (`chan receive`, `select`, ...).
+        WaitReason => "wait_reason",
+        /// The function and line of the `go` statement that created a goroutine, as
+        /// `function (file:line)`.
+        CreatedBy => "created_by",
+        /// How long a goroutine has been waiting, as far as the runtime knows (numeric, seconds).
+        WaitSeconds => "wait_seconds",
+    }
+}
+
+string_enum! {
+    /// Values of label `source`: what produced a sample.
+    pub enum Source {
+        /// Read from the runtime's own state in process memory (no probes).
+        Snapshot => "snapshot",
+        /// Counted by uprobes or tracepoints.
+        Probe => "probe",
     }
 }
 
@@ -314,6 +422,24 @@ mod tests {
         assert!("timers_live ".parse::<SampleType>().is_err());
         let error = "nope".parse::<TimerKind>().unwrap_err();
         assert_eq!(error.to_string(), "\"nope\" is not a known TimerKind");
+    }
+
+    #[test]
+    fn memory_numbers_round_trip_through_their_comment() {
+        let numbers = MemoryNumbers {
+            rss: Some(4096),
+            heap_alloc: Some(123),
+            goroutines: Some(7),
+            ..MemoryNumbers::default()
+        };
+        let comment = numbers.comment(CommentKey::MemoryEnd);
+        assert_eq!(comment, "memory_end=rss:4096 heap_alloc:123 goroutines:7");
+        let value = comment.split_once('=').unwrap().1;
+        assert_eq!(MemoryNumbers::parse(value), numbers);
+        assert_eq!(
+            MemoryNumbers::parse("rss:x future:1"),
+            MemoryNumbers::default()
+        );
     }
 
     #[test]

@@ -1,0 +1,143 @@
+//! Go's own profiles of a live process, read from its memory with no probes and no endpoint:
+//! the heap profile from the runtime's memory-profile buckets (`gobinary::runtime`), symbolized
+//! like every other profile and written in Go's format (`net/http/pprof`'s sample types), so
+//! `go tool pprof`, `timerscope classify` and `inspect` read them as they read Go's.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use gobinary::{
+    GoBinary,
+    process::{self, MapEntry},
+    runtime::{RuntimeImage, heap_profile},
+};
+use pprof::{MappingSpec, Profile, ProfileBuilder};
+
+use crate::{
+    encode::{self, Encoder},
+    libraries::Libraries,
+    symbolize::Symbolizer,
+};
+
+/// One running Go process, its binary read once.
+pub struct LiveProcess {
+    pub pid: u32,
+    binary: Arc<GoBinary>,
+    text_map: MapEntry,
+    bias: u64,
+    symbolizer: Symbolizer,
+    libraries: Libraries,
+}
+
+impl LiveProcess {
+    pub fn open(pid: u32) -> anyhow::Result<Self> {
+        let exe = process::proc_path(pid, "exe");
+        let binary = Arc::new(
+            GoBinary::open(&exe)
+                .with_context(|| format!("binary: pid {pid} ({})", exe.display()))?,
+        );
+        let text = binary
+            .elf
+            .text_segment()
+            .context("binary: it has no executable segment")?;
+        let (text_map, bias) = process::text_mapping(pid, text)?;
+        let symbolizer = Symbolizer::new(Arc::clone(&binary), bias);
+        let libraries = Libraries::new(pid, &text_map.path);
+        Ok(Self {
+            pid,
+            binary,
+            text_map,
+            bias,
+            symbolizer,
+            libraries,
+        })
+    }
+
+    /// The heap profile as `runtime.MemProfile` publishes it (as of the last garbage
+    /// collection), in the format of Go's `/debug/pprof/heap`.
+    pub fn heap_profile(&mut self) -> anyhow::Result<Profile> {
+        let pid = self.pid;
+        let image = RuntimeImage {
+            binary: &self.binary,
+            memory: gobinary::runtime::ProcessMemory::new(pid),
+            bias: self.bias,
+        };
+        let heap =
+            heap_profile::read(&image).with_context(|| format!("heap profile: pid {pid}"))?;
+        if heap.rate == 0 {
+            anyhow::bail!(
+                "heap profile: pid {pid} does not profile its heap (runtime.MemProfileRate is 0: \
+                 the linker turns it off in programs that never import runtime/pprof)"
+            );
+        }
+        let mapping: MappingSpec =
+            encode::main_mapping(&self.text_map, &self.binary, &self.symbolizer);
+        let mut builder = ProfileBuilder::new(
+            &[
+                ("alloc_objects", "count"),
+                ("alloc_space", "bytes"),
+                ("inuse_objects", "count"),
+                ("inuse_space", "bytes"),
+            ],
+            "inuse_space",
+        );
+        builder.period_type("space", "bytes", heap.rate as i64);
+        builder.time_nanos(now_nanos());
+        let mut encoder = Encoder::new(builder, &mut self.symbolizer, &self.libraries, &mapping);
+        let rate = heap.rate as f64;
+        for record in &heap.records {
+            // Every frame is a return address; the encoder takes the leaf as exact, so give it
+            // the call instruction of the leaf.
+            let mut pcs = record.stack.clone();
+            if let Some(leaf) = pcs.first_mut() {
+                *leaf = leaf.saturating_sub(1);
+            }
+            let locations = encoder.stack(&pcs);
+            let (alloc_objects, alloc_space) =
+                scale(record.alloc_objects, record.alloc_bytes, rate);
+            let (inuse_objects, inuse_space) =
+                scale(record.inuse_objects(), record.inuse_bytes(), rate);
+            encoder.builder.add_sample(
+                &locations,
+                &[alloc_objects, alloc_space, inuse_objects, inuse_space],
+                &[],
+            );
+        }
+        Ok(encoder.builder.build()?)
+    }
+}
+
+/// Go's `scaleHeapSample`: a sampled count and size as estimates of all allocations, one sample
+/// being taken per `rate` bytes on average (runtime/pprof, protomem.go).
+fn scale(count: u64, bytes: u64, rate: f64) -> (i64, i64) {
+    if count == 0 || bytes == 0 || rate <= 1.0 {
+        return (count as i64, bytes as i64);
+    }
+    let average = bytes as f64 / count as f64;
+    let factor = 1.0 / (1.0 - (-average / rate).exp());
+    (
+        (count as f64 * factor) as i64,
+        (bytes as f64 * factor) as i64,
+    )
+}
+
+fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaling_matches_go_for_small_and_large_objects() {
+        // One 512 KiB object at the default rate is scaled by 1/(1-e^-1).
+        let (count, bytes) = scale(1, 512 << 10, (512 << 10) as f64);
+        assert_eq!(count, 1);
+        assert_eq!(bytes, ((512 << 10) as f64 / (1.0 - (-1f64).exp())) as i64);
+        // Rate 1 records every allocation: nothing to scale.
+        assert_eq!(scale(3, 96, 1.0), (3, 96));
+    }
+}
