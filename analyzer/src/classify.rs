@@ -131,10 +131,11 @@ impl ClassifyReport {
 
 // Thresholds. Counts of live timers below LOW are normal (a few long-lived tickers or timeouts).
 const LIVE_LOW: f64 = 10.0;
-const LIVE_MEDIUM: f64 = 100.0;
+/// Live timers at one site from which a finding is medium (or high while rising).
+pub const LIVE_MEDIUM: f64 = 100.0;
 const LIVE_HIGH: f64 = 1000.0;
 /// The definition of a memory leak: live bytes growing faster than 0.5 MiB/s.
-const BYTES_SLOPE_LEAK: f64 = 0.5 * MIB;
+pub const BYTES_SLOPE_LEAK: f64 = 0.5 * MIB;
 const MIB: f64 = 1024.0 * 1024.0;
 /// Mean lateness of timer fires: scheduling noise stays well below 20 ms.
 const DELAY_LOW_NS: f64 = 20e6;
@@ -213,10 +214,10 @@ impl RuntimeContext {
 /// A place in user code: the first frame of a stack, from the leaf, that is not runtime or
 /// standard library.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct Site {
-    function: String,
-    file: String,
-    line: i64,
+pub(crate) struct Site {
+    pub(crate) function: String,
+    pub(crate) file: String,
+    pub(crate) line: i64,
 }
 
 impl Site {
@@ -322,13 +323,13 @@ pub fn classify(profiles: &[ResolvedProfile]) -> ClassifyReport {
 
 /// Values of one site over a series of profiles; missing profiles count as 0.
 #[derive(Debug, Default)]
-struct SiteSeries {
-    values: Vec<f64>,
+pub(crate) struct SiteSeries {
+    pub(crate) values: Vec<f64>,
 }
 
 /// Sums one sample-type column per key in each profile of `series`. `key_of` gets each sample
 /// with its site (the user-code site, else the leaf) and returns its key, or `None` to skip it.
-fn per_site<K: Ord + Clone>(
+pub(crate) fn per_site<K: Ord + Clone>(
     series: &[&ResolvedProfile],
     column: &str,
     mut key_of: impl FnMut(&ResolvedProfile, &ResolvedSample, Site) -> Option<K>,
@@ -365,7 +366,7 @@ fn per_site<K: Ord + Clone>(
 /// (time, value) points of a series. Live quantities are what was live when a profile's
 /// recording ended, so each point sits at `time_nanos + duration_nanos` (Go's own snapshots have
 /// a duration of about zero).
-fn points(series: &[&ResolvedProfile], values: &[f64]) -> Vec<(i64, f64)> {
+pub(crate) fn points(series: &[&ResolvedProfile], values: &[f64]) -> Vec<(i64, f64)> {
     series
         .iter()
         .zip(values)

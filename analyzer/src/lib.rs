@@ -7,5 +7,6 @@ pub mod classify;
 pub mod diff;
 pub mod flamegraph;
 pub mod gosym;
+pub mod series;
 pub mod trend;
 pub mod units;

@@ -12,6 +12,9 @@ pub struct Trend {
     pub growth_per_second: Option<f64>,
     /// Least-squares slope of value against time.
     pub slope_per_second: Option<f64>,
+    /// The fitted line's value at the first point's time (with `slope_per_second`, the line a
+    /// plot draws).
+    pub intercept: Option<f64>,
     /// Strictly increasing over at least three points.
     pub keeps_rising: bool,
 }
@@ -25,6 +28,13 @@ pub fn fit(points: &[(i64, f64)]) -> Trend {
     let seconds: Vec<f64> = points.iter().map(|p| (p.0 - t0) as f64 / 1e9).collect();
     let span = seconds.last().copied().filter(|&s| s > 0.0);
     let slope = span.and_then(|_| least_squares_slope(&seconds, points));
+    // The least-squares line passes through the means of x and y.
+    let intercept = slope.map(|slope| {
+        let n = points.len() as f64;
+        let mean_x = seconds.iter().sum::<f64>() / n;
+        let mean_y = points.iter().map(|p| p.1).sum::<f64>() / n;
+        mean_y - slope * mean_x
+    });
     Trend {
         points: points.len(),
         first,
@@ -32,6 +42,7 @@ pub fn fit(points: &[(i64, f64)]) -> Trend {
         span_seconds: span,
         growth_per_second: span.map(|s| (last - first) / s),
         slope_per_second: slope,
+        intercept,
         keeps_rising,
     }
 }
@@ -66,6 +77,12 @@ mod tests {
         let t = fit(&points);
         let slope = t.slope_per_second.unwrap();
         assert!((slope - 2.8).abs() < 1e-9, "{slope}");
+        // Mean (1.5, 5.5): 5.5 - 2.8 * 1.5.
+        assert!(
+            (t.intercept.unwrap() - 1.3).abs() < 1e-9,
+            "{:?}",
+            t.intercept
+        );
         assert_eq!(t.growth_per_second, Some(8.0 / 3.0));
         assert!(t.keeps_rising);
         assert_eq!(t.span_seconds, Some(3.0));

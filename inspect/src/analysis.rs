@@ -14,7 +14,7 @@ use pprof::ResolvedProfile;
 
 use crate::report::{
     Against, BaselineRound, ShareComparison, ShareMeasure, ShareShift, SiteFinding, Status,
-    TrendMetric, TrendQuantity,
+    TrendMetric, TrendPoint, TrendQuantity,
 };
 use crate::store::{Round, ServiceIndex, Store};
 use crate::targets::ProfileKind;
@@ -76,6 +76,29 @@ impl Loader<'_> {
         resolved.time_nanos = round.time_nanos;
         Some(resolved)
     }
+}
+
+/// Every stored round's profiles by kind, oldest first, each timed at its round; unreadable
+/// profiles become notes.
+pub fn history(
+    store: &Store,
+    index: &ServiceIndex,
+) -> (BTreeMap<ProfileKind, Vec<ResolvedProfile>>, Vec<String>) {
+    let mut loader = Loader {
+        store,
+        index,
+        decoded: HashMap::new(),
+        notes: Vec::new(),
+    };
+    let mut by_kind: BTreeMap<ProfileKind, Vec<ResolvedProfile>> = BTreeMap::new();
+    for round in &index.rounds {
+        for &kind in round.profiles.keys() {
+            if let Some(profile) = loader.resolved(round, kind) {
+                by_kind.entry(kind).or_default().push(profile);
+            }
+        }
+    }
+    (by_kind, loader.notes)
 }
 
 /// Analyzes the newest round of `index` (nothing when it has no round).
@@ -197,6 +220,10 @@ pub fn analyze(store: &Store, index: &ServiceIndex, thresholds: &Thresholds) -> 
             slope_per_second: slope,
             threshold_per_second: threshold,
             rounds: points.len(),
+            points: points
+                .iter()
+                .map(|&(time_nanos, value)| TrendPoint { time_nanos, value })
+                .collect(),
             keeps_rising: fit.keeps_rising,
             status,
             severity,
@@ -738,6 +765,16 @@ mod tests {
             "{:?}",
             analysis.trends
         );
+        let points: Vec<f64> = analysis.trends[0].points.iter().map(|p| p.value).collect();
+        assert_eq!(
+            points,
+            [4.0, 24.0, 44.0, 64.0].map(|m| m * MIB),
+            "heap per round"
+        );
+        let (history, notes) = history(&store, &index);
+        assert!(notes.is_empty(), "{notes:?}");
+        assert_eq!(history[&ProfileKind::Goroutine].len(), 4);
+        assert_eq!(store.services().unwrap(), ["leaky"]);
         assert_eq!(analysis.findings.len(), 1, "{:?}", analysis.findings);
         let finding = &analysis.findings[0];
         assert_eq!(finding.function, "main.leaky");

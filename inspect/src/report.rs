@@ -120,11 +120,22 @@ pub struct TrendMetric {
     /// Alert above this slope.
     pub threshold_per_second: f64,
     pub rounds: usize,
+    /// The value of every stored round that has the profile, oldest first: what the slope was
+    /// fitted to.
+    pub points: Vec<TrendPoint>,
     /// Strictly rising over at least three rounds.
     pub keeps_rising: bool,
     pub status: Status,
     /// Set when the status is alert: high when it keeps rising, else medium.
     pub severity: Option<Severity>,
+}
+
+/// One round's value of a trend.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct TrendPoint {
+    /// The round's time, nanoseconds since the epoch.
+    pub time_nanos: i64,
+    pub value: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -209,6 +209,19 @@ impl Store {
         }
     }
 
+    /// The services with an index in the store, sorted by name.
+    pub fn services(&self) -> Result<Vec<String>, StoreError> {
+        let entries =
+            fs::read_dir(&self.root).map_err(|e| StoreError::ReadIndex(self.root.clone(), e))?;
+        let mut services: Vec<String> = entries
+            .flatten()
+            .filter(|e| e.path().join(INDEX_FILE).is_file())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        services.sort();
+        Ok(services)
+    }
+
     fn save(&self, index: &ServiceIndex) -> Result<(), StoreError> {
         let dir = self.service_dir(&index.service);
         create_dir(&dir)?;

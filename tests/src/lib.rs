@@ -406,6 +406,33 @@ pub fn old_go_binary(name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Debian's headless Chromium, as the report tests run it: as root (so without its sandbox),
+/// with a throw-away profile in `profile_dir`, and none of its own network services.
+pub fn chromium(args: &[&str], profile_dir: &Path) -> Result<std::process::Output> {
+    let binary = Path::new("/usr/bin/chromium");
+    if !binary.exists() {
+        bail!(
+            "{} missing: `cargo xtask setup` installs Debian's chromium",
+            binary.display()
+        );
+    }
+    std::process::Command::new(binary)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile_dir.display()))
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {}", binary.display()))
+}
+
 #[cfg(test)]
 mod unit {
     use super::*;

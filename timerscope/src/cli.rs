@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::{
     classify::ClassifyArgs, diff::DiffArgs, flamegraph::FlamegraphArgs, inspect::InspectArgs,
-    record::RecordArgs, watch::WatchArgs,
+    record::RecordArgs, report::ReportArgs, watch::WatchArgs,
 };
 
 /// Exact timer and memory-mapping profiles of running Go programs, via eBPF.
@@ -107,6 +107,20 @@ pub enum Command {
     ///   timerscope inspect baseline set checkout            # pin the newest round
     #[command(verbatim_doc_comment)]
     Inspect(InspectArgs),
+    /// Write one self-contained HTML report: findings, plots over time, flame graphs (no root
+    /// needed).
+    ///
+    /// From a `watch` directory or profiles (one section per process), or an `inspect` store (one
+    /// section per service). Each section lists the findings most severe first, plots every
+    /// sample type over time with its fitted slope and threshold, shows the top sites' own
+    /// series, the newest flame graph and a differential one against the baseline (the first
+    /// profile, or the pinned round), and the recording facts. The page fetches nothing.
+    ///
+    /// Examples:
+    ///   timerscope report /var/lib/timerscope -o report.html
+    ///   timerscope report --store /var/lib/timerscope/inspect --service checkout -o checkout.html
+    #[command(verbatim_doc_comment)]
+    Report(ReportArgs),
 }
 
 impl Command {
@@ -136,6 +150,10 @@ impl Command {
             ),
             Command::Inspect(args) => (
                 crate::commands::inspect::run(args),
+                crate::exit::analysis_status,
+            ),
+            Command::Report(args) => (
+                crate::commands::report::run(args),
                 crate::exit::analysis_status,
             ),
         };

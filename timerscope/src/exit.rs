@@ -22,6 +22,7 @@ use inspect::InspectError;
 use pprof::ProfileError;
 
 use crate::commands::classify::BaselineError;
+use crate::commands::report::ReportError;
 
 pub const SUCCESS: u8 = 0;
 pub const FAILURE: u8 = 1;
@@ -91,7 +92,7 @@ pub fn analysis_status(error: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<FlamegraphError>() {
             return !matches!(e, FlamegraphError::Render(_));
         }
-        cause.is::<DiffError>() || cause.is::<BaselineError>()
+        cause.is::<DiffError>() || cause.is::<BaselineError>() || cause.is::<ReportError>()
     });
     if bad_input { BAD_INPUT } else { FAILURE }
 }

@@ -16,8 +16,9 @@ use timerscope_tests::{
 use crate::util;
 
 /// Debian packages: LLVM 22 and zstd to build bpf-linker, Go 1.19, bpftrace (bench baseline),
-/// strace (the test that counts how often the target's binary is opened), and a real Go server
-/// with a load generator: caddy (built by Go 1.19) under wrk.
+/// strace (the test that counts how often the target's binary is opened), a real Go server
+/// with a load generator: caddy (built by Go 1.19) under wrk, and chromium (the HTML report's
+/// browser test).
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libzstd-dev",
@@ -26,6 +27,7 @@ const APT_PACKAGES: &[&str] = &[
     "strace",
     "caddy",
     "wrk",
+    "chromium",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";

@@ -31,9 +31,12 @@ pub struct InspectArgs {
     #[arg(long, default_value_t = inspect::DEFAULT_KEEP_ROUNDS as u64,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub keep: u64,
-    /// Print JSON instead of tables.
+    /// Print JSON instead of tables (with every trend's points).
     #[arg(long)]
     pub json: bool,
+    /// Also write this round's HTML report (as `timerscope report`) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// Exit with status 3 when a finding, share shift or growth of this severity or higher exists.
     #[arg(long, value_name = "low|medium|high")]
     pub fail_on: Option<Severity>,
@@ -89,6 +92,10 @@ pub fn run(args: InspectArgs) -> anyhow::Result<u8> {
                 keep_rounds: usize::try_from(args.keep).unwrap_or(usize::MAX),
             })?;
             crate::render::print_report(&report, args.json);
+            if let Some(path) = &args.html {
+                let page = super::report::inspect_report(&report)?;
+                super::report::write_html(path, &page)?;
+            }
             let failed = args.fail_on.is_some_and(|level| report.fails(level));
             Ok(crate::exit::findings_status(failed))
         }

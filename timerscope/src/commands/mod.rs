@@ -5,6 +5,7 @@ pub mod diff;
 pub mod flamegraph;
 pub mod inspect;
 pub mod record;
+pub mod report;
 pub mod watch;
 
 use std::path::Path;
