@@ -35,12 +35,12 @@ pub enum DiffError {
     Profile(#[from] ProfileError),
 }
 
-/// Function name → (flat, cum) of sample type `index`, for the functions with a value.
-fn values_by_name(sums: &FunctionSums, index: usize) -> HashMap<&str, (i64, i64)> {
+/// Function name → (flat, cum), for the functions with a value.
+fn values_by_name(sums: &FunctionSums) -> HashMap<&str, (i64, i64)> {
     sums.functions
         .iter()
         .enumerate()
-        .map(|(f, name)| (name.as_str(), sums.values(f, index)))
+        .map(|(f, name)| (name.as_str(), sums.values(f)))
         .filter(|&(_, (flat, cum))| flat != 0 || cum != 0)
         .collect()
 }
@@ -179,16 +179,16 @@ pub fn diff(
     sample_type: Option<&str>,
     threshold_pp: f64,
 ) -> Result<DiffReport, DiffError> {
-    diff_sums(
-        &FunctionSums::from_resolved(base),
-        &FunctionSums::from_resolved(new),
-        sample_type,
-        threshold_pp,
-    )
+    let new = FunctionSums::from_resolved(new, sample_type);
+    // The type chosen in the new profile, also when the base's default differs.
+    let base = FunctionSums::from_resolved(base, new.sample_type().or(sample_type));
+    diff_sums(&base, &new, sample_type, threshold_pp)
 }
 
 /// [`diff`] from per-function sums, which [`FunctionSums::read`] takes from a profile file in a
-/// fraction of the time and memory that decoding and resolving it takes.
+/// fraction of the time and memory that decoding and resolving it takes. `base` must sum the
+/// sample type `new` sums (read it with `new.sample_type()`); `sample_type` is the name `new` was
+/// read with, for the error when it has no such type.
 pub fn diff_sums(
     base: &FunctionSums,
     new: &FunctionSums,
@@ -201,12 +201,19 @@ pub fn diff_sums(
     )?;
     let index = index_or_error(
         &new.sample_types,
-        new.sample_index(sample_type),
+        new.index,
         sample_type,
         &new.default_sample_type,
     )?;
-    let (before, after) = (values_by_name(base, index), values_by_name(new, index));
-    let (base_total, new_total) = (base.totals[index], new.totals[index]);
+    if base.index != Some(index) {
+        return Err(DiffError::Incompatible {
+            what: "summed sample types",
+            base: base.sample_type().unwrap_or_default().to_owned(),
+            new: describe(&new.sample_types[index..=index]),
+        });
+    }
+    let (before, after) = (values_by_name(base), values_by_name(new));
+    let (base_total, new_total) = (base.total, new.total);
 
     let mut names: Vec<&str> = before.keys().chain(after.keys()).copied().collect();
     names.sort_unstable();

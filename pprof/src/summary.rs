@@ -19,106 +19,100 @@ use crate::error::ProfileError;
 use crate::read::{decode, inflate};
 use crate::resolved::{IdSlots, ResolvedProfile, ValueKind, sample_index_in};
 
-/// The flat and cum value of every function, for every sample type. Functions sharing a name
-/// are one function, as at `go tool pprof`'s default granularity; recursion counts once in cum.
+/// The flat and cum value of every function for one sample type. Functions sharing a name are
+/// one function, as at `go tool pprof`'s default granularity; recursion counts once in cum.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FunctionSums {
     pub sample_types: Vec<ValueKind>,
     /// Empty when the profile names none (readers then use the last sample type).
     pub default_sample_type: String,
     pub period_type: Option<ValueKind>,
+    /// The sample type summed: the one asked for, else the default, else the last; `None` when
+    /// the profile has no such type (then nothing is summed).
+    pub index: Option<usize>,
     /// Function names; for a location without symbols, its address in hex.
     pub functions: Vec<String>,
-    /// `flat[f * sample_types.len() + t]`: value `t` of the samples whose leaf is function `f`.
+    /// `flat[f]`: the value of the samples whose leaf is function `f`.
     flat: Vec<i64>,
-    /// Like `flat`, for the samples with function `f` anywhere in the stack.
+    /// `cum[f]`: the value of the samples with function `f` anywhere in the stack.
     cum: Vec<i64>,
-    /// Per sample type, the sum of absolute sample values (pprof's denominator of shares).
-    pub totals: Vec<i64>,
+    /// The sum of absolute sample values (pprof's denominator of shares).
+    pub total: i64,
 }
 
 impl FunctionSums {
-    /// Reads a gzipped or raw profile, as [`crate::decode`] would accept it.
-    pub fn read(bytes: &[u8]) -> Result<Self, ProfileError> {
+    /// Reads a gzipped or raw profile, as [`crate::decode`] would accept it, summing sample
+    /// type `sample_type` (default: the profile's default, else the last).
+    pub fn read(bytes: &[u8], sample_type: Option<&str>) -> Result<Self, ProfileError> {
         let raw = inflate(bytes)?;
-        match Lean::read(&raw) {
+        match Lean::read(&raw, sample_type) {
             Some(sums) => Ok(sums),
             // Malformed or invalid: the full decoder says why (or, should it accept what the
             // lean walk does not, sums from the decoded profile).
-            None => Ok(Self::from_resolved(&ResolvedProfile::new(&decode(bytes)?))),
+            None => Ok(Self::from_resolved(
+                &ResolvedProfile::new(&decode(bytes)?),
+                sample_type,
+            )),
         }
     }
 
     /// Reads a profile file, as [`crate::read_file`] would accept it.
-    pub fn read_file(path: &Path) -> Result<Self, ProfileError> {
+    pub fn read_file(path: &Path, sample_type: Option<&str>) -> Result<Self, ProfileError> {
         let bytes = fs::read(path).map_err(|source| ProfileError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::read(&bytes)
+        Self::read(&bytes, sample_type)
     }
 
     /// Sums a profile already resolved.
-    pub fn from_resolved(profile: &ResolvedProfile) -> Self {
-        let mut sums = Summer::new(profile.sample_types.len());
+    pub fn from_resolved(profile: &ResolvedProfile, sample_type: Option<&str>) -> Self {
+        let index = profile.sample_index(sample_type);
+        let mut sums = Summer::default();
         let frame_function: Vec<u32> = profile
             .frames
             .iter()
             .map(|f| sums.function(&f.function))
             .collect();
-        let mut stack = Vec::new();
-        for sample in &profile.samples {
-            stack.clear();
-            stack.extend(sample.stack.iter().map(|&f| frame_function[f as usize]));
-            sums.add(&stack, &sample.values);
+        if let Some(index) = index {
+            for sample in &profile.samples {
+                let stack = sample.stack.iter().map(|&f| frame_function[f as usize]);
+                sums.add(stack, sample.values[index]);
+            }
         }
         sums.finish(
             profile.sample_types.clone(),
             profile.default_sample_type.clone(),
             profile.period_type.clone(),
+            index,
         )
     }
 
-    /// Index of the sample type named `name`, or of the default one, as
-    /// [`ResolvedProfile::sample_index`].
-    pub fn sample_index(&self, name: Option<&str>) -> Option<usize> {
-        sample_index_in(&self.sample_types, &self.default_sample_type, name)
+    /// The name of the sample type summed.
+    pub fn sample_type(&self) -> Option<&str> {
+        Some(self.sample_types[self.index?].ty.as_str())
     }
 
-    /// (flat, cum) of function `function` (an index into `functions`) for sample type `index`.
-    pub fn values(&self, function: usize, index: usize) -> (i64, i64) {
-        let at = function * self.sample_types.len() + index;
-        (self.flat[at], self.cum[at])
+    /// (flat, cum) of function `function` (an index into `functions`).
+    pub fn values(&self, function: usize) -> (i64, i64) {
+        (self.flat[function], self.cum[function])
     }
 }
 
 /// Accumulates sums sample by sample.
+#[derive(Default)]
 struct Summer {
-    types: usize,
     names: Vec<String>,
     slots: HashMap<String, u32>,
     flat: Vec<i64>,
     cum: Vec<i64>,
-    totals: Vec<i64>,
+    total: i64,
     /// The last sample that counted each function, so that recursion counts once in cum.
     counted_in: Vec<u64>,
     samples: u64,
 }
 
 impl Summer {
-    fn new(types: usize) -> Self {
-        Self {
-            types,
-            names: Vec::new(),
-            slots: HashMap::new(),
-            flat: Vec::new(),
-            cum: Vec::new(),
-            totals: vec![0; types],
-            counted_in: Vec::new(),
-            samples: 0,
-        }
-    }
-
     /// The slot of the function called `name`.
     fn function(&mut self, name: &str) -> u32 {
         if let Some(&slot) = self.slots.get(name) {
@@ -127,34 +121,29 @@ impl Summer {
         let slot = self.names.len() as u32;
         self.names.push(name.to_owned());
         self.slots.insert(name.to_owned(), slot);
-        self.flat.resize(self.flat.len() + self.types, 0);
-        self.cum.resize(self.cum.len() + self.types, 0);
+        self.flat.push(0);
+        self.cum.push(0);
         self.counted_in.push(u64::MAX);
         slot
     }
 
-    /// Adds one sample: its functions leaf first, and one value per sample type.
-    fn add(&mut self, stack: &[u32], values: &[i64]) {
+    /// Adds one sample: its functions leaf first, and its value.
+    fn add(&mut self, mut stack: impl Iterator<Item = u32>, value: i64) {
+        self.total += value.abs();
+        if value == 0 {
+            return;
+        }
         let sample = self.samples;
         self.samples += 1;
-        for (total, value) in self.totals.iter_mut().zip(values) {
-            *total += value.abs();
-        }
-        let Some(&leaf) = stack.first() else {
+        let Some(leaf) = stack.next() else {
             return;
         };
-        let at = leaf as usize * self.types;
-        for (flat, value) in self.flat[at..at + self.types].iter_mut().zip(values) {
-            *flat += value;
-        }
-        for &function in stack {
+        self.flat[leaf as usize] += value;
+        for function in std::iter::once(leaf).chain(stack) {
             let function = function as usize;
             if self.counted_in[function] != sample {
                 self.counted_in[function] = sample;
-                let at = function * self.types;
-                for (cum, value) in self.cum[at..at + self.types].iter_mut().zip(values) {
-                    *cum += value;
-                }
+                self.cum[function] += value;
             }
         }
     }
@@ -164,15 +153,17 @@ impl Summer {
         sample_types: Vec<ValueKind>,
         default_sample_type: String,
         period_type: Option<ValueKind>,
+        index: Option<usize>,
     ) -> FunctionSums {
         FunctionSums {
             sample_types,
             default_sample_type,
             period_type,
+            index,
             functions: self.names,
             flat: self.flat,
             cum: self.cum,
-            totals: self.totals,
+            total: self.total,
         }
     }
 }
@@ -291,7 +282,7 @@ struct Lean<'a> {
 }
 
 impl<'a> Lean<'a> {
-    fn read(raw: &'a [u8]) -> Option<FunctionSums> {
+    fn read(raw: &'a [u8], sample_type: Option<&str>) -> Option<FunctionSums> {
         let mut lean = Lean {
             strings: Vec::new(),
             sample_types: Vec::new(),
@@ -327,8 +318,9 @@ impl<'a> Lean<'a> {
         };
         let default_sample_type = string(lean.default_sample_type)?.to_owned();
         let types = sample_types.len();
+        let index = sample_index_in(&sample_types, &default_sample_type, sample_type);
 
-        let mut sums = Summer::new(types);
+        let mut sums = Summer::default();
         let function_ids = unique_slots(lean.functions.iter().map(|f| f.0))?;
         let function_slots = lean
             .functions
@@ -352,8 +344,8 @@ impl<'a> Lean<'a> {
         let location_ids = unique_slots(lean.locations.iter().map(|l| l.0))?;
         drop(lean.location_functions);
 
-        let (mut location_ids_of_sample, mut values, mut signed, mut stack) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut location_ids_of_sample, mut values, mut sample_spans) =
+            (Vec::new(), Vec::new(), Vec::new());
         fields(raw, |tag, field| {
             if tag != PROFILE_SAMPLE {
                 return Some(());
@@ -368,18 +360,22 @@ impl<'a> Lean<'a> {
             if values.len() != types {
                 return None;
             }
-            stack.clear();
+            sample_spans.clear();
             for &id in &location_ids_of_sample {
-                let (start, len) = spans[location_ids.get(id)?];
-                stack.extend_from_slice(&stacks[start as usize..(start + len) as usize]);
+                sample_spans.push(spans[location_ids.get(id)?]);
             }
+            let Some(index) = index else {
+                return Some(());
+            };
+            let stack = sample_spans
+                .iter()
+                .flat_map(|&(start, len)| &stacks[start as usize..(start + len) as usize])
+                .copied();
             // Values are int64 varints: two's complement in 64 bits.
-            signed.clear();
-            signed.extend(values.iter().map(|&v| v as i64));
-            sums.add(&stack, &signed);
+            sums.add(stack, values[index] as i64);
             Some(())
         })?;
-        Some(sums.finish(sample_types, default_sample_type, period_type))
+        Some(sums.finish(sample_types, default_sample_type, period_type, index))
     }
 
     /// Takes in one top-level field of the first pass (samples wait for the second).
@@ -446,6 +442,8 @@ fn unique_slots(ids: impl ExactSizeIterator<Item = u64> + Clone) -> Option<IdSlo
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use prost::Message as _;
 
     use super::*;
@@ -491,83 +489,64 @@ mod tests {
         b.build().unwrap()
     }
 
-    fn slow(p: &Profile) -> FunctionSums {
-        FunctionSums::from_resolved(&ResolvedProfile::new(p))
-    }
-
     /// What a diff sees: per name, (flat, cum) of each sample type; slot order aside.
-    type Seen = (Vec<ValueKind>, String, Option<ValueKind>, Vec<i64>);
-    fn seen(sums: &FunctionSums) -> (Seen, std::collections::BTreeMap<&str, Vec<(i64, i64)>>) {
-        let types = sums.sample_types.len();
-        let by_name = sums
-            .functions
-            .iter()
-            .enumerate()
-            .map(|(f, name)| {
-                let values = (0..types).map(|t| sums.values(f, t)).collect();
-                (name.as_str(), values)
+    fn seen(
+        read: impl Fn(Option<&str>) -> FunctionSums,
+    ) -> Vec<(Option<usize>, i64, BTreeMap<String, (i64, i64)>)> {
+        ["created", "live", "nope"]
+            .into_iter()
+            .map(Some)
+            .chain([None])
+            .map(|name| {
+                let sums = read(name);
+                let by_name = sums
+                    .functions
+                    .iter()
+                    .enumerate()
+                    .map(|(f, n)| (n.clone(), sums.values(f)))
+                    .collect();
+                (sums.index, sums.total, by_name)
             })
-            .collect();
-        let meta = (
-            sums.sample_types.clone(),
-            sums.default_sample_type.clone(),
-            sums.period_type.clone(),
-            sums.totals.clone(),
-        );
-        (meta, by_name)
+            .collect()
     }
 
-    fn of<'a>(sums: &'a FunctionSums, name: &str) -> &'a [i64] {
-        let f = sums.functions.iter().position(|n| n == name).unwrap();
-        let t = sums.sample_types.len();
-        &sums.cum[f * t..(f + 1) * t]
+    fn lean(bytes: &[u8]) -> impl Fn(Option<&str>) -> FunctionSums + '_ {
+        |name| FunctionSums::read(bytes, name).unwrap()
+    }
+
+    fn resolved(p: &Profile) -> impl Fn(Option<&str>) -> FunctionSums + '_ {
+        |name| FunctionSums::from_resolved(&ResolvedProfile::new(p), name)
     }
 
     #[test]
     fn lean_read_sums_like_the_resolved_profile() {
         let p = profile();
-        let expected = slow(&p);
-        assert_eq!(
-            seen(&FunctionSums::read(&encode_gzip(&p)).unwrap()),
-            seen(&expected)
-        );
-        assert_eq!(
-            seen(&FunctionSums::read(&p.encode_to_vec()).unwrap()),
-            seen(&expected)
-        );
+        let expected = seen(resolved(&p));
+        assert_eq!(seen(lean(&encode_gzip(&p))), expected);
+        assert_eq!(seen(lean(&p.encode_to_vec())), expected);
         assert!(
-            Lean::read(&p.encode_to_vec()).is_some(),
+            Lean::read(&p.encode_to_vec(), None).is_some(),
             "the lean walk, not the fallback"
         );
 
-        let live = expected.sample_index(None).unwrap();
-        let walk = expected
-            .functions
-            .iter()
-            .position(|n| n == "main.walk")
-            .unwrap();
+        let sums = |name| FunctionSums::read(&p.encode_to_vec(), name).unwrap();
+        let of = |sums: &FunctionSums, name: &str| {
+            sums.values(sums.functions.iter().position(|n| n == name).unwrap())
+        };
+        let live = sums(None);
+        assert_eq!(live.sample_type(), Some("live"), "the default");
         assert_eq!(
-            expected.values(walk, live),
+            of(&live, "main.walk"),
             (5, 7),
             "recursion counts once in cum"
         );
-        let time = expected
-            .functions
-            .iter()
-            .position(|n| n == "time.After")
-            .unwrap();
-        assert_eq!(
-            expected.values(time, live),
-            (2, 2),
-            "inlined frame is the leaf"
-        );
-        assert_eq!(of(&expected, "0x40"), [1, -3], "unsymbolized: its address");
-        assert_eq!(of(&expected, "main.main"), [5, 4]);
-        assert_eq!(
-            expected.totals,
-            [12, 17],
-            "absolute values, stackless ones too"
-        );
+        assert_eq!(of(&live, "time.After"), (2, 2), "inlined frame is the leaf");
+        assert_eq!(of(&live, "0x40"), (-3, -3), "unsymbolized: its address");
+        assert_eq!(of(&live, "main.main"), (0, 4));
+        assert_eq!(live.total, 17, "absolute values, stackless ones too");
+        let created = sums(Some("created"));
+        assert_eq!((of(&created, "main.main"), created.total), ((0, 5), 12));
+        assert_eq!(sums(Some("nope")).index, None);
     }
 
     #[test]
@@ -582,9 +561,9 @@ mod tests {
                 *id = sparse(*id);
             }
         }
-        let expected = slow(&p);
+        let expected = seen(resolved(&p));
         let bytes = p.encode_to_vec();
-        assert_eq!(seen(&FunctionSums::read(&bytes).unwrap()), seen(&expected));
+        assert_eq!(seen(lean(&bytes)), expected);
 
         // The same samples with their repeated fields unpacked, as proto2 writers emit them.
         p.sample.clear();
@@ -599,7 +578,7 @@ mod tests {
             }
             prost::encoding::bytes::encode(PROFILE_SAMPLE, &sample, &mut bytes);
         }
-        assert_eq!(seen(&FunctionSums::read(&bytes).unwrap()), seen(&expected));
+        assert_eq!(seen(lean(&bytes)), expected);
     }
 
     #[test]
@@ -607,22 +586,22 @@ mod tests {
         let mut p = profile();
         p.sample[0].location_id.push(999);
         let bytes = p.encode_to_vec();
-        assert!(Lean::read(&bytes).is_none());
-        let lean = FunctionSums::read(&bytes).unwrap_err().to_string();
+        assert!(Lean::read(&bytes, None).is_none());
+        let lean = FunctionSums::read(&bytes, None).unwrap_err().to_string();
         assert_eq!(lean, decode(&bytes).unwrap_err().to_string());
         assert!(lean.contains("location 999"), "{lean}");
 
         let mut p = profile();
         p.function[1].id = p.function[0].id;
         let bytes = encode_gzip(&p);
-        let lean = FunctionSums::read(&bytes).unwrap_err().to_string();
+        let lean = FunctionSums::read(&bytes, None).unwrap_err().to_string();
         assert_eq!(lean, decode(&bytes).unwrap_err().to_string());
 
         let truncated = &encode_gzip(&profile())[..40];
-        let lean = FunctionSums::read(truncated).unwrap_err().to_string();
+        let lean = FunctionSums::read(truncated, None).unwrap_err().to_string();
         assert_eq!(lean, decode(truncated).unwrap_err().to_string());
         assert!(matches!(
-            FunctionSums::read(b"\x0a\xff"),
+            FunctionSums::read(b"\x0a\xff", None),
             Err(ProfileError::NotAProfile(_))
         ));
     }
