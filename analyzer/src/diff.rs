@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use pprof::{
-    Frame, MappingSpec, Profile, ProfileBuilder, ProfileError, ResolvedProfile, SampleLabel,
-    ValueKind,
+    Frame, FunctionSums, MappingSpec, Profile, ProfileBuilder, ProfileError, ResolvedProfile,
+    SampleLabel, ValueKind,
 };
 
 /// The label `go tool pprof` puts on base samples in a saved diff profile.
@@ -35,60 +35,14 @@ pub enum DiffError {
     Profile(#[from] ProfileError),
 }
 
-/// Per-function values of one sample type in one profile.
-#[derive(Debug, Default)]
-struct FunctionValues {
-    /// Function name → (flat, cum).
-    by_name: HashMap<String, (i64, i64)>,
-    /// Sum of absolute sample values, the denominator of shares (as in pprof).
-    total: i64,
-}
-
-impl FunctionValues {
-    fn new(profile: &ResolvedProfile, index: usize) -> Self {
-        // Frames sharing a function name are one function at pprof's default granularity.
-        let mut names: Vec<&str> = Vec::new();
-        let mut name_ids: HashMap<&str, usize> = HashMap::new();
-        let frame_function: Vec<usize> = profile
-            .frames
-            .iter()
-            .map(|f| {
-                *name_ids.entry(f.function.as_str()).or_insert_with(|| {
-                    names.push(f.function.as_str());
-                    names.len() - 1
-                })
-            })
-            .collect();
-        let mut flat = vec![0i64; names.len()];
-        let mut cum = vec![0i64; names.len()];
-        // Marks the last sample that counted a function, so recursion counts once in cum.
-        let mut counted_in = vec![usize::MAX; names.len()];
-        let mut total = 0i64;
-        for (sample_no, sample) in profile.samples.iter().enumerate() {
-            let value = sample.values[index];
-            total += value.abs();
-            if value == 0 {
-                continue;
-            }
-            if let Some(&leaf) = sample.stack.first() {
-                flat[frame_function[leaf as usize]] += value;
-            }
-            for &frame in &sample.stack {
-                let function = frame_function[frame as usize];
-                if counted_in[function] != sample_no {
-                    counted_in[function] = sample_no;
-                    cum[function] += value;
-                }
-            }
-        }
-        let by_name = names
-            .iter()
-            .enumerate()
-            .filter(|&(i, _)| flat[i] != 0 || cum[i] != 0)
-            .map(|(i, name)| ((*name).to_owned(), (flat[i], cum[i])))
-            .collect();
-        Self { by_name, total }
-    }
+/// Function name → (flat, cum), for the functions with a value.
+fn values_by_name(sums: &FunctionSums) -> HashMap<&str, (i64, i64)> {
+    sums.functions
+        .iter()
+        .enumerate()
+        .map(|(f, name)| (name.as_str(), sums.values(f)))
+        .filter(|&(_, (flat, cum))| flat != 0 || cum != 0)
+        .collect()
 }
 
 /// Whether a function is in both profiles or only one.
@@ -150,19 +104,31 @@ fn describe(kinds: &[ValueKind]) -> String {
 /// Checks that two profiles can be compared or merged (same sample and period types), as
 /// `go tool pprof -diff_base` requires.
 pub fn check_compatible(base: &ResolvedProfile, new: &ResolvedProfile) -> Result<(), DiffError> {
-    if base.sample_types != new.sample_types {
+    check_kinds(
+        (&base.sample_types, &base.period_type),
+        (&new.sample_types, &new.period_type),
+    )
+}
+
+type Kinds<'a> = (&'a [ValueKind], &'a Option<ValueKind>);
+
+fn check_kinds(
+    (base_types, base_period): Kinds,
+    (new_types, new_period): Kinds,
+) -> Result<(), DiffError> {
+    if base_types != new_types {
         return Err(DiffError::Incompatible {
             what: "sample types",
-            base: describe(&base.sample_types),
-            new: describe(&new.sample_types),
+            base: describe(base_types),
+            new: describe(new_types),
         });
     }
-    if base.period_type != new.period_type {
+    if base_period != new_period {
         let show = |p: &Option<ValueKind>| p.as_ref().map_or(String::new(), ToString::to_string);
         return Err(DiffError::Incompatible {
             what: "period types",
-            base: show(&base.period_type),
-            new: show(&new.period_type),
+            base: show(base_period),
+            new: show(new_period),
         });
     }
     Ok(())
@@ -170,20 +136,31 @@ pub fn check_compatible(base: &ResolvedProfile, new: &ResolvedProfile) -> Result
 
 /// Resolves the sample type to compare: `name`, else the profile's default, else the last.
 pub fn sample_index(profile: &ResolvedProfile, name: Option<&str>) -> Result<usize, DiffError> {
-    if profile.sample_types.is_empty() {
+    index_or_error(
+        &profile.sample_types,
+        profile.sample_index(name),
+        name,
+        &profile.default_sample_type,
+    )
+}
+
+fn index_or_error(
+    types: &[ValueKind],
+    index: Option<usize>,
+    name: Option<&str>,
+    default: &str,
+) -> Result<usize, DiffError> {
+    if types.is_empty() {
         return Err(DiffError::NoSampleTypes);
     }
-    profile
-        .sample_index(name)
-        .ok_or_else(|| DiffError::UnknownSampleType {
-            name: name.unwrap_or(&profile.default_sample_type).to_owned(),
-            available: profile
-                .sample_types
-                .iter()
-                .map(|t| t.ty.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-        })
+    index.ok_or_else(|| DiffError::UnknownSampleType {
+        name: name.unwrap_or(default).to_owned(),
+        available: types
+            .iter()
+            .map(|t| t.ty.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
 }
 
 fn percent(part: i64, total: i64) -> f64 {
@@ -202,19 +179,50 @@ pub fn diff(
     sample_type: Option<&str>,
     threshold_pp: f64,
 ) -> Result<DiffReport, DiffError> {
-    check_compatible(base, new)?;
-    let index = sample_index(new, sample_type)?;
-    let before = FunctionValues::new(base, index);
-    let after = FunctionValues::new(new, index);
+    let new = FunctionSums::from_resolved(new, sample_type);
+    // The type chosen in the new profile, also when the base's default differs.
+    let base = FunctionSums::from_resolved(base, new.sample_type().or(sample_type));
+    diff_sums(&base, &new, sample_type, threshold_pp)
+}
 
-    let mut names: Vec<&String> = before.by_name.keys().chain(after.by_name.keys()).collect();
+/// [`diff`] from per-function sums, which [`FunctionSums::read`] takes from a profile file in a
+/// fraction of the time and memory that decoding and resolving it takes. `base` must sum the
+/// sample type `new` sums (read it with `new.sample_type()`); `sample_type` is the name `new` was
+/// read with, for the error when it has no such type.
+pub fn diff_sums(
+    base: &FunctionSums,
+    new: &FunctionSums,
+    sample_type: Option<&str>,
+    threshold_pp: f64,
+) -> Result<DiffReport, DiffError> {
+    check_kinds(
+        (&base.sample_types, &base.period_type),
+        (&new.sample_types, &new.period_type),
+    )?;
+    let index = index_or_error(
+        &new.sample_types,
+        new.index,
+        sample_type,
+        &new.default_sample_type,
+    )?;
+    if base.index != Some(index) {
+        return Err(DiffError::Incompatible {
+            what: "summed sample types",
+            base: base.sample_type().unwrap_or_default().to_owned(),
+            new: describe(&new.sample_types[index..=index]),
+        });
+    }
+    let (before, after) = (values_by_name(base), values_by_name(new));
+    let (base_total, new_total) = (base.total, new.total);
+
+    let mut names: Vec<&str> = before.keys().chain(after.keys()).copied().collect();
     names.sort_unstable();
     names.dedup();
     let mut rows: Vec<DiffRow> = names
         .into_iter()
         .filter_map(|name| {
-            let b = before.by_name.get(name);
-            let a = after.by_name.get(name);
+            let b = before.get(name);
+            let a = after.get(name);
             let (flat_base, cum_base) = b.copied().unwrap_or_default();
             let (flat_new, cum_new) = a.copied().unwrap_or_default();
             let presence = match (b, a) {
@@ -222,10 +230,10 @@ pub fn diff(
                 (_, None) => Presence::Vanished,
                 _ => Presence::Both,
             };
-            let flat_share_base = percent(flat_base, before.total);
-            let flat_share_new = percent(flat_new, after.total);
-            let cum_share_base = percent(cum_base, before.total);
-            let cum_share_new = percent(cum_new, after.total);
+            let flat_share_base = percent(flat_base, base_total);
+            let flat_share_new = percent(flat_new, new_total);
+            let cum_share_base = percent(cum_base, base_total);
+            let cum_share_new = percent(cum_new, new_total);
             let flat_share_delta_pp = flat_share_new - flat_share_base;
             let cum_share_delta_pp = cum_share_new - cum_share_base;
             let flagged =
@@ -235,7 +243,7 @@ pub fn diff(
                 return None;
             }
             Some(DiffRow {
-                function: name.clone(),
+                function: name.to_owned(),
                 presence,
                 flat_base,
                 flat_new,
@@ -270,8 +278,8 @@ pub fn diff(
     Ok(DiffReport {
         sample_type: kind.ty.clone(),
         unit: kind.unit.clone(),
-        base_total: before.total,
-        new_total: after.total,
+        base_total,
+        new_total,
         threshold_pp,
         appeared: named(Presence::Appeared),
         vanished: named(Presence::Vanished),

@@ -9,6 +9,7 @@ mod error;
 pub mod proto;
 mod read;
 mod resolved;
+mod summary;
 mod validate;
 pub mod vocabulary;
 mod write;
@@ -18,6 +19,7 @@ pub use error::ProfileError;
 pub use proto::Profile;
 pub use read::{decode, read_file};
 pub use resolved::{FrameId, ResolvedFrame, ResolvedProfile, ResolvedSample, ValueKind};
+pub use summary::FunctionSums;
 pub use validate::{InvalidProfile, validate};
 pub use write::{check_output_path, encode_gzip, write_atomic, write_bytes_atomic};
 

@@ -38,16 +38,16 @@ impl ResolvedSample {
     }
 }
 
-/// Maps location ids to their position in `Profile::location`. Stacks are the bulk of a large
-/// profile, so the per-frame lookup matters: ids are usually small and dense (1..=n), which a
-/// plain table serves far faster than a hash map; sparse ids fall back to one.
-enum LocationSlots {
+/// Maps ids (of locations, functions) to their position in their list. Stacks are the bulk of a
+/// large profile, so the per-frame lookup matters: ids are usually small and dense (1..=n), which
+/// a plain table serves far faster than a hash map; sparse ids fall back to one.
+pub(crate) enum IdSlots {
     Dense(Vec<Option<usize>>),
     Sparse(HashMap<u64, usize>),
 }
 
-impl LocationSlots {
-    fn new(ids: impl ExactSizeIterator<Item = u64> + Clone) -> Self {
+impl IdSlots {
+    pub(crate) fn new(ids: impl ExactSizeIterator<Item = u64> + Clone) -> Self {
         let count = ids.len();
         let max = ids.clone().max().unwrap_or(0);
         if max <= 2 * count as u64 + 1024 {
@@ -61,7 +61,7 @@ impl LocationSlots {
         }
     }
 
-    fn get(&self, id: u64) -> Option<usize> {
+    pub(crate) fn get(&self, id: u64) -> Option<usize> {
         match self {
             Self::Dense(table) => usize::try_from(id)
                 .ok()
@@ -154,7 +154,7 @@ impl ResolvedProfile {
             }
             spans.push((start, location_frames.len() - start));
         }
-        let slots = LocationSlots::new(profile.location.iter().map(|l| l.id));
+        let slots = IdSlots::new(profile.location.iter().map(|l| l.id));
 
         let samples = profile
             .sample
@@ -233,11 +233,7 @@ impl ResolvedProfile {
     /// Index of the sample type named `name`, or of the default one (the last one when the profile
     /// names none, as `go tool pprof` does).
     pub fn sample_index(&self, name: Option<&str>) -> Option<usize> {
-        let wanted = name.unwrap_or(&self.default_sample_type);
-        if wanted.is_empty() {
-            return self.sample_types.len().checked_sub(1);
-        }
-        self.sample_types.iter().position(|t| t.ty == wanted)
+        sample_index_in(&self.sample_types, &self.default_sample_type, name)
     }
 
     /// Index of one of timerscope's sample types.
@@ -254,6 +250,20 @@ impl ResolvedProfile {
     pub fn total(&self, index: usize) -> i64 {
         self.samples.iter().map(|s| s.values[index]).sum()
     }
+}
+
+/// Index of the sample type named `name` (or `default` when `None`) in `types`; the last one
+/// when neither names one, as `go tool pprof` does.
+pub(crate) fn sample_index_in(
+    types: &[ValueKind],
+    default: &str,
+    name: Option<&str>,
+) -> Option<usize> {
+    let wanted = name.unwrap_or(default);
+    if wanted.is_empty() {
+        return types.len().checked_sub(1);
+    }
+    types.iter().position(|t| t.ty == wanted)
 }
 
 #[cfg(test)]

@@ -181,6 +181,7 @@ pub fn run(args: &Args) -> Result<()> {
     }
     if selected(Benchmark::Analyzer) {
         sections.push(analyzer_diff::run(&bench)?);
+        sections.push(analyzer_diff::growth(&bench)?);
     }
     if selected(Benchmark::Watch) {
         sections.push(watch_mode::run(&bench, &go_programs::paced()?)?);

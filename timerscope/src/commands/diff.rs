@@ -3,9 +3,10 @@
 
 use std::path::PathBuf;
 
-use analyzer::diff::{DEFAULT_THRESHOLD_PP, DiffReport, diff, diff_profile};
+use analyzer::diff::{DEFAULT_THRESHOLD_PP, DiffReport, diff_profile, diff_sums};
+use anyhow::Context as _;
 use clap::Args;
-use pprof::{ResolvedProfile, write_atomic};
+use pprof::{FunctionSums, write_atomic};
 
 use super::load_profile;
 
@@ -62,15 +63,17 @@ impl From<DiffArgs> for DiffOptions {
 
 /// Compares NEW against BASE and writes the diff profile when `--output` is given.
 pub fn run_diff(options: &DiffOptions) -> anyhow::Result<DiffReport> {
-    let base = load_profile(&options.base)?;
-    let new = load_profile(&options.new)?;
-    let mut report = diff(
-        &ResolvedProfile::new(&base),
-        &ResolvedProfile::new(&new),
-        options.sample_index.as_deref(),
-        options.threshold_pp,
-    )?;
+    // Only the per-function sums, one profile at a time: a fraction of a decoded profile's size.
+    let sums = |path: &std::path::Path, sample_type: Option<&str>| {
+        FunctionSums::read_file(path, sample_type).with_context(|| format!("{}", path.display()))
+    };
+    let asked = options.sample_index.as_deref();
+    let new = sums(&options.new, asked)?;
+    // The type chosen in the new profile, also when the base's default differs.
+    let base = sums(&options.base, new.sample_type().or(asked))?;
+    let mut report = diff_sums(&base, &new, asked, options.threshold_pp)?;
     if let Some(output) = &options.output {
+        let (base, new) = (load_profile(&options.base)?, load_profile(&options.new)?);
         write_atomic(output, &diff_profile(&base, &new)?)?;
     }
     report.truncate(options.top);

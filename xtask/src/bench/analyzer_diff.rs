@@ -58,21 +58,99 @@ struct DiffRun {
     usage: Usage,
 }
 
-pub fn run(bench: &Bench) -> Result<Section> {
-    let dir = bench.out_dir.join("profiles");
-    std::fs::create_dir_all(&dir)?;
-    let (base, new) = (dir.join("base.pb.gz"), dir.join("new.pb.gz"));
+/// Writes a base and a new synthetic profile of `samples` stacks into `dir`.
+fn write_profiles(
+    bench: &Bench,
+    dir: &Path,
+    samples: usize,
+) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+    let (base, new) = (
+        dir.join(format!("base-{samples}.pb.gz")),
+        dir.join(format!("new-{samples}.pb.gz")),
+    );
     println!(
         "bench: writing two synthetic profiles of {} stacks",
-        thousands(bench.profile_samples as u64)
+        thousands(samples as u64)
     );
     util::output(
         Command::new(&bench.tools.synthetic_profile)
-            .args(["--samples", &bench.profile_samples.to_string()])
+            .args(["--samples", &samples.to_string()])
             .arg(&base)
             .arg(&new),
     )
     .context("bench: writing the synthetic profiles")?;
+    Ok((base, new))
+}
+
+/// How `timerscope diff`'s time and memory grow with the profiles' size: a tenth, the same and
+/// four times the stacks of the comparison with `go tool pprof` (timerscope only: pprof would
+/// take minutes at the largest size).
+pub fn growth(bench: &Bench) -> Result<Section> {
+    let dir = bench.out_dir.join("profiles");
+    std::fs::create_dir_all(&dir)?;
+    let sizes = [
+        bench.profile_samples / 10,
+        bench.profile_samples,
+        bench.profile_samples * 4,
+    ];
+    let mut data = Vec::new();
+    let mut rows = Vec::new();
+    let mut first: Option<(f64, f64)> = None;
+    for samples in sizes {
+        let (base, new) = write_profiles(bench, &dir, samples)?;
+        let mut usages = Vec::new();
+        for _ in 0..bench.slow_runs {
+            let (usage, _) = run_measured(&mut Tool::Timerscope.command(bench, &base, &new), None)
+                .context("bench: diffing with timerscope")?;
+            usages.push(usage);
+        }
+        let time = Spread::of(&usages.iter().map(|u| u.seconds).collect::<Vec<_>>());
+        let rss = Spread::of(
+            &usages
+                .iter()
+                .map(|u| u.max_rss_kib as f64)
+                .collect::<Vec<_>>(),
+        );
+        let (time0, rss0) = *first.get_or_insert((time.median / samples as f64, rss.median));
+        rows.push(Row {
+            what: format!(
+                "{} stacks ({} and {} gzipped)",
+                thousands(samples as u64),
+                file_size(&base),
+                file_size(&new)
+            ),
+            median: seconds(time.median),
+            range: format!("{} – {}", seconds(time.min), seconds(time.max)),
+            peak_memory: mebibytes(rss.median as u64),
+            comparison: format!(
+                "{:.2}x the time per stack of the smallest, {:.1}x its memory",
+                time.median / samples as f64 / time0,
+                rss.median / rss0
+            ),
+        });
+        data.push(serde_json::json!({ "samples": samples, "usages": usages }));
+        for path in [&base, &new] {
+            std::fs::remove_file(path).ok();
+        }
+    }
+    Ok(Section {
+        title: "4. Analyzer: how `timerscope diff` grows with profile size".into(),
+        rows,
+        checks: Vec::new(),
+        notes: vec![
+            "One profile is read at a time and only per-function sums are kept, so memory \
+             follows the larger decompressed profile (the protobuf bytes, walked in place) plus \
+             its locations; time follows the stacks' total depth."
+                .into(),
+        ],
+        data: serde_json::json!({ "sizes": data }),
+    })
+}
+
+pub fn run(bench: &Bench) -> Result<Section> {
+    let dir = bench.out_dir.join("profiles");
+    std::fs::create_dir_all(&dir)?;
+    let (base, new) = write_profiles(bench, &dir, bench.profile_samples)?;
 
     let mut runs = Vec::new();
     for run in 0..bench.slow_runs {

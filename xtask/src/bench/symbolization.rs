@@ -33,7 +33,9 @@ impl Tool {
 
     fn label(self) -> &'static str {
         match self {
-            Tool::Timerscope => "timerscope's symbolizer (DWARF via gimli/addr2line)",
+            Tool::Timerscope => {
+                "timerscope's symbolizer (Go frames from the pclntab, as `record` does)"
+            }
             Tool::Binutils => "binutils `addr2line -f -i -e`",
             Tool::Go => "`go tool addr2line` (Go 1.25, pclntab)",
         }
