@@ -5,10 +5,10 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::thread;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use pprof::Profile;
-use pprof::{ProfileError, decode};
+use pprof::{DecodeLimits, ProfileError, decode_with};
 
 use crate::targets::{ProfileKind, Service};
 
@@ -27,6 +27,11 @@ pub struct PullSettings {
     pub attempts: u32,
     /// Wait before the second try; doubled before each further one.
     pub retry_delay: Duration,
+    /// What one profile may take: its body as served, inflated, and decoded.
+    pub limits: DecodeLimits,
+    /// Follow redirects to other hosts (`--follow-redirects`); a redirect within the service's
+    /// own scheme, host and port is always followed.
+    pub follow_redirects: bool,
 }
 
 /// `--cpu-seconds` default, as `go tool pprof` uses.
@@ -41,12 +46,17 @@ impl Default for PullSettings {
             request_timeout: Duration::from_secs(20),
             attempts: 3,
             retry_delay: Duration::from_millis(250),
+            limits: DecodeLimits::default(),
+            follow_redirects: false,
         }
     }
 }
 
-/// Profiles larger than this are refused (Go's are rarely above a few MiB).
-const MAX_PROFILE_BYTES: u64 = 256 << 20;
+/// Response headers larger than this are refused (Go's net/http sends well under 1 KiB).
+const MAX_HEADER_BYTES: usize = 64 << 10;
+
+/// Redirects followed per request.
+const MAX_REDIRECTS: u32 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
@@ -62,6 +72,21 @@ pub enum PullError {
         url: String,
         status: u16,
         hint: &'static str,
+    },
+    #[error(
+        "{url} sent more than {limit}, the --max-profile-size limit; raise --max-profile-size if the profile is genuine"
+    )]
+    TooLarge {
+        url: String,
+        limit: bytesize::ByteSize,
+    },
+    #[error("{url} redirects to {location}, another host; pass --follow-redirects to follow it")]
+    RedirectElsewhere { url: String, location: String },
+    #[error("{url} answered, but not as an HTTP server should")]
+    Misbehaved {
+        url: String,
+        #[source]
+        source: ureq::Error,
     },
     #[error("{url} did not send a pprof profile (is it a net/http/pprof endpoint?)")]
     NotAProfile {
@@ -99,9 +124,19 @@ pub fn pull_all(services: &[Service], settings: &PullSettings) -> Vec<ServicePul
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(settings.connect_timeout))
+        .max_response_header_size(MAX_HEADER_BYTES)
+        // Redirects come back as responses: `fetch` follows those that stay on the host.
+        .max_redirects(if settings.follow_redirects {
+            MAX_REDIRECTS
+        } else {
+            0
+        })
+        .max_redirects_will_error(settings.follow_redirects)
         .user_agent(concat!("timerscope-inspect/", env!("CARGO_PKG_VERSION")))
         .build()
         .into();
+    // One decode at a time: each may take up to the limit, and pulls run concurrently.
+    let decoding = Mutex::new(());
     let queue = Mutex::new((0..services.len()).collect::<VecDeque<_>>());
     let results = Mutex::new((0..services.len()).map(|_| None).collect::<Vec<_>>());
     thread::scope(|scope| {
@@ -111,7 +146,7 @@ pub fn pull_all(services: &[Service], settings: &PullSettings) -> Vec<ServicePul
                     let Some(index) = queue.lock().unwrap().pop_front() else {
                         break;
                     };
-                    let pulled = pull_service(&agent, &services[index], settings);
+                    let pulled = pull_service(&agent, &services[index], settings, &decoding);
                     results.lock().unwrap()[index] = Some(pulled);
                 }
             });
@@ -125,12 +160,17 @@ pub fn pull_all(services: &[Service], settings: &PullSettings) -> Vec<ServicePul
         .collect()
 }
 
-fn pull_service(agent: &ureq::Agent, service: &Service, settings: &PullSettings) -> ServicePull {
+fn pull_service(
+    agent: &ureq::Agent,
+    service: &Service,
+    settings: &PullSettings,
+    decoding: &Mutex<()>,
+) -> ServicePull {
     let started = SystemTime::now();
     let mut profiles = Vec::new();
     let mut failures = Vec::new();
     for &kind in &service.profiles {
-        match pull_profile(agent, service, kind, settings) {
+        match pull_profile(agent, service, kind, settings, decoding) {
             Ok(pulled) => profiles.push(pulled),
             Err(error @ PullError::NoAnswer { .. }) => {
                 if profiles.is_empty() && failures.is_empty() {
@@ -161,6 +201,7 @@ fn pull_profile(
     service: &Service,
     kind: ProfileKind,
     settings: &PullSettings,
+    decoding: &Mutex<()>,
 ) -> Result<PulledProfile, PullError> {
     let url = service.profile_url(kind, settings.cpu_seconds);
     let timeout = match kind {
@@ -172,9 +213,10 @@ fn pull_profile(
     let mut delay = settings.retry_delay;
     let mut attempt = 1;
     loop {
-        match fetch(agent, &url, timeout, attempt) {
+        match fetch(agent, &url, timeout, attempt, &settings.limits) {
             Ok(bytes) => {
-                return decode(&bytes)
+                let _decoding = decoding.lock().unwrap();
+                return decode_with(&bytes, &settings.limits)
                     .map(|profile| PulledProfile {
                         kind,
                         bytes,
@@ -192,30 +234,95 @@ fn pull_profile(
     }
 }
 
+/// The scheme, host and port of an absolute URL.
+fn origin(url: &str) -> Option<&str> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    Some(&url[..scheme.len() + 3 + authority.len()])
+}
+
+/// Where a redirect from `url` to `location` goes, if it stays on the same origin.
+fn same_origin_target(url: &str, location: &str) -> Option<String> {
+    let here = origin(url)?;
+    if location.starts_with('/') && !location.starts_with("//") {
+        return Some(format!("{here}{location}"));
+    }
+    (origin(location)? == here).then(|| location.to_owned())
+}
+
 fn fetch(
     agent: &ureq::Agent,
     url: &str,
     timeout: Duration,
     attempt: u32,
+    limits: &DecodeLimits,
 ) -> Result<Vec<u8>, Attempt> {
-    let no_answer = |source| {
+    let no_answer = |url: &str, source| {
         Attempt::Retry(PullError::NoAnswer {
             url: url.to_owned(),
             attempts: attempt,
             source,
         })
     };
-    let mut response = agent
-        .get(url)
-        .config()
-        .timeout_global(Some(timeout))
-        .build()
-        .call()
-        .map_err(no_answer)?;
+    // A server that answers, but too big or malformed, is not retried.
+    let answered_badly = |url: &str, source| match source {
+        ureq::Error::BodyExceedsLimit(_) => Attempt::Final(PullError::TooLarge {
+            url: url.to_owned(),
+            limit: bytesize::ByteSize(limits.max_size),
+        }),
+        ureq::Error::LargeResponseHeader(..)
+        | ureq::Error::TooManyRedirects
+        | ureq::Error::RedirectFailed
+        | ureq::Error::Protocol(_)
+        | ureq::Error::BadUri(_) => Attempt::Final(PullError::Misbehaved {
+            url: url.to_owned(),
+            source,
+        }),
+        other => no_answer(url, other),
+    };
+    // One deadline for the whole request, redirects and body included: a server trickling a
+    // byte a second is cut off at it.
+    let deadline = Instant::now() + timeout;
+    let mut current = url.to_owned();
+    let mut redirects = 0;
+    let mut response = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let response = agent
+            .get(&current)
+            .config()
+            .timeout_global(Some(left))
+            .build()
+            .call()
+            .map_err(|e| answered_badly(&current, e))?;
+        if !response.status().is_redirection() {
+            break response;
+        }
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        match same_origin_target(&current, &location) {
+            Some(next) if redirects < MAX_REDIRECTS => {
+                redirects += 1;
+                current = next;
+            }
+            Some(_) => {
+                return Err(answered_badly(&current, ureq::Error::TooManyRedirects));
+            }
+            None => {
+                return Err(Attempt::Final(PullError::RedirectElsewhere {
+                    url: current,
+                    location,
+                }));
+            }
+        }
+    };
     let status = response.status().as_u16();
     if status != 200 {
         let error = PullError::Status {
-            url: url.to_owned(),
+            url: current.clone(),
             status,
             hint: match status {
                 404 => " (is net/http/pprof registered on this listener, under /debug/pprof/?)",
@@ -234,9 +341,9 @@ fn fetch(
     response
         .body_mut()
         .with_config()
-        .limit(MAX_PROFILE_BYTES)
+        .limit(limits.max_size)
         .read_to_vec()
-        .map_err(no_answer)
+        .map_err(|e| answered_badly(&current, e))
 }
 
 #[cfg(test)]

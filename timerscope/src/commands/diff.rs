@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use analyzer::diff::{DEFAULT_THRESHOLD_PP, DiffReport, diff, diff_profile};
 use clap::Args;
-use pprof::{ResolvedProfile, write_atomic};
+use pprof::{DecodeLimits, ResolvedProfile, write_atomic};
 
-use super::load_profile;
+use super::{ProfileSizeArgs, load_profile};
 
 /// `--top` default.
 pub const DEFAULT_TOP: usize = 20;
@@ -33,6 +33,8 @@ pub struct DiffArgs {
     /// Also write a diff profile (base samples negated, labelled pprof::base=true).
     #[arg(long)]
     pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub size: ProfileSizeArgs,
 }
 
 /// What `diff` compares, without clap.
@@ -45,6 +47,7 @@ pub struct DiffOptions {
     pub top: usize,
     pub threshold_pp: f64,
     pub output: Option<PathBuf>,
+    pub limits: DecodeLimits,
 }
 
 impl From<DiffArgs> for DiffOptions {
@@ -56,14 +59,15 @@ impl From<DiffArgs> for DiffOptions {
             top: args.top,
             threshold_pp: args.threshold,
             output: args.output,
+            limits: (&args.size).into(),
         }
     }
 }
 
 /// Compares NEW against BASE and writes the diff profile when `--output` is given.
 pub fn run_diff(options: &DiffOptions) -> anyhow::Result<DiffReport> {
-    let base = load_profile(&options.base)?;
-    let new = load_profile(&options.new)?;
+    let base = load_profile(&options.base, &options.limits)?;
+    let new = load_profile(&options.new, &options.limits)?;
     let mut report = diff(
         &ResolvedProfile::new(&base),
         &ResolvedProfile::new(&new),
