@@ -474,4 +474,171 @@ mod tests {
         }
         server.join().unwrap();
     }
+
+    /// A loopback server running `misbehave` on each connection after reading its request
+    /// head (the request line is passed), until the test ends.
+    fn misbehaving(misbehave: fn(&mut std::net::TcpStream, &str)) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut request = String::new();
+                    reader.read_line(&mut request).unwrap();
+                    loop {
+                        let mut header = String::new();
+                        if reader.read_line(&mut header).unwrap_or(0) == 0
+                            || header.trim().is_empty()
+                        {
+                            break;
+                        }
+                    }
+                    misbehave(&mut stream, request.trim_end());
+                });
+            }
+        });
+        port
+    }
+
+    fn pull_one(port: u16, settings: &PullSettings) -> (Duration, ServicePull) {
+        let started = Instant::now();
+        let mut pulls = pull_all(&[service(port, &[ProfileKind::Goroutine])], settings);
+        (started.elapsed(), pulls.remove(0))
+    }
+
+    #[test]
+    fn a_server_trickling_a_byte_a_second_is_cut_off_at_the_deadline() {
+        let port = misbehaving(|stream, _| {
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\n");
+            for _ in 0..120 {
+                if stream.write_all(b"x").is_err() {
+                    return;
+                }
+                thread::sleep(Duration::from_secs(1));
+            }
+        });
+        let settings = PullSettings {
+            request_timeout: Duration::from_secs(2),
+            attempts: 1,
+            ..quick()
+        };
+        let (took, pull) = pull_one(port, &settings);
+        assert!(
+            matches!(&pull, ServicePull::Unreachable(PullError::NoAnswer { .. })),
+            "{pull:?}"
+        );
+        // Not a timing assertion on the code: the server would go on for two minutes.
+        assert!(took < Duration::from_secs(60), "{took:?}");
+    }
+
+    #[test]
+    fn an_endless_chunked_body_stops_at_the_limit() {
+        let port = misbehaving(|stream, _| {
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n");
+            let chunk = format!("{:x}\r\n{}\r\n", 64 << 10, "z".repeat(64 << 10));
+            while stream.write_all(chunk.as_bytes()).is_ok() {}
+        });
+        let settings = PullSettings {
+            limits: DecodeLimits { max_size: 1 << 20 },
+            ..quick()
+        };
+        let (_, pull) = pull_one(port, &settings);
+        let ServicePull::Reached { failures, .. } = &pull else {
+            panic!("{pull:?}");
+        };
+        let error = &failures[0].1;
+        assert!(matches!(error, PullError::TooLarge { .. }), "{error:?}");
+        assert!(error.to_string().contains("--max-profile-size"), "{error}");
+    }
+
+    #[test]
+    fn endless_headers_are_refused() {
+        let port = misbehaving(|stream, _| {
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\n");
+            while stream
+                .write_all(b"x-padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n")
+                .is_ok()
+            {}
+        });
+        let (_, pull) = pull_one(port, &quick());
+        let ServicePull::Reached { failures, .. } = &pull else {
+            panic!("{pull:?}");
+        };
+        assert!(
+            matches!(failures[0].1, PullError::Misbehaved { .. }),
+            "{failures:?}"
+        );
+    }
+
+    #[test]
+    fn redirects_stay_on_the_host_unless_followed() {
+        // The other host: a server of its own, on another port.
+        let elsewhere = misbehaving(|stream, _| {
+            let body = goroutine_profile();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(&body);
+        });
+        static ELSEWHERE: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+        ELSEWHERE.store(elsewhere, std::sync::atomic::Ordering::Relaxed);
+        let port = misbehaving(|stream, request| {
+            if request.contains("/moved/") {
+                let body = goroutine_profile();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(&body);
+            } else if request.contains("elsewhere") {
+                let port = ELSEWHERE.load(std::sync::atomic::Ordering::Relaxed);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:{port}/x\r\ncontent-length: 0\r\n\r\n"
+                );
+            } else {
+                let _ = stream.write_all(
+                    b"HTTP/1.1 301 Moved\r\nlocation: /moved/goroutine\r\ncontent-length: 0\r\n\r\n",
+                );
+            }
+        });
+        // Within the host: followed.
+        let (_, pull) = pull_one(port, &quick());
+        let ServicePull::Reached {
+            profiles, failures, ..
+        } = &pull
+        else {
+            panic!("{pull:?}");
+        };
+        assert_eq!((profiles.len(), failures.len()), (1, 0), "{failures:?}");
+        // To another host: refused, naming the flag; followed with it.
+        let mut away = service(port, &[ProfileKind::Goroutine]);
+        away.url = format!("http://127.0.0.1:{port}/elsewhere");
+        let pulls = pull_all(std::slice::from_ref(&away), &quick());
+        let ServicePull::Reached { failures, .. } = &pulls[0] else {
+            panic!("{pulls:?}");
+        };
+        assert!(
+            matches!(failures[0].1, PullError::RedirectElsewhere { .. }),
+            "{failures:?}"
+        );
+        assert!(failures[0].1.to_string().contains("--follow-redirects"));
+        let following = PullSettings {
+            follow_redirects: true,
+            ..quick()
+        };
+        let pulls = pull_all(&[away], &following);
+        let ServicePull::Reached {
+            profiles, failures, ..
+        } = &pulls[0]
+        else {
+            panic!("{pulls:?}");
+        };
+        assert_eq!((profiles.len(), failures.len()), (1, 0), "{failures:?}");
+    }
 }
