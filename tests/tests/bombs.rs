@@ -59,7 +59,11 @@ fn write_bomb(dir: &Path) -> std::path::PathBuf {
     path
 }
 
-/// Runs timerscope to completion: exit status, stderr, and peak RSS in bytes.
+/// Runs timerscope to completion: exit status, stdout, stderr, and peak RSS in bytes.
+#[expect(
+    clippy::zombie_processes,
+    reason = "reaped by wait4, which also gives its rusage"
+)]
 fn run_measured(args: &[&str]) -> (i32, String, String, u64) {
     let mut child = Command::new(common::timerscope())
         .args(args)
