@@ -86,7 +86,9 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
 pub fn run_inspect(options: &InspectOptions) -> Result<InspectReport, InspectError> {
     let services = load_targets(&options.targets)?;
     let store_error = |e| InspectError::Store(options.store.clone(), e);
-    let store = Store::create(&options.store).map_err(store_error)?;
+    let store = Store::create(&options.store)
+        .map_err(store_error)?
+        .with_limits(options.pull.limits);
     let pulls = pull_all(&services, &options.pull);
     let mut reports = Vec::with_capacity(services.len());
     for (service, pull) in services.iter().zip(pulls) {

@@ -5,10 +5,10 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::thread;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use pprof::Profile;
-use pprof::{ProfileError, decode};
+use pprof::{DecodeLimits, ProfileError, decode_with};
 
 use crate::targets::{ProfileKind, Service};
 
@@ -27,6 +27,11 @@ pub struct PullSettings {
     pub attempts: u32,
     /// Wait before the second try; doubled before each further one.
     pub retry_delay: Duration,
+    /// What one profile may take: its body as served, inflated, and decoded.
+    pub limits: DecodeLimits,
+    /// Follow redirects to other hosts (`--follow-redirects`); a redirect within the service's
+    /// own scheme, host and port is always followed.
+    pub follow_redirects: bool,
 }
 
 /// `--cpu-seconds` default, as `go tool pprof` uses.
@@ -41,12 +46,17 @@ impl Default for PullSettings {
             request_timeout: Duration::from_secs(20),
             attempts: 3,
             retry_delay: Duration::from_millis(250),
+            limits: DecodeLimits::default(),
+            follow_redirects: false,
         }
     }
 }
 
-/// Profiles larger than this are refused (Go's are rarely above a few MiB).
-const MAX_PROFILE_BYTES: u64 = 256 << 20;
+/// Response headers larger than this are refused (Go's net/http sends well under 1 KiB).
+const MAX_HEADER_BYTES: usize = 64 << 10;
+
+/// Redirects followed per request.
+const MAX_REDIRECTS: u32 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
@@ -62,6 +72,21 @@ pub enum PullError {
         url: String,
         status: u16,
         hint: &'static str,
+    },
+    #[error(
+        "{url} sent more than {limit}, the --max-profile-size limit; raise --max-profile-size if the profile is genuine"
+    )]
+    TooLarge {
+        url: String,
+        limit: bytesize::ByteSize,
+    },
+    #[error("{url} redirects to {location}, another host; pass --follow-redirects to follow it")]
+    RedirectElsewhere { url: String, location: String },
+    #[error("{url} answered, but not as an HTTP server should")]
+    Misbehaved {
+        url: String,
+        #[source]
+        source: ureq::Error,
     },
     #[error("{url} did not send a pprof profile (is it a net/http/pprof endpoint?)")]
     NotAProfile {
@@ -99,9 +124,19 @@ pub fn pull_all(services: &[Service], settings: &PullSettings) -> Vec<ServicePul
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(settings.connect_timeout))
+        .max_response_header_size(MAX_HEADER_BYTES)
+        // Redirects come back as responses: `fetch` follows those that stay on the host.
+        .max_redirects(if settings.follow_redirects {
+            MAX_REDIRECTS
+        } else {
+            0
+        })
+        .max_redirects_will_error(settings.follow_redirects)
         .user_agent(concat!("timerscope-inspect/", env!("CARGO_PKG_VERSION")))
         .build()
         .into();
+    // One decode at a time: each may take up to the limit, and pulls run concurrently.
+    let decoding = Mutex::new(());
     let queue = Mutex::new((0..services.len()).collect::<VecDeque<_>>());
     let results = Mutex::new((0..services.len()).map(|_| None).collect::<Vec<_>>());
     thread::scope(|scope| {
@@ -111,7 +146,7 @@ pub fn pull_all(services: &[Service], settings: &PullSettings) -> Vec<ServicePul
                     let Some(index) = queue.lock().unwrap().pop_front() else {
                         break;
                     };
-                    let pulled = pull_service(&agent, &services[index], settings);
+                    let pulled = pull_service(&agent, &services[index], settings, &decoding);
                     results.lock().unwrap()[index] = Some(pulled);
                 }
             });
@@ -125,12 +160,17 @@ pub fn pull_all(services: &[Service], settings: &PullSettings) -> Vec<ServicePul
         .collect()
 }
 
-fn pull_service(agent: &ureq::Agent, service: &Service, settings: &PullSettings) -> ServicePull {
+fn pull_service(
+    agent: &ureq::Agent,
+    service: &Service,
+    settings: &PullSettings,
+    decoding: &Mutex<()>,
+) -> ServicePull {
     let started = SystemTime::now();
     let mut profiles = Vec::new();
     let mut failures = Vec::new();
     for &kind in &service.profiles {
-        match pull_profile(agent, service, kind, settings) {
+        match pull_profile(agent, service, kind, settings, decoding) {
             Ok(pulled) => profiles.push(pulled),
             Err(error @ PullError::NoAnswer { .. }) => {
                 if profiles.is_empty() && failures.is_empty() {
@@ -161,6 +201,7 @@ fn pull_profile(
     service: &Service,
     kind: ProfileKind,
     settings: &PullSettings,
+    decoding: &Mutex<()>,
 ) -> Result<PulledProfile, PullError> {
     let url = service.profile_url(kind, settings.cpu_seconds);
     let timeout = match kind {
@@ -172,9 +213,10 @@ fn pull_profile(
     let mut delay = settings.retry_delay;
     let mut attempt = 1;
     loop {
-        match fetch(agent, &url, timeout, attempt) {
+        match fetch(agent, &url, timeout, attempt, &settings.limits) {
             Ok(bytes) => {
-                return decode(&bytes)
+                let _decoding = decoding.lock().unwrap();
+                return decode_with(&bytes, &settings.limits)
                     .map(|profile| PulledProfile {
                         kind,
                         bytes,
@@ -192,30 +234,95 @@ fn pull_profile(
     }
 }
 
+/// The scheme, host and port of an absolute URL.
+fn origin(url: &str) -> Option<&str> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    Some(&url[..scheme.len() + 3 + authority.len()])
+}
+
+/// Where a redirect from `url` to `location` goes, if it stays on the same origin.
+fn same_origin_target(url: &str, location: &str) -> Option<String> {
+    let here = origin(url)?;
+    if location.starts_with('/') && !location.starts_with("//") {
+        return Some(format!("{here}{location}"));
+    }
+    (origin(location)? == here).then(|| location.to_owned())
+}
+
 fn fetch(
     agent: &ureq::Agent,
     url: &str,
     timeout: Duration,
     attempt: u32,
+    limits: &DecodeLimits,
 ) -> Result<Vec<u8>, Attempt> {
-    let no_answer = |source| {
+    let no_answer = |url: &str, source| {
         Attempt::Retry(PullError::NoAnswer {
             url: url.to_owned(),
             attempts: attempt,
             source,
         })
     };
-    let mut response = agent
-        .get(url)
-        .config()
-        .timeout_global(Some(timeout))
-        .build()
-        .call()
-        .map_err(no_answer)?;
+    // A server that answers, but too big or malformed, is not retried.
+    let answered_badly = |url: &str, source| match source {
+        ureq::Error::BodyExceedsLimit(_) => Attempt::Final(PullError::TooLarge {
+            url: url.to_owned(),
+            limit: bytesize::ByteSize(limits.max_size),
+        }),
+        ureq::Error::LargeResponseHeader(..)
+        | ureq::Error::TooManyRedirects
+        | ureq::Error::RedirectFailed
+        | ureq::Error::Protocol(_)
+        | ureq::Error::BadUri(_) => Attempt::Final(PullError::Misbehaved {
+            url: url.to_owned(),
+            source,
+        }),
+        other => no_answer(url, other),
+    };
+    // One deadline for the whole request, redirects and body included: a server trickling a
+    // byte a second is cut off at it.
+    let deadline = Instant::now() + timeout;
+    let mut current = url.to_owned();
+    let mut redirects = 0;
+    let mut response = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let response = agent
+            .get(&current)
+            .config()
+            .timeout_global(Some(left))
+            .build()
+            .call()
+            .map_err(|e| answered_badly(&current, e))?;
+        if !response.status().is_redirection() {
+            break response;
+        }
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        match same_origin_target(&current, &location) {
+            Some(next) if redirects < MAX_REDIRECTS => {
+                redirects += 1;
+                current = next;
+            }
+            Some(_) => {
+                return Err(answered_badly(&current, ureq::Error::TooManyRedirects));
+            }
+            None => {
+                return Err(Attempt::Final(PullError::RedirectElsewhere {
+                    url: current,
+                    location,
+                }));
+            }
+        }
+    };
     let status = response.status().as_u16();
     if status != 200 {
         let error = PullError::Status {
-            url: url.to_owned(),
+            url: current.clone(),
             status,
             hint: match status {
                 404 => " (is net/http/pprof registered on this listener, under /debug/pprof/?)",
@@ -234,9 +341,9 @@ fn fetch(
     response
         .body_mut()
         .with_config()
-        .limit(MAX_PROFILE_BYTES)
+        .limit(limits.max_size)
         .read_to_vec()
-        .map_err(no_answer)
+        .map_err(|e| answered_badly(&current, e))
 }
 
 #[cfg(test)]
@@ -366,5 +473,172 @@ mod tests {
             other => panic!("reached: {other:?}"),
         }
         server.join().unwrap();
+    }
+
+    /// A loopback server running `misbehave` on each connection after reading its request
+    /// head (the request line is passed), until the test ends.
+    fn misbehaving(misbehave: fn(&mut std::net::TcpStream, &str)) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut request = String::new();
+                    reader.read_line(&mut request).unwrap();
+                    loop {
+                        let mut header = String::new();
+                        if reader.read_line(&mut header).unwrap_or(0) == 0
+                            || header.trim().is_empty()
+                        {
+                            break;
+                        }
+                    }
+                    misbehave(&mut stream, request.trim_end());
+                });
+            }
+        });
+        port
+    }
+
+    fn pull_one(port: u16, settings: &PullSettings) -> (Duration, ServicePull) {
+        let started = Instant::now();
+        let mut pulls = pull_all(&[service(port, &[ProfileKind::Goroutine])], settings);
+        (started.elapsed(), pulls.remove(0))
+    }
+
+    #[test]
+    fn a_server_trickling_a_byte_a_second_is_cut_off_at_the_deadline() {
+        let port = misbehaving(|stream, _| {
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\n");
+            for _ in 0..120 {
+                if stream.write_all(b"x").is_err() {
+                    return;
+                }
+                thread::sleep(Duration::from_secs(1));
+            }
+        });
+        let settings = PullSettings {
+            request_timeout: Duration::from_secs(2),
+            attempts: 1,
+            ..quick()
+        };
+        let (took, pull) = pull_one(port, &settings);
+        assert!(
+            matches!(&pull, ServicePull::Unreachable(PullError::NoAnswer { .. })),
+            "{pull:?}"
+        );
+        // Not a timing assertion on the code: the server would go on for two minutes.
+        assert!(took < Duration::from_secs(60), "{took:?}");
+    }
+
+    #[test]
+    fn an_endless_chunked_body_stops_at_the_limit() {
+        let port = misbehaving(|stream, _| {
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n");
+            let chunk = format!("{:x}\r\n{}\r\n", 64 << 10, "z".repeat(64 << 10));
+            while stream.write_all(chunk.as_bytes()).is_ok() {}
+        });
+        let settings = PullSettings {
+            limits: DecodeLimits { max_size: 1 << 20 },
+            ..quick()
+        };
+        let (_, pull) = pull_one(port, &settings);
+        let ServicePull::Reached { failures, .. } = &pull else {
+            panic!("{pull:?}");
+        };
+        let error = &failures[0].1;
+        assert!(matches!(error, PullError::TooLarge { .. }), "{error:?}");
+        assert!(error.to_string().contains("--max-profile-size"), "{error}");
+    }
+
+    #[test]
+    fn endless_headers_are_refused() {
+        let port = misbehaving(|stream, _| {
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\n");
+            while stream
+                .write_all(b"x-padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n")
+                .is_ok()
+            {}
+        });
+        let (_, pull) = pull_one(port, &quick());
+        let ServicePull::Reached { failures, .. } = &pull else {
+            panic!("{pull:?}");
+        };
+        assert!(
+            matches!(failures[0].1, PullError::Misbehaved { .. }),
+            "{failures:?}"
+        );
+    }
+
+    #[test]
+    fn redirects_stay_on_the_host_unless_followed() {
+        // The other host: a server of its own, on another port.
+        let elsewhere = misbehaving(|stream, _| {
+            let body = goroutine_profile();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(&body);
+        });
+        static ELSEWHERE: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+        ELSEWHERE.store(elsewhere, std::sync::atomic::Ordering::Relaxed);
+        let port = misbehaving(|stream, request| {
+            if request.contains("/moved/") {
+                let body = goroutine_profile();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(&body);
+            } else if request.contains("elsewhere") {
+                let port = ELSEWHERE.load(std::sync::atomic::Ordering::Relaxed);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:{port}/x\r\ncontent-length: 0\r\n\r\n"
+                );
+            } else {
+                let _ = stream.write_all(
+                    b"HTTP/1.1 301 Moved\r\nlocation: /moved/goroutine\r\ncontent-length: 0\r\n\r\n",
+                );
+            }
+        });
+        // Within the host: followed.
+        let (_, pull) = pull_one(port, &quick());
+        let ServicePull::Reached {
+            profiles, failures, ..
+        } = &pull
+        else {
+            panic!("{pull:?}");
+        };
+        assert_eq!((profiles.len(), failures.len()), (1, 0), "{failures:?}");
+        // To another host: refused, naming the flag; followed with it.
+        let mut away = service(port, &[ProfileKind::Goroutine]);
+        away.url = format!("http://127.0.0.1:{port}/elsewhere");
+        let pulls = pull_all(std::slice::from_ref(&away), &quick());
+        let ServicePull::Reached { failures, .. } = &pulls[0] else {
+            panic!("{pulls:?}");
+        };
+        assert!(
+            matches!(failures[0].1, PullError::RedirectElsewhere { .. }),
+            "{failures:?}"
+        );
+        assert!(failures[0].1.to_string().contains("--follow-redirects"));
+        let following = PullSettings {
+            follow_redirects: true,
+            ..quick()
+        };
+        let pulls = pull_all(&[away], &following);
+        let ServicePull::Reached {
+            profiles, failures, ..
+        } = &pulls[0]
+        else {
+            panic!("{pulls:?}");
+        };
+        assert_eq!((profiles.len(), failures.len()), (1, 0), "{failures:?}");
     }
 }

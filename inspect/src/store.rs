@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use pprof::Profile;
-use pprof::{ProfileError, encode_gzip, read_file, write_bytes_atomic};
+use pprof::{DecodeLimits, ProfileError, encode_gzip, read_file_with, write_bytes_atomic};
 
 use crate::pull::PulledProfile;
 use crate::targets::ProfileKind;
@@ -176,11 +176,21 @@ pub fn content_hash(profile: &Profile) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Store {
     root: PathBuf,
+    limits: DecodeLimits,
 }
 
 impl Store {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            limits: DecodeLimits::default(),
+        }
+    }
+
+    /// Stored profiles are read within `limits` (a store is a directory anyone with access
+    /// may have written to).
+    pub fn with_limits(self, limits: DecodeLimits) -> Self {
+        Self { limits, ..self }
     }
 
     /// The store at `root`, created if missing, so that a bad `--store` fails before any pull.
@@ -231,7 +241,8 @@ impl Store {
 
     /// Reads a stored profile.
     pub fn load(&self, service: &str, stored: &StoredProfile) -> Result<Profile, StoreError> {
-        read_file(&self.service_dir(service).join(&stored.file)).map_err(StoreError::ReadProfile)
+        read_file_with(&self.service_dir(service).join(&stored.file), &self.limits)
+            .map_err(StoreError::ReadProfile)
     }
 
     /// Stores one round's profiles (reusing identical earlier files), appends it to the index,

@@ -3,6 +3,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use bytesize::ByteSize;
+
 use crate::validate::InvalidProfile;
 
 /// What can go wrong building, reading or writing a profile.
@@ -22,6 +24,22 @@ pub enum ProfileError {
         "not a profile: the gzip content is not a pprof protobuf; pass a pprof file, not another gzip file"
     )]
     GzipNotAProfile(#[source] prost::DecodeError),
+    #[error(
+        "profile too large: more than {limit} of protobuf once gunzipped, the --max-profile-size limit; raise --max-profile-size if the profile is genuine"
+    )]
+    TooLarge { limit: ByteSize },
+    #[error(
+        "profile too large: its {samples} samples, {locations} locations and {strings} strings would take about {estimate} decoded, more than {limit}, the --max-profile-size limit; raise --max-profile-size if the profile is genuine"
+    )]
+    DecodedTooLarge {
+        estimate: ByteSize,
+        samples: u64,
+        locations: u64,
+        strings: u64,
+        limit: ByteSize,
+    },
+    #[error("cannot read the profile")]
+    ReadInput(#[source] io::Error),
     #[error(transparent)]
     Invalid(#[from] InvalidProfile),
     #[error("default sample type {0:?} is not one of the profile's sample types; name one of them")]

@@ -6,6 +6,7 @@
 
 mod builder;
 mod error;
+mod footprint;
 pub mod proto;
 mod read;
 mod resolved;
@@ -17,7 +18,9 @@ mod write;
 pub use builder::{Frame, MappingSpec, ProfileBuilder, SampleLabel};
 pub use error::ProfileError;
 pub use proto::Profile;
-pub use read::{decode, read_file};
+pub use read::{
+    DEFAULT_MAX_PROFILE_SIZE, DecodeLimits, decode, decode_with, read_file, read_file_with,
+};
 pub use resolved::{FrameId, ResolvedFrame, ResolvedProfile, ResolvedSample, ValueKind};
 pub use summary::FunctionSums;
 pub use validate::{InvalidProfile, validate};

@@ -9,14 +9,14 @@
 //! everywhere else and nothing is summed from an invalid profile.
 
 use std::collections::HashMap;
-use std::fs;
 use std::path::Path;
+use std::{fs, io};
 
 use prost::bytes::Buf as _;
 use prost::encoding::{WireType, decode_key, decode_varint};
 
 use crate::error::ProfileError;
-use crate::read::{decode, inflate};
+use crate::read::{DecodeLimits, decode_with, inflate_reader};
 use crate::resolved::{IdSlots, ResolvedProfile, ValueKind, sample_index_in};
 
 /// The flat and cum value of every function for one sample type. Functions sharing a name are
@@ -41,28 +41,48 @@ pub struct FunctionSums {
 }
 
 impl FunctionSums {
-    /// Reads a gzipped or raw profile, as [`crate::decode`] would accept it, summing sample
-    /// type `sample_type` (default: the profile's default, else the last).
-    pub fn read(bytes: &[u8], sample_type: Option<&str>) -> Result<Self, ProfileError> {
-        let raw = inflate(bytes)?;
+    /// Reads a gzipped or raw profile, as [`crate::decode_with`] would accept it within
+    /// `limits`, summing sample type `sample_type` (default: the profile's default, else the
+    /// last).
+    pub fn read(
+        bytes: &[u8],
+        sample_type: Option<&str>,
+        limits: &DecodeLimits,
+    ) -> Result<Self, ProfileError> {
+        let (raw, _) = inflate_reader(bytes, limits)?;
         match Lean::read(&raw, sample_type) {
             Some(sums) => Ok(sums),
             // Malformed or invalid: the full decoder says why (or, should it accept what the
             // lean walk does not, sums from the decoded profile).
             None => Ok(Self::from_resolved(
-                &ResolvedProfile::new(&decode(bytes)?),
+                &ResolvedProfile::new(&decode_with(bytes, limits)?),
                 sample_type,
             )),
         }
     }
 
-    /// Reads a profile file, as [`crate::read_file`] would accept it.
-    pub fn read_file(path: &Path, sample_type: Option<&str>) -> Result<Self, ProfileError> {
-        let bytes = fs::read(path).map_err(|source| ProfileError::Read {
+    /// Reads a profile file, as [`crate::read_file_with`] would accept it within `limits`.
+    pub fn read_file(
+        path: &Path,
+        sample_type: Option<&str>,
+        limits: &DecodeLimits,
+    ) -> Result<Self, ProfileError> {
+        let read_error = |source| ProfileError::Read {
             path: path.to_owned(),
             source,
+        };
+        let file = fs::File::open(path).map_err(read_error)?;
+        let (raw, _) = inflate_reader(io::BufReader::new(file), limits).map_err(|e| match e {
+            ProfileError::ReadInput(source) => read_error(source),
+            other => other,
         })?;
-        Self::read(&bytes, sample_type)
+        match Lean::read(&raw, sample_type) {
+            Some(sums) => Ok(sums),
+            None => Ok(Self::from_resolved(
+                &ResolvedProfile::new(&decode_with(&raw, limits)?),
+                sample_type,
+            )),
+        }
     }
 
     /// Sums a profile already resolved.
@@ -511,7 +531,7 @@ mod tests {
     }
 
     fn lean(bytes: &[u8]) -> impl Fn(Option<&str>) -> FunctionSums + '_ {
-        |name| FunctionSums::read(bytes, name).unwrap()
+        |name| FunctionSums::read(bytes, name, &DecodeLimits::default()).unwrap()
     }
 
     fn resolved(p: &Profile) -> impl Fn(Option<&str>) -> FunctionSums + '_ {
@@ -529,7 +549,8 @@ mod tests {
             "the lean walk, not the fallback"
         );
 
-        let sums = |name| FunctionSums::read(&p.encode_to_vec(), name).unwrap();
+        let sums =
+            |name| FunctionSums::read(&p.encode_to_vec(), name, &DecodeLimits::default()).unwrap();
         let of = |sums: &FunctionSums, name: &str| {
             sums.values(sums.functions.iter().position(|n| n == name).unwrap())
         };
@@ -587,21 +608,27 @@ mod tests {
         p.sample[0].location_id.push(999);
         let bytes = p.encode_to_vec();
         assert!(Lean::read(&bytes, None).is_none());
-        let lean = FunctionSums::read(&bytes, None).unwrap_err().to_string();
+        let lean = FunctionSums::read(&bytes, None, &DecodeLimits::default())
+            .unwrap_err()
+            .to_string();
         assert_eq!(lean, decode(&bytes).unwrap_err().to_string());
         assert!(lean.contains("location 999"), "{lean}");
 
         let mut p = profile();
         p.function[1].id = p.function[0].id;
         let bytes = encode_gzip(&p);
-        let lean = FunctionSums::read(&bytes, None).unwrap_err().to_string();
+        let lean = FunctionSums::read(&bytes, None, &DecodeLimits::default())
+            .unwrap_err()
+            .to_string();
         assert_eq!(lean, decode(&bytes).unwrap_err().to_string());
 
         let truncated = &encode_gzip(&profile())[..40];
-        let lean = FunctionSums::read(truncated, None).unwrap_err().to_string();
+        let lean = FunctionSums::read(truncated, None, &DecodeLimits::default())
+            .unwrap_err()
+            .to_string();
         assert_eq!(lean, decode(truncated).unwrap_err().to_string());
         assert!(matches!(
-            FunctionSums::read(b"\x0a\xff", None),
+            FunctionSums::read(b"\x0a\xff", None, &DecodeLimits::default()),
             Err(ProfileError::NotAProfile(_))
         ));
     }

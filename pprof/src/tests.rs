@@ -1,13 +1,14 @@
 //! Round trips through the builder, reader and writer.
 
 use std::fs;
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use prost::Message as _;
 
+use crate::proto::Sample;
 use crate::*;
 
 fn frame(function: &str, file: &str, line: i64) -> Frame {
@@ -228,4 +229,104 @@ fn write_atomic_writes_and_refuses_bad_targets() {
         read_file(&missing),
         Err(ProfileError::Read { .. })
     ));
+}
+
+fn gzip(raw: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
+    encoder.write_all(raw).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[test]
+fn a_gzip_bomb_stops_at_the_limit_naming_the_flag() {
+    let limits = DecodeLimits { max_size: 1 << 20 };
+    let bomb = gzip(&vec![0; 8 << 20]);
+    assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
+    let error = decode_with(&bomb, &limits).unwrap_err();
+    assert!(matches!(error, ProfileError::TooLarge { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("--max-profile-size"), "{message}");
+    assert!(message.contains("1.0 MiB"), "{message}");
+    // Raw protobuf beyond the limit is refused the same way, and so is a file.
+    let raw = encode_gzip(&timer_profile());
+    let raw = {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(raw.as_slice())
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    };
+    let small = DecodeLimits {
+        max_size: raw.len() as u64 - 1,
+    };
+    assert!(matches!(
+        decode_with(&raw, &small),
+        Err(ProfileError::TooLarge { .. })
+    ));
+    assert!(decode(&raw).is_ok());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bomb.pb.gz");
+    fs::write(&path, &bomb).unwrap();
+    assert!(matches!(
+        read_file_with(&path, &limits),
+        Err(ProfileError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn many_tiny_entries_are_bounded_by_their_decoded_size() {
+    // An empty sample is 2 bytes on the wire (field 2, length 0) and a whole Sample decoded:
+    // 1 MiB of them would take tens of MiB.
+    let mut raw = Vec::new();
+    for _ in 0..(512 << 10) {
+        raw.extend_from_slice(&[0x12, 0x00]);
+    }
+    let limits = DecodeLimits { max_size: 4 << 20 };
+    let error = decode_with(&gzip(&raw), &limits).unwrap_err();
+    let ProfileError::DecodedTooLarge {
+        samples, estimate, ..
+    } = &error
+    else {
+        panic!("{error:?}");
+    };
+    assert_eq!(*samples, 512 << 10);
+    assert!(estimate.as_u64() > 4 << 20, "{error}");
+    assert!(error.to_string().contains("--max-profile-size"), "{error}");
+    // Empty strings the same: each is a String decoded.
+    let strings: Vec<u8> = std::iter::repeat_n([0x32u8, 0x00], 512 << 10)
+        .flatten()
+        .collect();
+    assert!(matches!(
+        decode_with(&strings, &limits),
+        Err(ProfileError::DecodedTooLarge {
+            strings: 524288,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn the_estimate_covers_what_a_real_profile_takes() {
+    let profile = timer_profile();
+    let raw = profile.encode_to_vec();
+    let estimate = crate::footprint::footprint(&raw).unwrap();
+    let actual: usize = size_of::<Sample>() * profile.sample.len()
+        + profile
+            .sample
+            .iter()
+            .map(|s| {
+                s.location_id.len() * 8
+                    + s.value.len() * 8
+                    + s.label.len() * size_of::<proto::Label>()
+            })
+            .sum::<usize>()
+        + profile
+            .string_table
+            .iter()
+            .map(|s| s.len() + size_of::<String>())
+            .sum::<usize>();
+    assert!(estimate.bytes >= actual as u64, "{estimate:?} < {actual}");
+    assert_eq!(estimate.samples, profile.sample.len() as u64);
+    assert_eq!(estimate.strings, profile.string_table.len() as u64);
+    assert_eq!(decode(&raw).unwrap(), profile);
 }

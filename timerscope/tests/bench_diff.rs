@@ -138,6 +138,7 @@ fn parse_and_diff_is_5x_faster_than_pprof() {
             top: 20,
             threshold_pp: 15.0,
             output: None,
+            limits: Default::default(),
         })
         .unwrap();
         assert!(!report.rows.is_empty());

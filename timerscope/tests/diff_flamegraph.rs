@@ -209,6 +209,7 @@ fn mismatched_sample_types_are_refused_clearly() {
         top: 20,
         threshold_pp: 15.0,
         output: None,
+        limits: Default::default(),
     })
     .unwrap_err();
     assert_eq!(error_exit_status(&err), 2);
@@ -220,6 +221,7 @@ fn mismatched_sample_types_are_refused_clearly() {
         top: 20,
         threshold_pp: 15.0,
         output: None,
+        limits: Default::default(),
     })
     .unwrap_err();
     assert!(
@@ -270,6 +272,7 @@ fn bad_files_give_clear_errors_with_their_path() {
             top: 20,
             threshold_pp: 15.0,
             output: None,
+            limits: Default::default(),
         })
         .unwrap_err();
         let profile_error = err
@@ -289,6 +292,7 @@ fn bad_files_give_clear_errors_with_their_path() {
         top: 20,
         threshold_pp: 15.0,
         output: Some(missing_dir),
+        limits: Default::default(),
     })
     .unwrap_err();
     assert!(
@@ -313,6 +317,7 @@ fn flamegraphs_plain_and_differential() {
         sample_index: None,
         base: None,
         output: svg_path.clone(),
+        limits: Default::default(),
     };
     let summary = run_flamegraph(&options).unwrap();
     assert!(!summary.differential);

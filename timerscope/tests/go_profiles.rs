@@ -181,6 +181,7 @@ fn assert_diff_agrees(base: &Path, new: &Path, sample_index: &str, unit: Option<
         top: 0,
         threshold_pp: 15.0,
         output: None,
+        limits: Default::default(),
     })
     .unwrap();
     let ours: HashMap<&str, i64> = report
@@ -239,6 +240,7 @@ fn saved_diff_profile_reads_back_in_go_tool_pprof() {
         top: 0,
         threshold_pp: 15.0,
         output: Some(output.clone()),
+        limits: Default::default(),
     })
     .unwrap();
     // Plain -top of the saved diff shows new − base, like -diff_base does.

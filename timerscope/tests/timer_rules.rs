@@ -568,6 +568,7 @@ fn classify_cli_with_baseline_dir_and_fail_on() {
     let options = ClassifyOptions {
         profiles: vec![current.clone(), later.clone()],
         baseline: Some(store.clone()),
+        limits: Default::default(),
     };
     let report = run_classify(&options).unwrap();
     // Points 4 (b.pb.gz), 6, 8: rising over three profiles. With a.pb.gz (2) or other (6)

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use analyzer::classify::{ClassifyReport, Severity, classify};
 use anyhow::Context as _;
 use clap::Args;
-use pprof::{Profile, ResolvedProfile, read_file};
+use pprof::{DecodeLimits, Profile, ResolvedProfile, read_file_with};
 
-use super::load_profile;
+use super::{ProfileSizeArgs, load_profile};
 
 #[derive(Debug, Args)]
 pub struct ClassifyArgs {
@@ -24,6 +24,8 @@ pub struct ClassifyArgs {
     /// Exit with status 3 when a finding of this severity or higher exists.
     #[arg(long, value_name = "low|medium|high")]
     pub fail_on: Option<Severity>,
+    #[command(flatten)]
+    pub size: ProfileSizeArgs,
 }
 
 /// What `classify` reads, without clap.
@@ -31,6 +33,7 @@ pub struct ClassifyArgs {
 pub struct ClassifyOptions {
     pub profiles: Vec<PathBuf>,
     pub baseline: Option<PathBuf>,
+    pub limits: DecodeLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +56,7 @@ pub fn find_baseline(
     dir: &Path,
     build_id: &str,
     exclude: &[PathBuf],
+    limits: &DecodeLimits,
 ) -> Result<(PathBuf, Profile), BaselineError> {
     let excluded: Vec<PathBuf> = exclude
         .iter()
@@ -65,7 +69,7 @@ pub fn find_baseline(
         if !path.is_file() || path.canonicalize().is_ok_and(|c| excluded.contains(&c)) {
             continue;
         }
-        let Ok(profile) = read_file(&path) else {
+        let Ok(profile) = read_file_with(&path, limits) else {
             continue;
         };
         let resolved = ResolvedProfile::new(&profile);
@@ -90,7 +94,7 @@ pub fn find_baseline(
 pub fn run_classify(options: &ClassifyOptions) -> anyhow::Result<ClassifyReport> {
     let mut profiles = Vec::with_capacity(options.profiles.len() + 1);
     for path in &options.profiles {
-        profiles.push(ResolvedProfile::new(&load_profile(path)?));
+        profiles.push(ResolvedProfile::new(&load_profile(path, &options.limits)?));
     }
     if let Some(baseline) = &options.baseline {
         let base = if baseline.is_dir() {
@@ -99,9 +103,15 @@ pub fn run_classify(options: &ClassifyOptions) -> anyhow::Result<ClassifyReport>
             if first.main_build_id.is_empty() {
                 return Err(BaselineError::NoBuildId(first_path.clone()).into());
             }
-            find_baseline(baseline, &first.main_build_id, &options.profiles)?.1
+            find_baseline(
+                baseline,
+                &first.main_build_id,
+                &options.profiles,
+                &options.limits,
+            )?
+            .1
         } else {
-            load_profile(baseline)?
+            load_profile(baseline, &options.limits)?
         };
         profiles.push(ResolvedProfile::new(&base));
     }
@@ -112,6 +122,7 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<u8> {
     let report = run_classify(&ClassifyOptions {
         profiles: args.profiles,
         baseline: args.baseline,
+        limits: (&args.size).into(),
     })?;
     crate::render::print_report(&report, args.json);
     Ok(exit_status(&report, args.fail_on))

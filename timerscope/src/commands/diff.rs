@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use analyzer::diff::{DEFAULT_THRESHOLD_PP, DiffReport, diff_profile, diff_sums};
 use anyhow::Context as _;
 use clap::Args;
-use pprof::{FunctionSums, write_atomic};
+use pprof::{DecodeLimits, FunctionSums, write_atomic};
 
-use super::load_profile;
+use super::{ProfileSizeArgs, load_profile};
 
 /// `--top` default.
 pub const DEFAULT_TOP: usize = 20;
@@ -34,6 +34,8 @@ pub struct DiffArgs {
     /// Also write a diff profile (base samples negated, labelled pprof::base=true).
     #[arg(long)]
     pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub size: ProfileSizeArgs,
 }
 
 /// What `diff` compares, without clap.
@@ -46,6 +48,7 @@ pub struct DiffOptions {
     pub top: usize,
     pub threshold_pp: f64,
     pub output: Option<PathBuf>,
+    pub limits: DecodeLimits,
 }
 
 impl From<DiffArgs> for DiffOptions {
@@ -57,6 +60,7 @@ impl From<DiffArgs> for DiffOptions {
             top: args.top,
             threshold_pp: args.threshold,
             output: args.output,
+            limits: (&args.size).into(),
         }
     }
 }
@@ -65,7 +69,8 @@ impl From<DiffArgs> for DiffOptions {
 pub fn run_diff(options: &DiffOptions) -> anyhow::Result<DiffReport> {
     // Only the per-function sums, one profile at a time: a fraction of a decoded profile's size.
     let sums = |path: &std::path::Path, sample_type: Option<&str>| {
-        FunctionSums::read_file(path, sample_type).with_context(|| format!("{}", path.display()))
+        FunctionSums::read_file(path, sample_type, &options.limits)
+            .with_context(|| format!("{}", path.display()))
     };
     let asked = options.sample_index.as_deref();
     let new = sums(&options.new, asked)?;
@@ -73,7 +78,10 @@ pub fn run_diff(options: &DiffOptions) -> anyhow::Result<DiffReport> {
     let base = sums(&options.base, new.sample_type().or(asked))?;
     let mut report = diff_sums(&base, &new, asked, options.threshold_pp)?;
     if let Some(output) = &options.output {
-        let (base, new) = (load_profile(&options.base)?, load_profile(&options.new)?);
+        let (base, new) = (
+            load_profile(&options.base, &options.limits)?,
+            load_profile(&options.new, &options.limits)?,
+        );
         write_atomic(output, &diff_profile(&base, &new)?)?;
     }
     report.truncate(options.top);

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use analyzer::flamegraph::{FlamegraphSummary, write_flamegraph};
 use clap::Args;
-use pprof::{ResolvedProfile, write_bytes_atomic};
+use pprof::{DecodeLimits, ResolvedProfile, write_bytes_atomic};
 
-use super::load_profile;
+use super::{ProfileSizeArgs, load_profile};
 
 #[derive(Debug, Args)]
 pub struct FlamegraphArgs {
@@ -20,6 +20,8 @@ pub struct FlamegraphArgs {
     /// Where to write the SVG.
     #[arg(long, short)]
     pub output: PathBuf,
+    #[command(flatten)]
+    pub size: ProfileSizeArgs,
 }
 
 /// What `flamegraph` draws, without clap.
@@ -29,6 +31,7 @@ pub struct FlamegraphOptions {
     pub sample_index: Option<String>,
     pub base: Option<PathBuf>,
     pub output: PathBuf,
+    pub limits: DecodeLimits,
 }
 
 impl From<FlamegraphArgs> for FlamegraphOptions {
@@ -38,15 +41,16 @@ impl From<FlamegraphArgs> for FlamegraphOptions {
             sample_index: args.sample_index,
             base: args.base,
             output: args.output,
+            limits: (&args.size).into(),
         }
     }
 }
 
 /// Draws the flame graph and writes it atomically to `--output`.
 pub fn run_flamegraph(options: &FlamegraphOptions) -> anyhow::Result<FlamegraphSummary> {
-    let profile = ResolvedProfile::new(&load_profile(&options.profile)?);
+    let profile = ResolvedProfile::new(&load_profile(&options.profile, &options.limits)?);
     let base = match &options.base {
-        Some(path) => Some(ResolvedProfile::new(&load_profile(path)?)),
+        Some(path) => Some(ResolvedProfile::new(&load_profile(path, &options.limits)?)),
         None => None,
     };
     let mut svg = Vec::new();

@@ -40,6 +40,12 @@ pub struct InspectArgs {
     /// Exit with status 3 when a finding, share shift or growth of this severity or higher exists.
     #[arg(long, value_name = "low|medium|high")]
     pub fail_on: Option<Severity>,
+    #[command(flatten)]
+    pub size: super::ProfileSizeArgs,
+    /// Follow redirects to other hosts (a redirect within the service's own host and port is
+    /// always followed).
+    #[arg(long)]
+    pub follow_redirects: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,6 +92,8 @@ pub fn run(args: InspectArgs) -> anyhow::Result<u8> {
                 store,
                 pull: inspect::pull::PullSettings {
                     cpu_seconds: args.cpu_seconds,
+                    limits: (&args.size).into(),
+                    follow_redirects: args.follow_redirects,
                     ..Default::default()
                 },
                 threshold_pp: args.threshold,

@@ -13,12 +13,29 @@ use std::path::Path;
 use anyhow::Context as _;
 use capture::attach::MapSizes;
 use clap::Args;
-use pprof::{Profile, read_file};
+use pprof::{DecodeLimits, Profile, read_file_with};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-/// Reads a profile file, naming it in the error.
-fn load_profile(path: &Path) -> anyhow::Result<Profile> {
-    read_file(path).with_context(|| format!("{}", path.display()))
+/// Reads a profile file within `limits`, naming it in the error.
+fn load_profile(path: &Path, limits: &DecodeLimits) -> anyhow::Result<Profile> {
+    read_file_with(path, limits).with_context(|| format!("{}", path.display()))
+}
+
+/// How much memory reading one profile may take.
+#[derive(Debug, Args)]
+pub struct ProfileSizeArgs {
+    /// Largest profile read: bytes of protobuf once gunzipped, and about what it takes decoded
+    /// (a larger one is refused; peak memory stays within about twice this).
+    #[arg(long, value_name = "SIZE", default_value = "1GiB")]
+    pub max_profile_size: bytesize::ByteSize,
+}
+
+impl From<&ProfileSizeArgs> for DecodeLimits {
+    fn from(args: &ProfileSizeArgs) -> Self {
+        Self {
+            max_size: args.max_profile_size.as_u64(),
+        }
+    }
 }
 
 /// Kernel map sizes. Overflows are counted and reported, never silent; raise these when they

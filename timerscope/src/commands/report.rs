@@ -29,6 +29,8 @@ pub struct ReportArgs {
     /// Where to write the HTML file.
     #[arg(long, short)]
     pub output: PathBuf,
+    #[command(flatten)]
+    pub size: super::ProfileSizeArgs,
 }
 
 /// Unusable input of `report` (exit status 2).
@@ -41,7 +43,10 @@ pub enum ReportError {
 }
 
 /// The profiles given: files as they are, directories by their `*.pb.gz` files.
-fn collect_profiles(paths: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, ResolvedProfile)>> {
+fn collect_profiles(
+    paths: &[PathBuf],
+    limits: &pprof::DecodeLimits,
+) -> anyhow::Result<Vec<(PathBuf, ResolvedProfile)>> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
@@ -63,7 +68,12 @@ fn collect_profiles(paths: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, ResolvedP
     }
     files
         .into_iter()
-        .map(|file| Ok((file.clone(), ResolvedProfile::new(&load_profile(&file)?))))
+        .map(|file| {
+            Ok((
+                file.clone(),
+                ResolvedProfile::new(&load_profile(&file, limits)?),
+            ))
+        })
         .collect()
 }
 
@@ -213,7 +223,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<u8> {
     let report = match &args.store {
         Some(store) => store_report(store, &args.service)?,
         None => {
-            let profiles = collect_profiles(&args.paths)?;
+            let profiles = collect_profiles(&args.paths, &(&args.size).into())?;
             let source: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
             profiles_report(source.join(" "), &profiles)
         }

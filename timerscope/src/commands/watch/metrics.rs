@@ -3,13 +3,16 @@
 
 use std::{
     fmt::Write as _,
+    net::SocketAddr,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use probe_common::event;
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::TcpListener,
+    sync::Semaphore,
 };
 
 use capture::{collect::Snapshot, encode::DROP_NAMES};
@@ -288,28 +291,66 @@ fn agent_usage() -> (f64, u64) {
     (cpu, resident)
 }
 
+/// Clients served at once; more wait in the listen backlog, so a flood cannot pile up tasks or
+/// file descriptors.
+pub const MAX_CONNECTIONS: usize = 32;
+
+/// Time a client has to send its request and take the page; a slow or idle one is dropped
+/// then, freeing its slot.
+pub const CLIENT_DEADLINE: Duration = Duration::from_secs(2);
+
 /// Serves `page` at any path until the task is dropped.
 pub async fn serve(listener: TcpListener, page: Page) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        let mut stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of file descriptors, say: wait rather than spin.
+                eprintln!(
+                    "timerscope: warning: metrics endpoint: accept failed ({error}); retrying"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let page = Arc::clone(&page);
         tokio::spawn(async move {
-            // The request itself does not matter: read what the client sent, answer the page.
-            let mut request = [0u8; 4096];
-            let _ =
-                tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut request))
-                    .await;
-            let body = page.lock().map(|p| p.clone()).unwrap_or_default();
-            let response = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(response.as_bytes()).await;
-            let _ = stream.shutdown().await;
+            let _slot = slot;
+            let _ = tokio::time::timeout(CLIENT_DEADLINE, async {
+                // The request itself does not matter: read until its head ends, answer the page.
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let body = page.lock().map(|p| p.clone()).unwrap_or_default();
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            })
+            .await;
         });
     }
+}
+
+/// A `--metrics-addr` value: `HOST:PORT`, or a bare port, which binds loopback only.
+pub fn parse_addr(value: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = value.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    value
+        .parse()
+        .map_err(|e| format!("{e}: give HOST:PORT (e.g. 127.0.0.1:9464) or a port"))
 }
 
 #[cfg(test)]
@@ -398,5 +439,60 @@ mod tests {
             }
         }
         assert!(used >= 6, "the dashboard queries our metrics");
+    }
+
+    #[test]
+    fn a_bare_port_binds_loopback() {
+        assert_eq!(
+            parse_addr("9464").unwrap(),
+            "127.0.0.1:9464".parse().unwrap()
+        );
+        assert_eq!(
+            parse_addr("0.0.0.0:80").unwrap(),
+            "0.0.0.0:80".parse().unwrap()
+        );
+        assert!(parse_addr("nope").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_idle_clients_does_not_keep_metrics_from_a_scraper() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let page: Page = Arc::new(Mutex::new("timerscope_live_timers 7\n".to_owned()));
+        tokio::spawn(serve(listener, Arc::clone(&page)));
+        let open_fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+        let before = open_fds();
+        // Far more idle connections than slots, each sending half a request and then nothing.
+        let mut flood = Vec::new();
+        for _ in 0..(MAX_CONNECTIONS * 4) {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let _ = stream.write_all(b"GET /metrics HT").await;
+            flood.push(stream);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The server holds at most a slot's worth of them (the rest wait in the backlog); the
+        // test's own ends are the flood itself.
+        let held = open_fds() - before - flood.len();
+        assert!(
+            held <= MAX_CONNECTIONS + 4,
+            "the server holds {held} connections"
+        );
+        let scrape = async {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            stream
+                .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).await.unwrap();
+            answer
+        };
+        // The flood holds every slot for at most CLIENT_DEADLINE per round of slots.
+        let answer = tokio::time::timeout(Duration::from_secs(60), scrape)
+            .await
+            .expect("the scraper got an answer while the flood stayed connected");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("timerscope_live_timers 7\n"), "{answer}");
+        drop(flood);
     }
 }

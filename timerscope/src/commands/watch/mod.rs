@@ -51,8 +51,8 @@ pub struct WatchArgs {
     /// Keep the profiles under this total size (e.g. 500MiB, 2GiB).
     #[arg(long)]
     pub max_disk: Option<bytesize::ByteSize>,
-    /// Serve Prometheus metrics here (e.g. 127.0.0.1:9464).
-    #[arg(long)]
+    /// Serve Prometheus metrics here: HOST:PORT, or a bare port for loopback only (e.g. 9464).
+    #[arg(long, value_name = "ADDR", value_parser = metrics::parse_addr)]
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Push each profile to this Pyroscope server (its /ingest API); spooled while it is down.
     #[arg(long, value_name = "URL")]
@@ -164,6 +164,12 @@ pub async fn watch(options: WatchOptions) -> anyhow::Result<()> {
             "timerscope: metrics at http://{}/metrics",
             listener.local_addr()?
         );
+        if addr.ip().is_unspecified() {
+            eprintln!(
+                "timerscope: warning: --metrics-addr {addr} serves every network this host is on; \
+                 bind 127.0.0.1 (or a bare port) unless scrapers elsewhere need it"
+            );
+        }
         tokio::spawn(metrics::serve(listener, Arc::clone(&page)));
     }
 

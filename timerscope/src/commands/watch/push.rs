@@ -145,8 +145,13 @@ fn pending(spool: &Path) -> Vec<(PathBuf, PushItem)> {
 /// Runs on its own thread: HTTP here is blocking, and capture must never wait for it.
 pub fn run_pusher(base_url: String, dir: PathBuf, wake: mpsc::Receiver<()>) {
     let spool = spool_dir(&dir);
+    // One deadline per push (a server trickling its answer is cut off at it), bounded
+    // headers, and no redirects: a profile goes only to the server named by --push.
     let agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(10)))
+        .timeout_connect(Some(Duration::from_secs(5)))
+        .max_response_header_size(64 << 10)
+        .max_redirects(0)
         .http_status_as_error(true)
         .build()
         .new_agent();
