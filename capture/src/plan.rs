@@ -567,7 +567,7 @@ mod tests {
             let specs = hook_specs(family, abi, Events::All);
             // Stack-ABI hooks read no argument registers: only slots, or what decoding finds.
             if abi == Abi::Stack {
-                for spec in specs {
+                for spec in &specs {
                     let plan = spec.plan;
                     for source in [plan.timer, plan.when, plan.period, plan.callback, plan.now] {
                         assert_ne!(
