@@ -7,6 +7,7 @@
 
 pub mod attach;
 pub mod cgo;
+pub mod cheap;
 pub mod collect;
 pub mod encode;
 pub mod launch;

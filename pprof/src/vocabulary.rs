@@ -82,6 +82,11 @@ string_enum! {
         MunmapBytes => "munmap_bytes",
         /// Bytes still mapped at the end, at the stack that mapped them.
         MmapLiveBytes => "mmap_live_bytes",
+        /// C heap bytes (libc malloc and friends) allocated while recorded and not freed by
+        /// its end, at the allocating stack (the Go stack that called into C).
+        CHeapLiveBytes => "c_heap_live_bytes",
+        /// C heap bytes allocated while recorded, freed or not.
+        CHeapAllocBytes => "c_heap_alloc_bytes",
     }
 }
 
@@ -92,7 +97,11 @@ impl SampleType {
     pub const fn unit(self) -> &'static str {
         match self {
             SampleType::TimerFireDelay => "nanoseconds",
-            SampleType::MmapBytes | SampleType::MunmapBytes | SampleType::MmapLiveBytes => "bytes",
+            SampleType::MmapBytes
+            | SampleType::MunmapBytes
+            | SampleType::MmapLiveBytes
+            | SampleType::CHeapLiveBytes
+            | SampleType::CHeapAllocBytes => "bytes",
             _ => "count",
         }
     }
@@ -151,6 +160,12 @@ string_enum! {
         TimerprocBusyNs => "timerproc_busy_ns",
         /// Go <= 1.13: time inside callbacks per timer goroutine, busiest first.
         TimerprocBusyNsEach => "timerproc_busy_ns_each",
+        /// Whether the C heap probes ran: `on`, `off` (not asked for), `no-libc` (the target
+        /// links none), `detached` (removed while running, over the overhead budget), `failed`.
+        CHeap => "c_heap",
+        /// The probed libc and its probe points, `symbol+offset`, `(stepped)` where the kernel
+        /// single-steps the probed instruction.
+        CHeapProbes => "c_heap_probes",
     }
 }
 
@@ -243,6 +258,8 @@ string_enum! {
         Stack => "stack",
         /// The Go runtime's own heap arenas, mapped from `runtime.(*mheap)` methods.
         HeapArena => "heap-arena",
+        /// The program break's heap (`brk`; glibc's main arena, `[heap]` in /proc/PID/maps).
+        Brk => "brk",
     }
 }
 

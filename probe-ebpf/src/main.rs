@@ -4,6 +4,7 @@
 #![no_main]
 
 mod cgo;
+mod cheap;
 mod maps;
 mod mmap;
 mod regs;

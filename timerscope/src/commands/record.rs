@@ -38,6 +38,10 @@ pub struct RecordArgs {
     pub output: Option<PathBuf>,
     #[command(flatten)]
     pub sizes: MapSizeArgs,
+    /// Leave out the C heap probes (libc malloc, free, ...; brk), which are on when the target
+    /// links libc: allocation-heavy C code pays about a microsecond per call for them.
+    #[arg(long)]
+    pub no_c_heap: bool,
     /// Command to launch and record.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -53,6 +57,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<u8> {
         duration: args.duration,
         output: args.output,
         sizes: (&args.sizes).into(),
+        c_heap: !args.no_c_heap,
     })
     .await?;
     println!("{}", outcome.output.display());
@@ -72,6 +77,8 @@ pub struct RecordOptions {
     pub duration: Option<Duration>,
     pub output: Option<PathBuf>,
     pub sizes: MapSizes,
+    /// Attach the C heap probes when the target links libc.
+    pub c_heap: bool,
 }
 
 /// How a recording ended.
@@ -108,7 +115,7 @@ pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
         .clone()
         .unwrap_or_else(|| default_output(pid));
     pprof::check_output_path(&output)?;
-    let mut session = Session::attach(pid, options.sizes)?;
+    let mut session = Session::attach(pid, options.sizes, options.c_heap)?;
     let start = SystemTime::now();
     let started = Instant::now();
     let exited = launched.take().map(Launched::resume).transpose()?;

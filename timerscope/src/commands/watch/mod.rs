@@ -57,6 +57,10 @@ pub struct WatchArgs {
     pub push: Option<String>,
     #[command(flatten)]
     pub sizes: MapSizeArgs,
+    /// Also follow the C heap (uprobes on libc malloc, free, ...; brk) of targets that link
+    /// libc. Off by default: allocation-heavy C code pays about a microsecond per call.
+    #[arg(long)]
+    pub c_heap: bool,
 }
 
 pub async fn run(args: WatchArgs) -> anyhow::Result<u8> {
@@ -74,6 +78,7 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<u8> {
         metrics_addr: args.metrics_addr,
         push: args.push,
         sizes: (&args.sizes).into(),
+        c_heap: args.c_heap,
     })
     .await?;
     Ok(crate::exit::SUCCESS)
@@ -95,6 +100,8 @@ pub struct WatchOptions {
     pub metrics_addr: Option<SocketAddr>,
     pub push: Option<String>,
     pub sizes: MapSizes,
+    /// Attach the C heap probes to targets that link libc.
+    pub c_heap: bool,
 }
 
 /// One watched process.
@@ -144,7 +151,7 @@ pub async fn watch(options: WatchOptions) -> anyhow::Result<()> {
     let exe_identity = match &options.target {
         WatchTarget::Pid(pid) => {
             let pid = preflight::require_process(*pid)?;
-            watched.insert(pid, start_watching(pid, options.sizes)?);
+            watched.insert(pid, start_watching(pid, options.sizes, options.c_heap)?);
             None
         }
         WatchTarget::Exe(path) => Some(
@@ -246,7 +253,7 @@ async fn capture(
                             if watched.contains_key(&pid) || failed_pids.contains(&pid) {
                                 continue;
                             }
-                            match start_watching(pid, options.sizes) {
+                            match start_watching(pid, options.sizes, options.c_heap) {
                                 Ok(w) => {
                                     watched.insert(pid, w);
                                 }
@@ -263,8 +270,8 @@ async fn capture(
     }
 }
 
-fn start_watching(pid: u32, sizes: MapSizes) -> anyhow::Result<Watched> {
-    let mut session = Session::attach(pid, sizes)?;
+fn start_watching(pid: u32, sizes: MapSizes, c_heap: bool) -> anyhow::Result<Watched> {
+    let mut session = Session::attach(pid, sizes, c_heap)?;
     let previous = session.snapshot()?;
     let exe = session.binary_path().file_name().map_or_else(
         || "unknown".to_owned(),
