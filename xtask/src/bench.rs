@@ -6,6 +6,7 @@
 //! `cargo xtask test`.
 
 mod analyzer_diff;
+mod c_heap;
 mod go_programs;
 mod hooks;
 mod measure;
@@ -58,6 +59,8 @@ pub enum Benchmark {
     Watch,
     /// Row 6: time to attach to a running large binary, against bpftrace.
     Startup,
+    /// Row 7: the C heap probes' cost per malloc+free pair, against bpftrace memleak-style.
+    CHeap,
 }
 
 /// Settings and tools shared by the benchmarks.
@@ -183,6 +186,9 @@ pub fn run(args: &Args) -> Result<()> {
     }
     if selected(Benchmark::Startup) {
         sections.push(startup::run(&bench, &go_programs::large(Dwarf::V5)?)?);
+    }
+    if selected(Benchmark::CHeap) {
+        sections.push(c_heap::run(&bench)?);
     }
 
     machine.load_at_end = report::load_average();
