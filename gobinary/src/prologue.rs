@@ -127,8 +127,25 @@ fn is_emulated(instruction: &Instruction) -> bool {
     match instruction.mnemonic() {
         Mnemonic::Push => instruction.op0_kind() == OpKind::Register,
         Mnemonic::Nop => matches!(instruction.code(), Code::Nopw | Code::Nopd),
-        Mnemonic::Jmp | Mnemonic::Call => instruction.op0_kind() == OpKind::NearBranch64,
-        _ => instruction.is_jcc_short_or_near(),
+        Mnemonic::Jmp
+        | Mnemonic::Call
+        | Mnemonic::Ja
+        | Mnemonic::Jae
+        | Mnemonic::Jb
+        | Mnemonic::Jbe
+        | Mnemonic::Je
+        | Mnemonic::Jne
+        | Mnemonic::Jg
+        | Mnemonic::Jge
+        | Mnemonic::Jl
+        | Mnemonic::Jle
+        | Mnemonic::Jo
+        | Mnemonic::Jno
+        | Mnemonic::Jp
+        | Mnemonic::Jnp
+        | Mnemonic::Js
+        | Mnemonic::Jns => instruction.op0_kind() == OpKind::NearBranch64,
+        _ => false,
     }
 }
 

@@ -42,7 +42,8 @@ fn on_alloc(ctx: &ProbeContext) -> Option<()> {
     let arg = |slot| register(&regs, slot).unwrap_or(0);
     let (size, arg0) = match function {
         c_heap_fn::MALLOC => (arg(reg::RDI), 0),
-        c_heap_fn::CALLOC => (arg(reg::RDI).saturating_mul(arg(reg::RSI)), 0),
+        // An overflowing product makes calloc fail: its size never counts.
+        c_heap_fn::CALLOC => (arg(reg::RDI).wrapping_mul(arg(reg::RSI)), 0),
         c_heap_fn::REALLOC => (arg(reg::RSI), arg(reg::RDI)),
         c_heap_fn::POSIX_MEMALIGN => (arg(reg::RDX), arg(reg::RDI)),
         c_heap_fn::ALIGNED_ALLOC => (arg(reg::RSI), 0),
