@@ -75,9 +75,7 @@ impl CHeapHooks {
         let data = fs::read(&attach_path).map_err(|e| CHeapError::Read(attach_path.clone(), e))?;
         let probes = probes_in(&data).map_err(|e| match e {
             ProbesError::NotElf => CHeapError::NotElf(PathBuf::from(&libc)),
-            ProbesError::Missing(symbol) => {
-                CHeapError::MissingSymbol(PathBuf::from(&libc), symbol)
-            }
+            ProbesError::Missing(symbol) => CHeapError::MissingSymbol(PathBuf::from(&libc), symbol),
         })?;
         Ok(Some(Self {
             libc,

@@ -343,10 +343,12 @@ fn c_heap(ebpf: &impl Maps) -> Result<CHeap, CollectError> {
     let mut allocated = HashMap::new();
     for item in sites.iter() {
         let (site, per_cpu) = item.map_err(err("C_HEAP_SITES"))?;
-        let total = per_cpu.iter().fold(CHeapTotals::default(), |a, v| CHeapTotals {
-            allocs: a.allocs + v.allocs,
-            bytes: a.bytes + v.bytes,
-        });
+        let total = per_cpu
+            .iter()
+            .fold(CHeapTotals::default(), |a, v| CHeapTotals {
+                allocs: a.allocs + v.allocs,
+                bytes: a.bytes + v.bytes,
+            });
         allocated.insert(site, total);
     }
     let blocks_map = BpfHashMap::<_, u64, CHeapBlock>::try_from(map(ebpf, "C_HEAP_BLOCKS"))

@@ -217,7 +217,9 @@ impl Encoder<'_> {
     /// called into C (after the C-code marker); outside a cgo call, the frames walked from
     /// the allocator.
     fn c_heap_locations(&mut self, site: &CHeapSite, snapshot: &Snapshot) -> Vec<u64> {
-        let leaf = [site.ip].into_iter().chain((site.caller != 0).then_some(site.caller));
+        let leaf = [site.ip]
+            .into_iter()
+            .chain((site.caller != 0).then_some(site.caller));
         let leaf: Vec<u64> = leaf.collect();
         if let Some(go_pcs) = snapshot.stacks.get(&site.cgo_stack) {
             let mut locations = self.stack(&leaf);
@@ -225,7 +227,10 @@ impl Encoder<'_> {
             locations.extend(self.stack(go_pcs));
             return locations;
         }
-        let walked = snapshot.stacks.get(&site.stack).map_or(&[][..], Vec::as_slice);
+        let walked = snapshot
+            .stacks
+            .get(&site.stack)
+            .map_or(&[][..], Vec::as_slice);
         let pcs: Vec<u64> = leaf
             .iter()
             .copied()

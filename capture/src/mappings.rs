@@ -403,7 +403,11 @@ mod tests {
         live.apply(&brk(0x52_0100, 1));
         assert_eq!(live.live_bytes()[&call_brk(1)], 0x21000, "page-rounded");
         live.apply(&brk(0x52_0100, 2));
-        assert_eq!(live.live_bytes().len(), 1, "a query (brk(0)) changes nothing");
+        assert_eq!(
+            live.live_bytes().len(),
+            1,
+            "a query (brk(0)) changes nothing"
+        );
         live.apply(&brk(0x51_0000, 3));
         assert_eq!(live.live_bytes()[&call_brk(1)], 0x10000);
         assert_eq!(live.totals[&call_brk(3)].unmapped_bytes, 0x11000);

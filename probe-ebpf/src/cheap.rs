@@ -15,7 +15,9 @@ use aya_ebpf::{
 use probe_common::{CHeapBlock, CHeapCall, CHeapSite, NO_STACK, c_heap_fn, drop, reg};
 
 use crate::{
-    maps::{CGO_CALLS, C_HEAP_BLOCKS, C_HEAP_CALLS, C_HEAP_SITES, count_drop, entry, target_thread},
+    maps::{
+        C_HEAP_BLOCKS, C_HEAP_CALLS, C_HEAP_SITES, CGO_CALLS, count_drop, entry, target_thread,
+    },
     regs::{Registers, register, try_read_u64},
     stacks::{Frames, user_stack},
 };
@@ -49,9 +51,7 @@ fn on_alloc(ctx: &ProbeContext) -> Option<()> {
         c_heap_fn::ALIGNED_ALLOC => (arg(reg::RSI), 0),
         _ => return None,
     };
-    let cgo_stack = unsafe { CGO_CALLS.get(&tid) }
-        .copied()
-        .unwrap_or(NO_STACK);
+    let cgo_stack = unsafe { CGO_CALLS.get(&tid) }.copied().unwrap_or(NO_STACK);
     let site = CHeapSite {
         ip: arg(reg::RIP),
         // The probe sits before the function moves RSP (the uretprobe needs that too).
@@ -78,7 +78,10 @@ fn on_alloc(ctx: &ProbeContext) -> Option<()> {
         call.old = old;
         call.old_live = 1;
     }
-    if C_HEAP_CALLS.insert(&tid, &call, BPF_NOEXIST as u64).is_err() {
+    if C_HEAP_CALLS
+        .insert(&tid, &call, BPF_NOEXIST as u64)
+        .is_err()
+    {
         count_drop(drop::C_HEAP_CALLS_FULL);
         return None;
     }

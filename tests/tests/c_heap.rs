@@ -49,7 +49,11 @@ fn check_cheap_profile(profile: &ResolvedProfile, summary: &Value, label: &str) 
         count(summary, "bytes_leaked"),
     );
     // Freed blocks are allocated, and not live.
-    assert_eq!(cum(profile, LIVE, &freed, None), 0, "{label}: live at {freed}");
+    assert_eq!(
+        cum(profile, LIVE, &freed, None),
+        0,
+        "{label}: live at {freed}"
+    );
     assert_within_5_percent(
         &format!("{label}: allocated at {freed}"),
         cum(profile, ALLOC, &freed, None),
@@ -154,7 +158,13 @@ fn no_c_heap_records_none() {
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("no-c-heap.pb.gz");
     let binary = fixture_path("cgomalloc", go, Variant::Normal).unwrap();
-    let mut args = vec!["record", "--no-c-heap", "-o", output.to_str().unwrap(), "--"];
+    let mut args = vec![
+        "record",
+        "--no-c-heap",
+        "-o",
+        output.to_str().unwrap(),
+        "--",
+    ];
     args.push(binary.to_str().unwrap());
     args.extend(CHEAP_ARGS);
     let result = run_timerscope(&args);
