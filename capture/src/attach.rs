@@ -13,7 +13,7 @@ use aya::{
 };
 use probe_common::{HookPlan, TargetConfig};
 
-use crate::{cgo::CgoHooks, plan::Plan};
+use crate::{cgo::CgoHooks, cheap::CHeapHooks, plan::Plan};
 
 /// Sizes of the kernel maps; every overflow is counted as a drop, never silent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +24,8 @@ pub struct MapSizes {
     pub live: u32,
     /// Distinct user stacks.
     pub stacks: u32,
+    /// C heap blocks tracked as live at once.
+    pub c_blocks: u32,
 }
 
 impl Default for MapSizes {
@@ -32,6 +34,7 @@ impl Default for MapSizes {
             sites: 16384,
             live: 65536,
             stacks: 16384,
+            c_blocks: 262_144,
         }
     }
 }
@@ -120,6 +123,8 @@ impl Probe {
             .map_max_entries("SITES", sizes.sites)
             .map_max_entries("LIVE", sizes.live)
             .map_max_entries("STACKS", sizes.stacks)
+            .map_max_entries("C_HEAP_BLOCKS", sizes.c_blocks)
+            .map_max_entries("C_HEAP_SITES", sizes.sites)
             .load(crate::EBPF_OBJECT)?;
 
         let mut hooks: Array<_, HookPlan> = Array::try_from(
@@ -263,6 +268,88 @@ pub fn enable_run_time_stats() -> Result<std::os::fd::OwnedFd, std::io::Error> {
     aya::sys::enable_stats(aya::sys::Stats::RunTime).map_err(|error| error.io_error)
 }
 
+const C_HEAP_ALLOC_PROGRAM: &str = "c_heap_alloc";
+const C_HEAP_RETURN_PROGRAM: &str = "c_heap_alloc_return";
+const C_HEAP_FREE_PROGRAM: &str = "c_heap_free";
+const C_HEAP_UPROBE_PROGRAMS: [&str; 3] = [
+    C_HEAP_ALLOC_PROGRAM,
+    C_HEAP_RETURN_PROGRAM,
+    C_HEAP_FREE_PROGRAM,
+];
+/// The brk tracepoints belong to the C heap group: glibc's main arena grows by brk.
+const C_HEAP_TRACEPOINTS: [&str; 2] = ["sys_enter_brk", "sys_exit_brk"];
+
+impl Probe {
+    /// Attaches the C heap probes (libc's allocation functions and brk) as one group, which
+    /// [`Probe::detach_c_heap`] removes again. On error the group is left detached.
+    pub fn attach_c_heap(&mut self, hooks: &CHeapHooks, pid: u32) -> Result<(), AttachError> {
+        let result = self.try_attach_c_heap(hooks, pid);
+        if result.is_err() {
+            self.detach_c_heap();
+        }
+        result
+    }
+
+    fn try_attach_c_heap(&mut self, hooks: &CHeapHooks, pid: u32) -> Result<(), AttachError> {
+        let pid = NonZeroU32::new(pid).ok_or(AttachError::ZeroPid)?;
+        // They trap in the target like the timer hooks: the overhead budget counts them.
+        self.uprobe_programs.extend(C_HEAP_UPROBE_PROGRAMS);
+        let ebpf = &mut self.ebpf;
+        for name in C_HEAP_UPROBE_PROGRAMS {
+            let program: &mut UProbe = program_mut(ebpf, name)?;
+            program
+                .load()
+                .map_err(|source| AttachError::Program { name, source })?;
+        }
+        for probe in &hooks.probes {
+            let programs: &[&'static str] = if probe.function == probe_common::c_heap_fn::FREE {
+                &[C_HEAP_FREE_PROGRAM]
+            } else {
+                // Entry and return share the probe point: one breakpoint.
+                &[C_HEAP_ALLOC_PROGRAM, C_HEAP_RETURN_PROGRAM]
+            };
+            for &name in programs {
+                let point = UProbeAttachPoint {
+                    location: UProbeAttachLocation::AbsoluteOffset(probe.file_offset),
+                    cookie: Some(u64::from(probe.function)),
+                };
+                let program: &mut UProbe = program_mut(ebpf, name)?;
+                program
+                    .attach(point, &hooks.attach_path, UProbeScope::OneProcess(pid))
+                    .map_err(|source| AttachError::Uprobe {
+                        symbol: probe.symbol,
+                        source,
+                    })?;
+            }
+        }
+        for name in C_HEAP_TRACEPOINTS {
+            let tracepoint: &mut TracePoint = program_mut(ebpf, name)?;
+            let program_error = |source| AttachError::Program { name, source };
+            tracepoint.load().map_err(program_error)?;
+            tracepoint.attach("syscalls", name).map_err(program_error)?;
+        }
+        Ok(())
+    }
+
+    /// Detaches the C heap group (unloading its programs); what it collected stays in the maps.
+    /// Safe while calls are in flight: a return the kernel already redirected completes
+    /// without the program.
+    pub fn detach_c_heap(&mut self) {
+        self.uprobe_programs
+            .retain(|name| !C_HEAP_UPROBE_PROGRAMS.contains(name));
+        for name in C_HEAP_UPROBE_PROGRAMS {
+            if let Ok(program) = program_mut::<UProbe>(&mut self.ebpf, name) {
+                let _ = program.unload();
+            }
+        }
+        for name in C_HEAP_TRACEPOINTS {
+            if let Ok(program) = program_mut::<TracePoint>(&mut self.ebpf, name) {
+                let _ = program.unload();
+            }
+        }
+    }
+}
+
 /// Arms or disarms every probe at once (see `ARMED` in probe-ebpf).
 fn set_armed(ebpf: &mut Ebpf, armed: bool) -> Result<(), AttachError> {
     let map_error = |source| AttachError::Map {
@@ -278,8 +365,10 @@ fn set_armed(ebpf: &mut Ebpf, armed: bool) -> Result<(), AttachError> {
 }
 
 /// Maps the probes fill, read by [`crate::collect`].
-const PROBE_MAPS: [&str; 8] = [
+const PROBE_MAPS: [&str; 10] = [
     "SITES",
+    "C_HEAP_SITES",
+    "C_HEAP_BLOCKS",
     "LIVE",
     "STACKS",
     "HOOK_HITS",

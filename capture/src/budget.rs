@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use pprof::vocabulary::CommentKey;
 use probe_common::{event, hook_flag};
 
-use crate::{attach::ProgramStats, session::Session};
+use crate::{attach::ProgramStats, cheap::CHeapCapture, session::Session};
 
 /// One stack walk in this many hits of a sampled hook.
 pub const SAMPLED_STACK_RATE: u32 = 64;
@@ -147,6 +147,12 @@ impl OverheadBudget {
 
     /// Takes one step; `None` when nothing is left to take.
     fn step_down(&self, session: &mut Session, busy: &[u64]) -> anyhow::Result<Option<String>> {
+        // Allocation-heavy C code makes the C heap probes the likeliest cost, and they are an
+        // opt-in extra of watch: they go first, whole.
+        if session.c_heap == CHeapCapture::On {
+            session.detach_c_heap();
+            return Ok(Some("detached the C heap probes".to_owned()));
+        }
         // Reset and stop hooks; a creation-tier hook sees creations alone, whose stacks are
         // what the profile is for.
         let resets_or_stops: Vec<bool> = session

@@ -8,8 +8,8 @@ use aya::{
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use probe_common::{
-    DELAY_BUCKETS, LiveTimer, MmapEvent, NO_STACK, SiteKey, SiteValue, TimerWorker, UserStack,
-    drop, site_flag,
+    CHeapBlock, CHeapSite, CHeapTotals, DELAY_BUCKETS, LiveTimer, MmapEvent, NO_STACK, SiteKey,
+    SiteValue, TimerWorker, UserStack, drop, site_flag,
 };
 
 use pprof::vocabulary::CommentKey;
@@ -44,6 +44,50 @@ pub struct Snapshot {
     /// Go <= 1.13: callback time of each timer goroutine (`runtime.timerproc`) seen running a
     /// callback, by its timer bucket's address.
     pub timer_workers: Vec<(u64, TimerWorker)>,
+    pub c_heap: CHeap,
+}
+
+/// What the C heap probes saw, by allocation site.
+#[derive(Clone, Debug, Default)]
+pub struct CHeap {
+    /// Allocations and their bytes.
+    pub allocated: HashMap<CHeapSite, CHeapTotals>,
+    /// Blocks allocated while the probes ran and not freed since: their count and bytes.
+    pub live: HashMap<CHeapSite, CHeapTotals>,
+}
+
+impl CHeap {
+    /// Live bytes over every site.
+    pub fn live_bytes(&self) -> u64 {
+        self.live.values().map(|t| t.bytes).sum()
+    }
+
+    fn since(&self, earlier: &CHeap) -> CHeap {
+        let allocated = self
+            .allocated
+            .iter()
+            .map(|(site, now)| {
+                let then = earlier.allocated.get(site).copied().unwrap_or_default();
+                let delta = CHeapTotals {
+                    allocs: now.allocs - then.allocs,
+                    bytes: now.bytes - then.bytes,
+                };
+                (*site, delta)
+            })
+            .filter(|(_, delta)| delta.allocs > 0)
+            .collect();
+        CHeap {
+            allocated,
+            live: self.live.clone(),
+        }
+    }
+
+    fn stacks(&self) -> impl Iterator<Item = u64> + '_ {
+        self.allocated
+            .keys()
+            .chain(self.live.keys())
+            .flat_map(|site| [site.stack, site.cgo_stack])
+    }
 }
 
 impl Snapshot {
@@ -132,6 +176,7 @@ impl Snapshot {
             drops,
             fire_delays: minus(&self.fire_delays, &earlier.fire_delays),
             timer_workers,
+            c_heap: self.c_heap.since(&earlier.c_heap),
         }
     }
 
@@ -244,6 +289,7 @@ pub fn snapshot(
         .into_iter()
         .collect();
 
+    let c_heap = c_heap(ebpf)?;
     let stack_map =
         BpfHashMap::<_, u64, UserStack>::try_from(map(ebpf, "STACKS")).map_err(err("STACKS"))?;
     let wanted = sites
@@ -251,6 +297,7 @@ pub fn snapshot(
         .map(|(k, _)| k.stack)
         .chain(live.iter().map(|(_, l)| l.site.stack))
         .chain(mappings.stacks())
+        .chain(c_heap.stacks())
         .filter(|&key| key != NO_STACK);
     let mut stacks = HashMap::new();
     for key in wanted {
@@ -292,5 +339,43 @@ pub fn snapshot(
         drops,
         fire_delays,
         timer_workers,
+        c_heap,
     })
+}
+
+/// The most C heap blocks the live map can be sized for (`--max-c-blocks`).
+pub const MAX_C_BLOCKS: u32 = 1 << 21;
+
+/// The C heap maps: per-site totals, and the live blocks summed per site.
+fn c_heap(ebpf: &impl Maps) -> Result<CHeap, CollectError> {
+    let sites = PerCpuHashMap::<_, CHeapSite, CHeapTotals>::try_from(map(ebpf, "C_HEAP_SITES"))
+        .map_err(err("C_HEAP_SITES"))?;
+    let mut allocated = HashMap::new();
+    for item in sites.iter() {
+        let (site, per_cpu) = item.map_err(err("C_HEAP_SITES"))?;
+        let total = per_cpu
+            .iter()
+            .fold(CHeapTotals::default(), |a, v| CHeapTotals {
+                allocs: a.allocs + v.allocs,
+                bytes: a.bytes + v.bytes,
+            });
+        allocated.insert(site, total);
+    }
+    let blocks_map = BpfHashMap::<_, u64, CHeapBlock>::try_from(map(ebpf, "C_HEAP_BLOCKS"))
+        .map_err(err("C_HEAP_BLOCKS"))?;
+    // While the probes run, a block freed under the iteration sends it back to the first key:
+    // keep each block once, and stop after twice the largest map's size rather than chase a
+    // busy heap.
+    let mut blocks = HashMap::new();
+    for item in blocks_map.iter().take(2 * MAX_C_BLOCKS as usize) {
+        let (address, block) = item.map_err(err("C_HEAP_BLOCKS"))?;
+        blocks.insert(address, block);
+    }
+    let mut live: HashMap<CHeapSite, CHeapTotals> = HashMap::new();
+    for block in blocks.values() {
+        let totals = live.entry(block.site).or_default();
+        totals.allocs += 1;
+        totals.bytes += block.size;
+    }
+    Ok(CHeap { allocated, live })
 }

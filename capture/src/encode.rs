@@ -10,7 +10,7 @@ use pprof::{
     Frame, MappingSpec, Profile, ProfileBuilder, SampleLabel,
     vocabulary::{LabelKey, MappingClass, SampleType, SyntheticFrame, TimerKind, drops_comment},
 };
-use probe_common::{SiteKey, drop, event, site_flag};
+use probe_common::{CHeapSite, SiteKey, drop, event, site_flag};
 
 use crate::{collect::Snapshot, libraries::Libraries, mappings::Origin, symbolize::Symbolizer};
 
@@ -26,6 +26,9 @@ pub const DROP_NAMES: [&str; drop::COUNT as usize] = [
     "mmap_event_lost",
     "cgo_calls_full",
     "stack_truncated",
+    "c_heap_blocks_full",
+    "c_heap_calls_full",
+    "c_heap_sites_full",
 ];
 
 /// Facts about the recording that go into the profile's header and comments.
@@ -254,6 +257,32 @@ impl<'a> Encoder<'a> {
         self.builder.add_sample(&locations, &values, &[label]);
     }
 
+    /// A C heap site: the libc function, the C code that called it, then the Go stack that
+    /// called into C (after the C-code marker); outside a cgo call, the frames walked from
+    /// the allocator.
+    fn c_heap_locations(&mut self, site: &CHeapSite, snapshot: &Snapshot) -> Vec<u64> {
+        let leaf = [site.ip]
+            .into_iter()
+            .chain((site.caller != 0).then_some(site.caller));
+        let leaf: Vec<u64> = leaf.collect();
+        if let Some(go_pcs) = snapshot.stacks.get(&site.cgo_stack) {
+            let mut locations = self.stack(&leaf);
+            locations.extend(self.synthetic(SyntheticFrame::CCode));
+            locations.extend(self.stack(go_pcs));
+            return locations;
+        }
+        let walked = snapshot
+            .stacks
+            .get(&site.stack)
+            .map_or(&[][..], Vec::as_slice);
+        let pcs: Vec<u64> = leaf
+            .iter()
+            .copied()
+            .chain(walked.iter().skip(1).copied())
+            .collect();
+        self.stack(&pcs)
+    }
+
     fn labels(&mut self, site: &SiteKey) -> Vec<SampleLabel> {
         let callback = (site.callback != 0)
             .then(|| self.symbolizer.function_name(site.callback))
@@ -363,6 +392,23 @@ pub fn encode(
         values[SampleType::MmapLiveBytes.column()] =
             live_bytes.get(&origin).copied().unwrap_or(0) as i64;
         encoder.mapping_sample(origin, values, snapshot);
+    }
+    let c_sites: BTreeSet<CHeapSite> = snapshot
+        .c_heap
+        .allocated
+        .keys()
+        .chain(snapshot.c_heap.live.keys())
+        .copied()
+        .collect();
+    for site in c_sites {
+        let mut values: Values = [0; SampleType::ALL.len()];
+        let bytes = |totals: &std::collections::HashMap<CHeapSite, probe_common::CHeapTotals>| {
+            totals.get(&site).map_or(0, |t| t.bytes as i64)
+        };
+        values[SampleType::CHeapAllocBytes.column()] = bytes(&snapshot.c_heap.allocated);
+        values[SampleType::CHeapLiveBytes.column()] = bytes(&snapshot.c_heap.live);
+        let locations = encoder.c_heap_locations(&site, snapshot);
+        encoder.builder.add_sample(&locations, &values, &[]);
     }
     tracing::debug!(
         "symbolize: {} addresses, Go frames from the {}",

@@ -10,6 +10,7 @@ pub mod attach;
 pub mod budget;
 pub mod calibrate;
 pub mod cgo;
+pub mod cheap;
 pub mod collect;
 pub mod encode;
 pub mod launch;

@@ -29,6 +29,7 @@ fn class_of_call(flags: u32, fd: i32) -> MappingClass {
 fn class_of_proc_entry(entry: &MapEntry) -> MappingClass {
     match entry.path.as_str() {
         "[stack]" => MappingClass::Stack,
+        "[heap]" => MappingClass::Brk,
         path if path.is_empty() || path.starts_with('[') => MappingClass::Anon,
         _ => MappingClass::File,
     }
@@ -82,6 +83,8 @@ pub struct LiveMappings {
     /// Start address -> interval; intervals never overlap.
     intervals: BTreeMap<u64, Interval>,
     pub totals: HashMap<Origin, OriginTotals>,
+    /// The program break (page-rounded), once known: brk calls report only the new one.
+    program_break: Option<u64>,
 }
 
 fn page_round_up(len: u64) -> u64 {
@@ -103,8 +106,26 @@ impl LiveMappings {
                 entry.end,
                 Origin::PreExisting(class_of_proc_entry(entry)),
             );
+            if entry.path == "[heap]" {
+                live.program_break = Some(entry.end);
+            }
         }
         live
+    }
+
+    /// The program break where `/proc/PID/maps` shows no `[heap]` yet: its start
+    /// (`start_brk`, field 47 of `/proc/PID/stat`).
+    pub fn start_program_break(&mut self, pid: u32) {
+        if self.program_break.is_some() {
+            return;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the command name (which may hold spaces) start at field 3.
+        let start_brk = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(47 - 3))
+            .and_then(|field| field.parse::<u64>().ok());
+        self.program_break = start_brk.map(page_round_up);
     }
 
     /// Applies one completed call.
@@ -127,7 +148,28 @@ impl LiveMappings {
                 self.unmap(event.addr, page_round_up(event.len), CallStack::of(event));
             }
             mmap_op::MREMAP => self.remap(event),
+            mmap_op::BRK => self.move_break(event),
             _ => {}
+        }
+    }
+
+    /// brk: the heap between the old and the new break is mapped (at the call's stack, class
+    /// `brk`) or unmapped.
+    fn move_break(&mut self, event: &MmapEvent) {
+        let new = page_round_up(event.addr);
+        let Some(old) = self.program_break.replace(new) else {
+            return;
+        };
+        let stack = CallStack::of(event);
+        if new > old {
+            let origin = Origin::Call {
+                stack,
+                class: MappingClass::Brk,
+            };
+            self.insert(old, new, origin);
+            self.totals.entry(origin).or_default().mapped_bytes += new - old;
+        } else if new < old {
+            self.unmap(new, old - new, stack);
         }
     }
 
@@ -241,6 +283,7 @@ impl LiveMappings {
         LiveMappings {
             intervals: self.intervals.clone(),
             totals,
+            program_break: self.program_break,
         }
     }
 
@@ -343,6 +386,41 @@ mod tests {
         assert_eq!(live.totals[&call(1)].mapped_bytes, 3 * MIB);
         live.apply(&munmap(0x90_0000, 3 * MIB, 2));
         assert!(live.live_bytes().is_empty());
+    }
+
+    #[test]
+    fn brk_maps_and_unmaps_the_heap_between_breaks() {
+        let brk = |addr, stack| MmapEvent {
+            op: mmap_op::BRK,
+            addr,
+            stack,
+            fd: -1,
+            ..Default::default()
+        };
+        let mut live = LiveMappings::default();
+        live.apply(&brk(0x50_0000, 1));
+        assert!(live.live_bytes().is_empty(), "the first break only teaches");
+        live.apply(&brk(0x52_0100, 1));
+        assert_eq!(live.live_bytes()[&call_brk(1)], 0x21000, "page-rounded");
+        live.apply(&brk(0x52_0100, 2));
+        assert_eq!(
+            live.live_bytes().len(),
+            1,
+            "a query (brk(0)) changes nothing"
+        );
+        live.apply(&brk(0x51_0000, 3));
+        assert_eq!(live.live_bytes()[&call_brk(1)], 0x10000);
+        assert_eq!(live.totals[&call_brk(3)].unmapped_bytes, 0x11000);
+    }
+
+    fn call_brk(stack: u64) -> Origin {
+        Origin::Call {
+            stack: CallStack {
+                stack,
+                cgo_stack: probe_common::NO_STACK,
+            },
+            class: MappingClass::Brk,
+        }
     }
 
     #[test]

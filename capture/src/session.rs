@@ -17,6 +17,7 @@ use pprof::{
 use crate::{
     attach::{MapSizes, Probe, ProbeMaps, ProgramStats},
     cgo::CgoHooks,
+    cheap::{CHeapCapture, CHeapHooks},
     collect::{self, Snapshot},
     encode::{self, DROP_NAMES, Recording},
     libraries::Libraries,
@@ -50,12 +51,16 @@ pub struct Session {
     detached_hooks: Vec<usize>,
     /// Hooks whose stack walks are sampled: (plan index, one walk in this many hits).
     stack_sampling: Vec<(usize, u32)>,
+    /// Whether the C heap probes run, and where they sit.
+    pub c_heap: CHeapCapture,
+    c_heap_hooks: Option<CHeapHooks>,
 }
 
 impl Session {
     /// Inspects the process's binary, plans the hooks of tier `events` for its Go version and
-    /// attaches.
-    pub fn attach(pid: u32, sizes: MapSizes, events: Events) -> anyhow::Result<Self> {
+    /// attaches; with `c_heap`, also the C heap probes when the target links libc (a failure
+    /// there is a warning and `c_heap=failed`, never the end of the capture).
+    pub fn attach(pid: u32, sizes: MapSizes, events: Events, c_heap: bool) -> anyhow::Result<Self> {
         let exe = process::proc_path(pid, "exe");
         // Read once, while the target runs: /proc/PID/exe is gone once it exits.
         let binary = Arc::new(
@@ -72,8 +77,13 @@ impl Session {
         let channel_mode = plan::channel_mode(&binary, plan.family, godebug.as_deref());
         let symbolizer = Symbolizer::new(Arc::clone(&binary), bias);
         let cgo = CgoHooks::for_binary(&binary).with_context(|| format!("plan: pid {pid}"))?;
-        let probe = Probe::attach(&plan, cgo.as_ref(), &exe, pid, bias, sizes)
+        let mut probe = Probe::attach(&plan, cgo.as_ref(), &exe, pid, bias, sizes)
             .with_context(|| format!("attach: pid {pid}"))?;
+        let (c_heap, c_heap_hooks) = if c_heap {
+            attach_c_heap(&mut probe, pid, &binary)
+        } else {
+            (CHeapCapture::Off, None)
+        };
         tracing::debug!(
             "attach: pid {pid}: {} hooks{}, load bias {bias:#x}",
             plan.hooks.len(),
@@ -81,7 +91,8 @@ impl Session {
         );
         // Read after the tracepoints are attached: a mapping made in between is in both, and the
         // event replaces the pre-existing interval rather than counting twice.
-        let mappings = LiveMappings::from_proc_maps(&process::maps(pid)?);
+        let mut mappings = LiveMappings::from_proc_maps(&process::maps(pid)?);
+        mappings.start_program_break(pid);
         let libraries = Libraries::new(pid, &text_map.path);
         Ok(Self {
             pid,
@@ -96,7 +107,21 @@ impl Session {
             mappings,
             detached_hooks: Vec::new(),
             stack_sampling: Vec::new(),
+            c_heap,
+            c_heap_hooks,
         })
+    }
+
+    /// Detaches the C heap probes alone (e.g. over an overhead budget); the rest keeps
+    /// running, and profiles say `c_heap=detached`.
+    pub fn detach_c_heap(&mut self) {
+        if self.c_heap != CHeapCapture::On {
+            return;
+        }
+        if let ProbeState::Attached(probe) = &mut self.probe {
+            probe.detach_c_heap();
+        }
+        self.c_heap = CHeapCapture::Detached;
     }
 
     /// `go1.25.5, timer family B, channel mode async, 4 hooks, capture tier all`
@@ -265,6 +290,7 @@ impl Session {
             CommentKey::MissingHooks.comment(self.plan.missing_hooks.join(",")),
             CommentKey::Pid.comment(self.pid),
             CommentKey::CaptureTier.comment(self.capture_tier()),
+            CommentKey::CHeap.comment(&self.c_heap),
         ];
         if !detached.is_empty() {
             comments.push(CommentKey::DetachedHooks.comment(detached));
@@ -273,6 +299,13 @@ impl Session {
             comments.push(CommentKey::SampledStacks.comment(sampled));
             let sampled_out: u64 = snapshot.stacks_sampled_out.iter().sum();
             comments.push(CommentKey::StacksSampledOut.comment(sampled_out));
+        }
+        if let Some(hooks) = &self.c_heap_hooks {
+            comments.push(CommentKey::CHeapProbes.comment(format_args!(
+                "{}:{}",
+                hooks.libc,
+                hooks.describe()
+            )));
         }
         comments.extend(snapshot.timer_worker_comments());
         comments.extend_from_slice(extra_comments);
@@ -291,6 +324,33 @@ impl Session {
     }
 }
 
+/// The C heap probes for `pid`, attached to `probe`; why not, when they are not.
+fn attach_c_heap(
+    probe: &mut Probe,
+    pid: u32,
+    binary: &GoBinary,
+) -> (CHeapCapture, Option<CHeapHooks>) {
+    let hooks = match CHeapHooks::for_process(pid, binary) {
+        Ok(Some(hooks)) => hooks,
+        Ok(None) => return (CHeapCapture::NoLibc, None),
+        Err(error) => {
+            let error = anyhow::Error::from(error);
+            tracing::warn!("C heap: pid {pid}: {error:#}; recording without it");
+            return (CHeapCapture::Failed(format!("{error:#}")), None);
+        }
+    };
+    if let Err(error) = probe.attach_c_heap(&hooks, pid) {
+        let error = anyhow::Error::from(error);
+        tracing::warn!(
+            "C heap: pid {pid}: attaching to {}: {error:#}; recording without it",
+            hooks.libc
+        );
+        return (CHeapCapture::Failed(format!("{error:#}")), None);
+    }
+    tracing::debug!("attach: pid {pid}: C heap probes {}", hooks.describe());
+    (CHeapCapture::On, Some(hooks))
+}
+
 /// One stderr line when anything was lost, naming the reasons and the knobs.
 pub fn report_drops(snapshot: &Snapshot) {
     if snapshot.total_drops() == 0 {
@@ -305,7 +365,7 @@ pub fn report_drops(snapshot: &Snapshot) {
         .join(" ");
     eprintln!(
         "timerscope: warning: {} events or stacks were lost ({reasons}); raise --max-sites, \
-         --max-live or --max-stacks",
+         --max-live, --max-stacks or --max-c-blocks",
         snapshot.total_drops()
     );
 }

@@ -92,10 +92,10 @@ string_enum! {
         GoroutinesCreated => "goroutines_created",
         /// Goroutines that exited during the recording, at the stack that created them.
         GoroutinesExited => "goroutines_exited",
-        /// C heap bytes allocated during the recording and not freed by its end, at the Go
-        /// stack that called into C.
+        /// C heap bytes (libc malloc and friends) allocated while recorded and not freed by
+        /// its end, at the allocating stack (the Go stack that called into C).
         CHeapLiveBytes => "c_heap_live_bytes",
-        /// C heap bytes allocated during the recording, at the Go stack that called into C.
+        /// C heap bytes allocated while recorded, freed or not.
         CHeapAllocBytes => "c_heap_alloc_bytes",
     }
 }
@@ -191,6 +191,12 @@ string_enum! {
         MemoryStart => "memory_start",
         /// [`MemoryNumbers`] when it ended.
         MemoryEnd => "memory_end",
+        /// Whether the C heap probes ran: `on`, `off` (not asked for), `no-libc` (the target
+        /// links none), `detached` (removed while running, over the overhead budget), `failed`.
+        CHeap => "c_heap",
+        /// The probed libc and its probe points, `symbol+offset`, `(stepped)` where the kernel
+        /// single-steps the probed instruction.
+        CHeapProbes => "c_heap_probes",
     }
 }
 
@@ -368,6 +374,8 @@ string_enum! {
         Stack => "stack",
         /// The Go runtime's own heap arenas, mapped from `runtime.(*mheap)` methods.
         HeapArena => "heap-arena",
+        /// The program break's heap (`brk`; glibc's main arena, `[heap]` in /proc/PID/maps).
+        Brk => "brk",
     }
 }
 

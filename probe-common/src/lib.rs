@@ -120,8 +120,15 @@ pub mod drop {
     /// by the kernel, e.g. while khugepaged collapsed it): the event is counted at the frames
     /// read so far.
     pub const STACK_TRUNCATED: u32 = 7;
+    /// The map of live C heap blocks was full: an allocation is counted, but not tracked as
+    /// live (its free is not seen either).
+    pub const C_HEAP_BLOCKS_FULL: u32 = 8;
+    /// Too many threads inside libc allocation calls at once: the call is not seen.
+    pub const C_HEAP_CALLS_FULL: u32 = 9;
+    /// The per-site C heap totals map was full: an allocation's bytes are not counted.
+    pub const C_HEAP_SITES_FULL: u32 = 10;
     /// Number of drop reasons.
-    pub const COUNT: u32 = 8;
+    pub const COUNT: u32 = 11;
 }
 
 /// Most hooks one target can have; sizes the `HOOKS` and `HOOK_HITS` arrays.
@@ -303,6 +310,83 @@ pub mod mmap_op {
     pub const MMAP: u32 = 0;
     pub const MUNMAP: u32 = 1;
     pub const MREMAP: u32 = 2;
+    /// brk: `addr` is the program break after the call (the kernel returns the old break when
+    /// it refuses, so a failed call changes nothing).
+    pub const BRK: u32 = 3;
+}
+
+/// The libc allocation functions the C heap probes hook ([`CHeapSite::function`], and the
+/// uprobe's attach cookie).
+pub mod c_heap_fn {
+    /// `malloc(size)`.
+    pub const MALLOC: u32 = 0;
+    /// `calloc(nmemb, size)`.
+    pub const CALLOC: u32 = 1;
+    /// `realloc(ptr, size)`: frees `ptr` (unless it fails) and allocates `size`.
+    pub const REALLOC: u32 = 2;
+    /// `free(ptr)`.
+    pub const FREE: u32 = 3;
+    /// `posix_memalign(&ptr, alignment, size)`: the block is written to `*memptr`, 0 returned.
+    pub const POSIX_MEMALIGN: u32 = 4;
+    /// `aligned_alloc(alignment, size)` and `memalign(alignment, size)`.
+    pub const ALIGNED_ALLOC: u32 = 5;
+    /// Number of functions.
+    pub const COUNT: u32 = 6;
+}
+
+/// Where a C heap block was allocated: the libc function, the C code that called it, and the
+/// Go stack that called into C. Key of the per-site totals; part of each live block.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CHeapSite {
+    /// The probed instruction in the libc function (the leaf frame).
+    pub ip: u64,
+    /// Return address at `[RSP]` at the probe: the C code that called the allocator (which has
+    /// no frame pointers to walk).
+    pub caller: u64,
+    /// The Go stack at the `runtime.cgocall` that entered C (a `STACKS` key); [`NO_STACK`]
+    /// when the thread is not in a cgo call.
+    pub cgo_stack: u64,
+    /// Outside a cgo call: the frame-pointer walk from the allocator (a `STACKS` key), else
+    /// [`NO_STACK`].
+    pub stack: u64,
+    /// One of [`c_heap_fn`].
+    pub function: u32,
+    pub _pad: u32,
+}
+
+/// Per-site allocation totals.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CHeapTotals {
+    pub allocs: u64,
+    pub bytes: u64,
+}
+
+/// A live C heap block, keyed by its address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CHeapBlock {
+    pub size: u64,
+    pub site: CHeapSite,
+}
+
+/// A libc allocation call between its entry and its return (uretprobe), by thread id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CHeapCall {
+    /// The block being allocated (its size and site); for realloc, the new one.
+    pub block: CHeapBlock,
+    /// realloc: the block it frees, taken out of the live map at entry so a thread that gets
+    /// the same address meanwhile cannot lose its own; put back when realloc fails.
+    pub old: CHeapBlock,
+    /// realloc: the old address (0: none); posix_memalign: where the block is written.
+    pub arg: u64,
+    /// realloc: 1 when `old` was live.
+    pub old_live: u32,
+    /// Calls to hooked functions nested inside this one on the thread (glibc's realloc calls
+    /// malloc or free, posix_memalign calls malloc): their returns complete nothing.
+    pub depth: u32,
 }
 
 /// One successful mmap, munmap or mremap of the target, sent to userspace through a ring
@@ -364,6 +448,10 @@ mod pod {
     unsafe impl aya::Pod for TimerWorker {}
     unsafe impl aya::Pod for MmapEvent {}
     unsafe impl aya::Pod for UserStack {}
+    unsafe impl aya::Pod for CHeapSite {}
+    unsafe impl aya::Pod for CHeapTotals {}
+    unsafe impl aya::Pod for CHeapBlock {}
+    unsafe impl aya::Pod for CHeapCall {}
 }
 
 #[cfg(test)]
@@ -382,5 +470,8 @@ mod tests {
         assert_eq!(size_of::<LiveTimer>(), size_of::<SiteKey>() + 24);
         assert_eq!(size_of::<MmapEvent>(), 8 + 8 * 2 + 8 * 4 + 4 * 4);
         assert_eq!(size_of::<UserStack>(), 8 + 8 * MAX_STACK_FRAMES);
+        assert_eq!(size_of::<CHeapSite>(), 8 * 4 + 8);
+        assert_eq!(size_of::<CHeapBlock>(), 8 + size_of::<CHeapSite>());
+        assert_eq!(size_of::<CHeapCall>(), 2 * size_of::<CHeapBlock>() + 16);
     }
 }

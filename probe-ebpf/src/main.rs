@@ -5,6 +5,7 @@
 
 mod calibrate;
 mod cgo;
+mod cheap;
 mod maps;
 mod mmap;
 mod regs;

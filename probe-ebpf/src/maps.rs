@@ -2,14 +2,14 @@
 //! (`SITES`, `LIVE`, `STACKS`) before loading.
 
 use aya_ebpf::{
-    bindings::BPF_NOEXIST,
+    bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST},
     helpers::bpf_get_current_pid_tgid,
     macros::map,
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use probe_common::{
-    DELAY_BUCKETS, HookPlan, LiveTimer, MAX_HOOKS, MmapEvent, SiteKey, SiteValue, TargetConfig,
-    TimerWorker, drop,
+    CHeapBlock, CHeapCall, CHeapSite, CHeapTotals, DELAY_BUCKETS, HookPlan, LiveTimer, MAX_HOOKS,
+    MmapEvent, SiteKey, SiteValue, TargetConfig, TimerWorker, drop,
 };
 
 /// Written by userspace before load (`EbpfLoader::set_global`); read with `config()`.
@@ -96,6 +96,22 @@ pub static MMAP_PENDING: HashMap<u32, MmapEvent> = HashMap::with_max_entries(409
 /// id.
 #[map]
 pub static CGO_CALLS: HashMap<u32, u64> = HashMap::with_max_entries(4096, 0);
+
+/// C heap blocks allocated while the probes were armed and not freed since, by address.
+/// Not preallocated: kernel memory grows with the blocks actually live (userspace sets the
+/// limit).
+#[map]
+pub static C_HEAP_BLOCKS: HashMap<u64, CHeapBlock> =
+    HashMap::with_max_entries(262_144, BPF_F_NO_PREALLOC);
+
+/// libc allocation calls between entry and return, by thread id.
+#[map]
+pub static C_HEAP_CALLS: HashMap<u32, CHeapCall> = HashMap::with_max_entries(4096, 0);
+
+/// Allocation totals per C heap site.
+#[map]
+pub static C_HEAP_SITES: PerCpuHashMap<CHeapSite, CHeapTotals> =
+    PerCpuHashMap::with_max_entries(16384, 0);
 
 /// Completed mmap-family calls, for userspace's interval map.
 #[map]

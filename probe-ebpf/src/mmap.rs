@@ -1,4 +1,4 @@
-//! mmap, munmap and mremap tracepoints, filtered in kernel to the target process. The entry
+//! mmap, munmap, mremap and brk tracepoints, filtered in kernel to the target process. The entry
 //! tracepoint remembers the arguments and the user stack per thread; the exit tracepoint sends
 //! the completed call to userspace, and drops failed calls (they change no mapping).
 
@@ -54,7 +54,7 @@ fn complete(ctx: &TracePointContext, op: u32) -> Option<()> {
         return None;
     }
     match op {
-        mmap_op::MMAP => event.addr = ret as u64,
+        mmap_op::MMAP | mmap_op::BRK => event.addr = ret as u64,
         mmap_op::MREMAP => event.new_addr = ret as u64,
         _ => {}
     }
@@ -124,5 +124,25 @@ pub fn sys_enter_mremap(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn sys_exit_mremap(ctx: TracePointContext) -> u32 {
     let _ = complete(&ctx, mmap_op::MREMAP);
+    0
+}
+
+/// The C heap's program break (glibc's main arena grows by brk). Part of the C heap probes:
+/// userspace attaches it with them.
+#[tracepoint]
+pub fn sys_enter_brk(ctx: TracePointContext) -> u32 {
+    let event = MmapEvent {
+        op: mmap_op::BRK,
+        addr: arg(&ctx, 0),
+        fd: -1,
+        ..MmapEvent::default()
+    };
+    let _ = remember(event);
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_brk(ctx: TracePointContext) -> u32 {
+    let _ = complete(&ctx, mmap_op::BRK);
     0
 }

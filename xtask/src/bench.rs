@@ -6,6 +6,7 @@
 //! `cargo xtask test`.
 
 mod analyzer_diff;
+mod c_heap;
 mod go_programs;
 mod hooks;
 mod measure;
@@ -62,6 +63,8 @@ pub enum Benchmark {
     /// Row 7: requests/s of Go HTTP servers and caddy under wrk, unprobed, under watch, record
     /// and bpftrace.
     Servers,
+    /// Row 8: the C heap probes' cost per malloc+free pair, against bpftrace memleak-style.
+    CHeap,
 }
 
 /// Settings and tools shared by the benchmarks.
@@ -191,6 +194,9 @@ pub fn run(args: &Args) -> Result<()> {
     }
     if selected(Benchmark::Servers) {
         sections.push(servers::run(&bench)?);
+    }
+    if selected(Benchmark::CHeap) {
+        sections.push(c_heap::run(&bench)?);
     }
 
     machine.load_at_end = report::load_average();

@@ -52,6 +52,11 @@ pub struct MapSizeArgs {
     #[arg(long, default_value_t = MapSizes::default().stacks,
           value_parser = clap::value_parser!(u32).range(1..=(1 << 24)))]
     pub max_stacks: u32,
+    /// C heap blocks tracked as live at once (kernel memory grows with the blocks live, about
+    /// 100 bytes each).
+    #[arg(long, default_value_t = MapSizes::default().c_blocks,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(capture::collect::MAX_C_BLOCKS)))]
+    pub max_c_blocks: u32,
 }
 
 impl From<&MapSizeArgs> for MapSizes {
@@ -60,6 +65,7 @@ impl From<&MapSizeArgs> for MapSizes {
             sites: args.max_sites,
             live: args.max_live,
             stacks: args.max_stacks,
+            c_blocks: args.max_c_blocks,
         }
     }
 }

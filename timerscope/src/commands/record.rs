@@ -42,6 +42,10 @@ pub struct RecordArgs {
     pub events: Events,
     #[command(flatten)]
     pub sizes: MapSizeArgs,
+    /// Leave out the C heap probes (libc malloc, free, ...; brk), which are on when the target
+    /// links libc: allocation-heavy C code pays about a microsecond per call for them.
+    #[arg(long)]
+    pub no_c_heap: bool,
     /// Command to launch and record.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -58,6 +62,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<u8> {
         output: args.output,
         events: args.events,
         sizes: (&args.sizes).into(),
+        c_heap: !args.no_c_heap,
     })
     .await?;
     println!("{}", outcome.output.display());
@@ -78,6 +83,8 @@ pub struct RecordOptions {
     pub output: Option<PathBuf>,
     pub events: Events,
     pub sizes: MapSizes,
+    /// Attach the C heap probes when the target links libc.
+    pub c_heap: bool,
 }
 
 /// How a recording ended.
@@ -114,7 +121,7 @@ pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
         .clone()
         .unwrap_or_else(|| default_output(pid));
     pprof::check_output_path(&output)?;
-    let mut session = Session::attach(pid, options.sizes, options.events)?;
+    let mut session = Session::attach(pid, options.sizes, options.events, options.c_heap)?;
     let start = SystemTime::now();
     let started = Instant::now();
     let exited = launched.take().map(Launched::resume).transpose()?;
