@@ -509,10 +509,11 @@ mod tests {
         b.build().unwrap()
     }
 
-    /// What a diff sees: per name, (flat, cum) of each sample type; slot order aside.
-    fn seen(
-        read: impl Fn(Option<&str>) -> FunctionSums,
-    ) -> Vec<(Option<usize>, i64, BTreeMap<String, (i64, i64)>)> {
+    /// Per sample type asked for: the index summed, the total and (flat, cum) by name.
+    type Seen = (Option<usize>, i64, BTreeMap<String, (i64, i64)>);
+
+    /// What a diff sees of each sample type; slot order aside.
+    fn seen(read: impl Fn(Option<&str>) -> FunctionSums) -> Vec<Seen> {
         ["created", "live", "nope"]
             .into_iter()
             .map(Some)
