@@ -13,6 +13,7 @@ pub mod layout;
 pub mod pclntab;
 pub mod process;
 pub mod prologue;
+pub mod runtime;
 
 use std::{
     fs::File,

@@ -1,0 +1,355 @@
+//! Reads of a running process's memory with `process_vm_readv` (one syscall per read, never a
+//! ptrace stop), typed little-endian, with bounded lengths; and the runtime addresses of the
+//! binary's globals (link address plus the PIE load bias).
+
+use std::io;
+
+use crate::{GoBinary, process};
+
+/// The longest single read (a slice's backing array, a string): a larger length is a torn or
+/// garbage header, not data.
+pub const MAX_READ: usize = 64 << 20;
+
+/// How often a read of a moving structure is retried before it counts as inconsistent.
+pub const STABLE_ATTEMPTS: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("process {0} is gone")]
+    ProcessGone(u32),
+    #[error("no permission to read the memory of process {0} (run as root)")]
+    Permission(u32),
+    #[error("{len} bytes at {address:#x} are not mapped in process {pid}")]
+    Unreadable { pid: u32, address: u64, len: usize },
+    #[error("a length of {len} at {address:#x} exceeds the bound of {max} (torn or garbage)")]
+    TooLong { address: u64, len: u64, max: u64 },
+    #[error("{what} changed on each of {attempts} reads")]
+    Inconsistent { what: &'static str, attempts: usize },
+    #[error("the binary has no symbol for {0} (stripped binaries keep no global variables)")]
+    MissingGlobal(&'static str),
+    #[error("cannot find where process {pid} maps its binary")]
+    Mapping {
+        pid: u32,
+        #[source]
+        source: process::ProcessError,
+    },
+    #[error("read of process {pid} failed")]
+    Io {
+        pid: u32,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl ReadError {
+    /// The process exited (every later read fails the same way).
+    pub fn is_gone(&self) -> bool {
+        matches!(self, Self::ProcessGone(_))
+    }
+}
+
+/// A Go slice header `{ptr, len, cap}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SliceHeader {
+    pub ptr: u64,
+    pub len: u64,
+    pub cap: u64,
+}
+
+impl SliceHeader {
+    /// A header a live runtime could hold: `len <= cap`, a pointer when non-empty.
+    pub fn is_plausible(&self) -> bool {
+        self.len <= self.cap && (self.len == 0 || self.ptr != 0)
+    }
+}
+
+/// The memory of one live process.
+#[derive(Clone, Copy, Debug)]
+pub struct ProcessMemory {
+    pub pid: u32,
+}
+
+impl ProcessMemory {
+    pub fn new(pid: u32) -> Self {
+        Self { pid }
+    }
+
+    /// Fills `buf` from `address`; a short read is an unmapped range.
+    pub fn read(&self, address: u64, buf: &mut [u8]) -> Result<(), ReadError> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let local = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let remote = libc::iovec {
+            iov_base: address as *mut libc::c_void,
+            iov_len: buf.len(),
+        };
+        // SAFETY: `local` covers exactly `buf`, which we own mutably; the remote range is only
+        // read by the kernel, which checks it against the target's mappings.
+        let n =
+            unsafe { libc::process_vm_readv(self.pid as libc::pid_t, &local, 1, &remote, 1, 0) };
+        let unreadable = || ReadError::Unreadable {
+            pid: self.pid,
+            address,
+            len: buf.len(),
+        };
+        if n < 0 {
+            let error = io::Error::last_os_error();
+            return Err(match error.raw_os_error() {
+                Some(libc::ESRCH) => ReadError::ProcessGone(self.pid),
+                Some(libc::EPERM) => ReadError::Permission(self.pid),
+                Some(libc::EFAULT) => unreadable(),
+                _ => ReadError::Io {
+                    pid: self.pid,
+                    source: error,
+                },
+            });
+        }
+        if n as usize != buf.len() {
+            return Err(unreadable());
+        }
+        Ok(())
+    }
+
+    /// `len` bytes, `len` bounded by `max` (at most [`MAX_READ`]).
+    pub fn bytes(&self, address: u64, len: u64, max: usize) -> Result<Vec<u8>, ReadError> {
+        let max = max.min(MAX_READ);
+        if len > max as u64 {
+            return Err(ReadError::TooLong {
+                address,
+                len,
+                max: max as u64,
+            });
+        }
+        let mut buf = vec![0; len as usize];
+        self.read(address, &mut buf)?;
+        Ok(buf)
+    }
+
+    pub fn array<const N: usize>(&self, address: u64) -> Result<[u8; N], ReadError> {
+        let mut buf = [0; N];
+        self.read(address, &mut buf)?;
+        Ok(buf)
+    }
+
+    pub fn u8(&self, address: u64) -> Result<u8, ReadError> {
+        Ok(self.array::<1>(address)?[0])
+    }
+
+    pub fn u32(&self, address: u64) -> Result<u32, ReadError> {
+        Ok(u32::from_le_bytes(self.array(address)?))
+    }
+
+    pub fn u64(&self, address: u64) -> Result<u64, ReadError> {
+        Ok(u64::from_le_bytes(self.array(address)?))
+    }
+
+    /// A pointer (amd64: a little-endian word).
+    pub fn pointer(&self, address: u64) -> Result<u64, ReadError> {
+        self.u64(address)
+    }
+
+    /// Consecutive words starting at `address`, `count` of them (bounded).
+    pub fn words(&self, address: u64, count: u64) -> Result<Vec<u64>, ReadError> {
+        let bytes = self.bytes(address, count.saturating_mul(8), MAX_READ)?;
+        Ok(bytes
+            .chunks_exact(8)
+            .map(|w| u64::from_le_bytes(w.try_into().expect("8-byte chunk")))
+            .collect())
+    }
+
+    pub fn slice_header(&self, address: u64) -> Result<SliceHeader, ReadError> {
+        let [ptr, len, cap] = self.array::<24>(address).map(|b| {
+            let word = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap());
+            [word(0), word(1), word(2)]
+        })?;
+        Ok(SliceHeader { ptr, len, cap })
+    }
+
+    /// A slice header read until two consecutive reads agree and it is plausible.
+    pub fn stable_slice_header(
+        &self,
+        address: u64,
+        what: &'static str,
+    ) -> Result<SliceHeader, ReadError> {
+        self.stable(what, || {
+            let header = self.slice_header(address)?;
+            Ok(header.is_plausible().then_some(header))
+        })
+    }
+
+    /// The elements of a slice of `element`-byte items, at most `max_len` of them; the header is
+    /// read stably first.
+    pub fn slice_bytes(
+        &self,
+        address: u64,
+        element: u64,
+        max_len: u64,
+        what: &'static str,
+    ) -> Result<(SliceHeader, Vec<u8>), ReadError> {
+        let header = self.stable_slice_header(address, what)?;
+        if header.len > max_len {
+            return Err(ReadError::TooLong {
+                address,
+                len: header.len,
+                max: max_len,
+            });
+        }
+        let bytes = self.bytes(header.ptr, header.len * element, MAX_READ)?;
+        Ok((header, bytes))
+    }
+
+    /// A Go string header `{ptr, len}` and its bytes, `len` bounded by `max`.
+    pub fn string(&self, address: u64, max: usize) -> Result<String, ReadError> {
+        let [ptr, len] = {
+            let b = self.array::<16>(address)?;
+            [
+                u64::from_le_bytes(b[..8].try_into().unwrap()),
+                u64::from_le_bytes(b[8..].try_into().unwrap()),
+            ]
+        };
+        let bytes = self.bytes(ptr, len, max)?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Reads a value until two consecutive reads are equal and `read` calls it plausible
+    /// (`Some`), at most [`STABLE_ATTEMPTS`] times: a structure the process changes under us is
+    /// never trusted from a single read.
+    pub fn stable<T: PartialEq>(
+        &self,
+        what: &'static str,
+        mut read: impl FnMut() -> Result<Option<T>, ReadError>,
+    ) -> Result<T, ReadError> {
+        let mut previous: Option<T> = None;
+        for _ in 0..STABLE_ATTEMPTS {
+            let current = read()?;
+            match (previous.take(), current) {
+                (Some(a), Some(b)) if a == b => return Ok(b),
+                (_, current) => previous = current,
+            }
+        }
+        Err(ReadError::Inconsistent {
+            what,
+            attempts: STABLE_ATTEMPTS,
+        })
+    }
+}
+
+/// A Go binary as one process maps it: the process's memory plus the load bias that turns the
+/// binary's link addresses into the process's (0 unless PIE).
+pub struct RuntimeImage<'a> {
+    pub binary: &'a GoBinary,
+    pub memory: ProcessMemory,
+    pub bias: u64,
+}
+
+impl<'a> RuntimeImage<'a> {
+    /// The binary `binary` as process `pid` runs it.
+    pub fn attach(binary: &'a GoBinary, pid: u32) -> Result<Self, ReadError> {
+        let bias = match binary.elf.text_segment() {
+            Some(text) if binary.elf.position_independent => {
+                process::text_mapping(pid, text)
+                    .map_err(|source| match &source {
+                        process::ProcessError::Proc(_, e)
+                            if e.kind() == io::ErrorKind::NotFound =>
+                        {
+                            ReadError::ProcessGone(pid)
+                        }
+                        _ => ReadError::Mapping { pid, source },
+                    })?
+                    .1
+            }
+            _ => 0,
+        };
+        Ok(Self {
+            binary,
+            memory: ProcessMemory::new(pid),
+            bias,
+        })
+    }
+
+    /// The runtime address of a global variable (`runtime.allp`, ...), from `.symtab`.
+    pub fn global(&self, name: &'static str) -> Result<u64, ReadError> {
+        self.binary
+            .elf
+            .objects
+            .get(name)
+            .map(|s| s.address.wrapping_add(self.bias))
+            .ok_or(ReadError::MissingGlobal(name))
+    }
+
+    /// A runtime code address as the binary's link address (for symbolizing).
+    pub fn link_address(&self, runtime: u64) -> u64 {
+        runtime.wrapping_sub(self.bias)
+    }
+
+    /// The function containing a runtime code address, by its pclntab (else symtab) name.
+    pub fn function_name(&self, runtime_pc: u64) -> Option<String> {
+        let pc = self.link_address(runtime_pc);
+        match &self.binary.pclntab {
+            Some(pclntab) => pclntab.function_containing(pc).map(|f| f.name.to_owned()),
+            None => self.binary.elf.function_at(pc).map(str::to_owned),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_our_own_memory_typed_and_bounded() {
+        let memory = ProcessMemory::new(std::process::id());
+        let words: [u64; 3] = [0x1122_3344_5566_7788, 3, 5];
+        let address = words.as_ptr() as u64;
+        assert_eq!(memory.u64(address).unwrap(), 0x1122_3344_5566_7788);
+        assert_eq!(memory.u32(address).unwrap(), 0x5566_7788);
+        assert_eq!(memory.u8(address).unwrap(), 0x88);
+        assert_eq!(memory.words(address, 3).unwrap(), words);
+        let header = memory.slice_header(address).unwrap();
+        assert_eq!((header.len, header.cap), (3, 5));
+        assert!(matches!(
+            memory.bytes(address, 1 << 40, 16),
+            Err(ReadError::TooLong { .. })
+        ));
+        let text = "timers";
+        let go_string: [u64; 2] = [text.as_ptr() as u64, text.len() as u64];
+        assert_eq!(memory.string(go_string.as_ptr() as u64, 64).unwrap(), text);
+        assert!(memory.string(go_string.as_ptr() as u64, 3).is_err());
+    }
+
+    #[test]
+    fn unmapped_addresses_and_dead_processes_are_named() {
+        let memory = ProcessMemory::new(std::process::id());
+        assert!(matches!(memory.u64(8), Err(ReadError::Unreadable { .. })));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let error = ProcessMemory::new(pid).u64(0x1000).unwrap_err();
+        assert!(error.is_gone(), "{error}");
+    }
+
+    #[test]
+    fn a_value_that_keeps_changing_is_inconsistent() {
+        let memory = ProcessMemory::new(std::process::id());
+        let mut n = 0;
+        let error = memory
+            .stable("counter", || {
+                n += 1;
+                Ok(Some(n))
+            })
+            .unwrap_err();
+        assert!(matches!(
+            error,
+            ReadError::Inconsistent {
+                attempts: STABLE_ATTEMPTS,
+                ..
+            }
+        ));
+        let mut reads = [1, 2, 2].into_iter();
+        assert_eq!(memory.stable("settles", || Ok(reads.next())).unwrap(), 2);
+    }
+}

@@ -1,0 +1,8 @@
+//! The Go runtime's own state read from a live process's memory (`process_vm_readv`), without
+//! stopping it: [`memory`] reads words, slices and strings and resolves runtime globals;
+//! [`timers`] walks the pending-timer heaps. Every read of a structure the process keeps
+//! changing is re-read until two reads agree (bounded), else counted as inconsistent.
+
+pub mod memory;
+
+pub use memory::{ProcessMemory, ReadError, RuntimeImage, SliceHeader};
