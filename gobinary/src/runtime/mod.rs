@@ -3,6 +3,7 @@
 //! [`timers`] walks the pending-timer heaps. Every read of a structure the process keeps
 //! changing is re-read until two reads agree (bounded), else counted as inconsistent.
 
+pub mod goroutines;
 pub mod memory;
 
 pub use memory::{ProcessMemory, ReadError, RuntimeImage, SliceHeader};
