@@ -2,14 +2,16 @@
 //! fixture's own runtime reports (runtime.Stack, runtime.ReadMemStats) in the same moment, on
 //! every Go version; the goroutine and memstats tables equal each release's DWARF.
 
+#![allow(unused_crate_dependencies)]
+
 mod common;
 
 use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use common::Fixture;
 use gobinary::{
-    GoBinary, GoroutineLayout, MemStatsLayout,
-    layout::LayoutSource,
+    GoBinary,
+    layout::{GoroutineLayout, LayoutSource, MemStatsLayout},
     runtime::{RuntimeImage, goroutines},
 };
 use timerscope_tests::{GoVersion, Variant, fixture_path};
