@@ -4,6 +4,9 @@
 
 use crate::{GoBinary, GoVersion};
 
+mod goroutines;
+pub use goroutines::{GoroutineLayout, MemStatsLayout, status as goroutine_status};
+
 /// Where a binary's struct offsets came from (comment `struct_offsets`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LayoutSource {

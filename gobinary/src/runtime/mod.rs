@@ -1,8 +1,10 @@
 //! The Go runtime's own state read from a live process's memory (`process_vm_readv`), without
 //! stopping it: [`memory`] reads words, slices and strings and resolves runtime globals;
-//! [`heap_profile`] reads the memory-profile buckets. Every read of a structure the process
-//! keeps changing is re-read until two reads agree (bounded), else counted as inconsistent.
+//! [`goroutines`] walks `runtime.allgs`; [`heap_profile`] reads the memory-profile buckets.
+//! Every read of a structure the process keeps changing is re-read until two reads agree
+//! (bounded), else counted as inconsistent.
 
+pub mod goroutines;
 pub mod heap_profile;
 pub mod memory;
 

@@ -56,6 +56,21 @@ impl Fixture {
         stdin.write_all(b"go\n").unwrap();
     }
 
+    /// Lets the scenario run with stdin kept open for [`Fixture::request`].
+    pub fn start_scenario_with_requests(&mut self) {
+        let stdin = self.stdin.as_mut().expect("stdin is kept");
+        stdin.write_all(b"go\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Sends one request line and returns the fixture's next JSON line.
+    pub fn request(&mut self, line: &str) -> Value {
+        let stdin = self.stdin.as_mut().expect("started with requests");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+        read_json_line(&mut self.stdout)
+    }
+
     /// The scenario's summary line.
     pub fn summary(&mut self) -> Value {
         let summary = read_json_line(&mut self.stdout);
