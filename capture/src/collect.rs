@@ -14,7 +14,7 @@ use probe_common::{
 
 use pprof::vocabulary::CommentKey;
 
-use crate::mappings::LiveMappings;
+use crate::{mappings::LiveMappings, pending::PendingRead};
 
 #[derive(Debug, thiserror::Error)]
 #[error("reading eBPF map {name}")]
@@ -42,6 +42,8 @@ pub struct Snapshot {
     /// Go <= 1.13: callback time of each timer goroutine (`runtime.timerproc`) seen running a
     /// callback, by its timer bucket's address.
     pub timer_workers: Vec<(u64, TimerWorker)>,
+    /// The pending timers read from the runtime's heaps, when a read was asked for.
+    pub pending: PendingRead,
 }
 
 impl Snapshot {
@@ -129,6 +131,7 @@ impl Snapshot {
             drops,
             fire_delays: minus(&self.fire_delays, &earlier.fire_delays),
             timer_workers,
+            pending: self.pending.clone(),
         }
     }
 
@@ -282,5 +285,6 @@ pub fn snapshot(
         drops,
         fire_delays,
         timer_workers,
+        pending: PendingRead::NotTaken,
     })
 }

@@ -12,6 +12,7 @@ pub mod encode;
 pub mod launch;
 pub mod libraries;
 pub mod mappings;
+pub mod pending;
 pub mod plan;
 pub mod preflight;
 pub mod session;

@@ -21,6 +21,7 @@ use crate::{
     encode::{self, DROP_NAMES, Recording},
     libraries::Libraries,
     mappings::LiveMappings,
+    pending::PendingReader,
     plan::{self, Plan},
     symbolize::Symbolizer,
 };
@@ -46,6 +47,7 @@ pub struct Session {
     libraries: Libraries,
     probe: ProbeState,
     mappings: LiveMappings,
+    pending: PendingReader,
 }
 
 impl Session {
@@ -78,6 +80,7 @@ impl Session {
         // event replaces the pre-existing interval rather than counting twice.
         let mappings = LiveMappings::from_proc_maps(&process::maps(pid)?);
         let libraries = Libraries::new(pid, &text_map.path);
+        let pending = PendingReader::new(&binary, pid);
         Ok(Self {
             pid,
             binary,
@@ -89,6 +92,7 @@ impl Session {
             libraries,
             probe: ProbeState::Attached(Box::new(probe)),
             mappings,
+            pending,
         })
     }
 
@@ -153,6 +157,12 @@ impl Session {
         Ok(snapshot)
     }
 
+    /// Reads the pending timers from the runtime's heaps into `snapshot` (the snapshot tier; the
+    /// process keeps running).
+    pub fn read_pending(&self, snapshot: &mut Snapshot) {
+        snapshot.pending = self.pending.read(&self.binary);
+    }
+
     /// A profile of `snapshot` covering `start` + `duration`, with `extra_comments` after the
     /// session's own (Go version, timer family, channel mode, offsets, symbols, hooks).
     pub fn encode(
@@ -181,6 +191,7 @@ impl Session {
             CommentKey::Pid.comment(self.pid),
         ];
         comments.extend(snapshot.timer_worker_comments());
+        comments.extend(snapshot.pending.comment());
         comments.extend_from_slice(extra_comments);
         let recording = Recording {
             start,

@@ -82,6 +82,9 @@ string_enum! {
         MunmapBytes => "munmap_bytes",
         /// Bytes still mapped at the end, at the stack that mapped them.
         MmapLiveBytes => "mmap_live_bytes",
+        /// Timers pending in the runtime's heaps when its memory was read (label
+        /// `source=snapshot`), at their creating stack when the probes saw it.
+        TimersPending => "timers_pending",
     }
 }
 
@@ -151,6 +154,9 @@ string_enum! {
         TimerprocBusyNs => "timerproc_busy_ns",
         /// Go <= 1.13: time inside callbacks per timer goroutine, busiest first.
         TimerprocBusyNsEach => "timerproc_busy_ns_each",
+        /// The read of the runtime's timer heaps: `ok timers=N inconsistent=M`,
+        /// `refused: REASON` or `failed: REASON`.
+        Snapshot => "snapshot",
     }
 }
 
@@ -199,7 +205,37 @@ string_enum! {
         Period => "period",
         /// How long until a live timer is due; negative when overdue (numeric, nanoseconds).
         DueIn => "due_in",
+        /// [`Source`]: which capture tier produced a sample.
+        Source => "source",
+        /// The P whose timer heap holds a pending timer (numeric).
+        P => "p",
     }
+}
+
+string_enum! {
+    /// Which capture tier produced a sample (label `source`).
+    pub enum Source {
+        /// Read from the runtime's own structures in the process's memory.
+        Snapshot => "snapshot",
+        /// Counted by the eBPF probes.
+        Probe => "probe",
+    }
+}
+
+/// The `snapshot` comment's value for a successful read: `ok timers=N inconsistent=M`.
+pub fn snapshot_ok(timers: usize, inconsistent: u64) -> String {
+    format!("ok timers={timers} inconsistent={inconsistent}")
+}
+
+/// `(timers, inconsistent)` of a `snapshot=ok ...` comment; `None` for any other comment.
+pub fn parse_snapshot_ok(comment: &str) -> Option<(u64, u64)> {
+    let rest = comment
+        .strip_prefix(CommentKey::Snapshot.as_str())?
+        .strip_prefix("=ok ")?;
+    let mut fields = rest.split_whitespace();
+    let timers = fields.next()?.strip_prefix("timers=")?.parse().ok()?;
+    let inconsistent = fields.next()?.strip_prefix("inconsistent=")?.parse().ok()?;
+    Some((timers, inconsistent))
 }
 
 string_enum! {
@@ -360,5 +396,9 @@ mod tests {
         );
         assert_eq!(parse_drops_comment("go_version=go1.25.5"), None);
         assert_eq!(CommentKey::Pid.comment(42), "pid=42");
+        let snapshot = CommentKey::Snapshot.comment(snapshot_ok(12, 1));
+        assert_eq!(snapshot, "snapshot=ok timers=12 inconsistent=1");
+        assert_eq!(parse_snapshot_ok(&snapshot), Some((12, 1)));
+        assert_eq!(parse_snapshot_ok("snapshot=refused: go1.11"), None);
     }
 }

@@ -4,5 +4,6 @@
 //! changing is re-read until two reads agree (bounded), else counted as inconsistent.
 
 pub mod memory;
+pub mod timers;
 
 pub use memory::{ProcessMemory, ReadError, RuntimeImage, SliceHeader};
