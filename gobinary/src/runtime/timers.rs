@@ -332,7 +332,9 @@ impl Walk<'_, '_> {
                 status,
                 nextwhen,
             } => {
-                let status_word = word(status) as u32;
+                let at = status as usize;
+                let status_word =
+                    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("within timer_bytes"));
                 match status_word {
                     s if TIMER_GONE.contains(&s) => return Ok(Some(None)),
                     TIMER_WAITING => {}
