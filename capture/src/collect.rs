@@ -14,7 +14,7 @@ use probe_common::{
 
 use pprof::vocabulary::CommentKey;
 
-use crate::mappings::LiveMappings;
+use crate::{mappings::LiveMappings, pending::PendingRead};
 
 #[derive(Debug, thiserror::Error)]
 #[error("reading eBPF map {name}")]
@@ -45,6 +45,8 @@ pub struct Snapshot {
     /// callback, by its timer bucket's address.
     pub timer_workers: Vec<(u64, TimerWorker)>,
     pub c_heap: CHeap,
+    /// The pending timers read from the runtime's heaps, when a read was asked for.
+    pub pending: PendingRead,
 }
 
 /// What the C heap probes saw, by allocation site.
@@ -177,6 +179,7 @@ impl Snapshot {
             fire_delays: minus(&self.fire_delays, &earlier.fire_delays),
             timer_workers,
             c_heap: self.c_heap.since(&earlier.c_heap),
+            pending: self.pending.clone(),
         }
     }
 
@@ -340,6 +343,7 @@ pub fn snapshot(
         fire_delays,
         timer_workers,
         c_heap,
+        pending: PendingRead::NotTaken,
     })
 }
 

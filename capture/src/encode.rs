@@ -8,7 +8,9 @@ use std::{
 
 use pprof::{
     Frame, MappingSpec, Profile, ProfileBuilder, SampleLabel,
-    vocabulary::{LabelKey, MappingClass, SampleType, SyntheticFrame, TimerKind, drops_comment},
+    vocabulary::{
+        LabelKey, MappingClass, SampleType, Source, SyntheticFrame, TimerKind, drops_comment,
+    },
 };
 use probe_common::{CHeapSite, SiteKey, drop, event, site_flag};
 
@@ -363,11 +365,68 @@ pub fn encode(
         ];
         rows.push((live.site, values, details));
     }
+    let source = |source: Source| SampleLabel::Str {
+        key: LabelKey::Source.to_string(),
+        value: source.to_string(),
+    };
     for (site, values, details) in rows {
         let locations = encoder.timer_locations(&site, snapshot);
         let mut labels = encoder.labels(&site);
         labels.extend(details);
+        labels.push(source(Source::Probe));
         encoder.builder.add_sample(&locations, &values, &labels);
+    }
+    // The snapshot tier: each pending timer at the stack the probes saw create it, else at its
+    // callback under the synthetic frame of timers made before the attach.
+    if let Some(pending) = snapshot.pending.timers() {
+        let live: HashMap<u64, &probe_common::LiveTimer> =
+            snapshot.live.iter().map(|(a, l)| (*a, l)).collect();
+        for timer in &pending.timers {
+            let mut values: Values = [0; SampleType::ALL.len()];
+            values[SampleType::TimersPending.column()] = 1;
+            let kind = TimerKind::of_callback(Some(&timer.callback), timer.period > 0);
+            let user = timer
+                .function
+                .clone()
+                .filter(|_| kind == TimerKind::Afterfunc);
+            let locations = match live.get(&timer.address) {
+                Some(live) => encoder.timer_locations(&live.site, snapshot),
+                None => {
+                    let name = user.clone().unwrap_or_else(|| timer.callback.clone());
+                    let frame = Frame {
+                        function: name.clone(),
+                        system_name: name,
+                        ..Frame::default()
+                    };
+                    let mut locations = vec![encoder.builder.location(0, 0, &[frame])];
+                    locations.extend(encoder.synthetic(SyntheticFrame::TimerCreatedBeforeAttach));
+                    locations
+                }
+            };
+            let mut labels = vec![SampleLabel::Str {
+                key: LabelKey::Kind.to_string(),
+                value: kind.to_string(),
+            }];
+            if let Some(user) = user {
+                labels.push(SampleLabel::Str {
+                    key: LabelKey::Callback.to_string(),
+                    value: user,
+                });
+            }
+            let number = |key: LabelKey, value: i64, unit: &str| SampleLabel::Num {
+                key: key.to_string(),
+                value,
+                unit: unit.into(),
+            };
+            labels.extend([
+                number(LabelKey::Timer, timer.address as i64, ""),
+                number(LabelKey::Period, timer.period, "nanoseconds"),
+                number(LabelKey::DueIn, timer.when - pending.now, "nanoseconds"),
+                number(LabelKey::P, i64::from(timer.p), ""),
+                source(Source::Snapshot),
+            ]);
+            encoder.builder.add_sample(&locations, &values, &labels);
+        }
     }
 
     let live_bytes = snapshot.mappings.live_bytes();

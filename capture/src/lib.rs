@@ -16,6 +16,7 @@ pub mod encode;
 pub mod launch;
 pub mod libraries;
 pub mod mappings;
+pub mod pending;
 pub mod plan;
 pub mod preflight;
 pub mod process_profiles;

@@ -22,6 +22,7 @@ use crate::{
     encode::{self, DROP_NAMES, Recording},
     libraries::Libraries,
     mappings::LiveMappings,
+    pending::PendingReader,
     plan::{self, Plan},
     symbolize::Symbolizer,
 };
@@ -54,6 +55,7 @@ pub struct Session {
     /// Whether the C heap probes run, and where they sit.
     pub c_heap: CHeapCapture,
     c_heap_hooks: Option<CHeapHooks>,
+    pending: PendingReader,
 }
 
 impl Session {
@@ -94,6 +96,7 @@ impl Session {
         let mut mappings = LiveMappings::from_proc_maps(&process::maps(pid)?);
         mappings.start_program_break(pid);
         let libraries = Libraries::new(pid, &text_map.path);
+        let pending = PendingReader::new(&binary, pid);
         Ok(Self {
             pid,
             binary,
@@ -109,6 +112,7 @@ impl Session {
             stack_sampling: Vec::new(),
             c_heap,
             c_heap_hooks,
+            pending,
         })
     }
 
@@ -256,6 +260,12 @@ impl Session {
         Ok(snapshot)
     }
 
+    /// Reads the pending timers from the runtime's heaps into `snapshot` (the snapshot tier; the
+    /// process keeps running).
+    pub fn read_pending(&self, snapshot: &mut Snapshot) {
+        snapshot.pending = self.pending.read(&self.binary);
+    }
+
     /// A profile of `snapshot` covering `start` + `duration`, with `extra_comments` after the
     /// session's own (Go version, timer family, channel mode, offsets, symbols, hooks).
     pub fn encode(
@@ -308,6 +318,7 @@ impl Session {
             )));
         }
         comments.extend(snapshot.timer_worker_comments());
+        comments.extend(snapshot.pending.comment());
         comments.extend_from_slice(extra_comments);
         let recording = Recording {
             start,

@@ -25,7 +25,7 @@ use std::{
 pub use buildinfo::{BuildInfo, GoVersion};
 pub use dwarf::Dwarf;
 pub use elf::{ElfInfo, Symbol};
-pub use layout::{RuntimeLayout, UnsupportedGo};
+pub use layout::{HeapLayout, RuntimeLayout, UnsupportedGo};
 pub use pclntab::Pclntab;
 
 /// Why a file is not a Go binary timerscope can read.

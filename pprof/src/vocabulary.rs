@@ -197,6 +197,9 @@ string_enum! {
         /// The probed libc and its probe points, `symbol+offset`, `(stepped)` where the kernel
         /// single-steps the probed instruction.
         CHeapProbes => "c_heap_probes",
+        /// The read of the runtime's timer heaps: `ok timers=N inconsistent=M`,
+        /// `refused: REASON` or `failed: REASON`.
+        Snapshot => "snapshot",
     }
 }
 
@@ -313,6 +316,8 @@ string_enum! {
         DueIn => "due_in",
         /// Which capture tier produced a sample: [`Source`].
         Source => "source",
+        /// The P whose timer heap holds a pending timer (numeric).
+        P => "p",
         /// Why a goroutine is parked, as Go names it (`chan receive`, `select`, ...).
         WaitReason => "wait_reason",
         /// The function and line of the `go` statement that created a goroutine, as
@@ -324,13 +329,29 @@ string_enum! {
 }
 
 string_enum! {
-    /// Values of label `source`: what produced a sample.
+    /// Which capture tier produced a sample (label `source`).
     pub enum Source {
-        /// Read from the runtime's own state in process memory (no probes).
+        /// Read from the runtime's own structures in the process's memory.
         Snapshot => "snapshot",
-        /// Counted by uprobes or tracepoints.
+        /// Counted by the eBPF probes.
         Probe => "probe",
     }
+}
+
+/// The `snapshot` comment's value for a successful read: `ok timers=N inconsistent=M`.
+pub fn snapshot_ok(timers: usize, inconsistent: u64) -> String {
+    format!("ok timers={timers} inconsistent={inconsistent}")
+}
+
+/// `(timers, inconsistent)` of a `snapshot=ok ...` comment; `None` for any other comment.
+pub fn parse_snapshot_ok(comment: &str) -> Option<(u64, u64)> {
+    let rest = comment
+        .strip_prefix(CommentKey::Snapshot.as_str())?
+        .strip_prefix("=ok ")?;
+    let mut fields = rest.split_whitespace();
+    let timers = fields.next()?.strip_prefix("timers=")?.parse().ok()?;
+    let inconsistent = fields.next()?.strip_prefix("inconsistent=")?.parse().ok()?;
+    Some((timers, inconsistent))
 }
 
 string_enum! {
@@ -544,5 +565,9 @@ mod tests {
         );
         assert_eq!(parse_drops_comment("go_version=go1.25.5"), None);
         assert_eq!(CommentKey::Pid.comment(42), "pid=42");
+        let snapshot = CommentKey::Snapshot.comment(snapshot_ok(12, 1));
+        assert_eq!(snapshot, "snapshot=ok timers=12 inconsistent=1");
+        assert_eq!(parse_snapshot_ok(&snapshot), Some((12, 1)));
+        assert_eq!(parse_snapshot_ok("snapshot=refused: go1.11"), None);
     }
 }

@@ -7,5 +7,6 @@
 pub mod goroutines;
 pub mod heap_profile;
 pub mod memory;
+pub mod timers;
 
 pub use memory::{ProcessMemory, ReadError, RuntimeImage, SliceHeader};

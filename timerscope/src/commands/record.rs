@@ -143,7 +143,8 @@ pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
     )
     .await;
     session.detach();
-    let snapshot = session.snapshot()?;
+    let mut snapshot = session.snapshot()?;
+    session.read_pending(&mut snapshot);
     let duration = started.elapsed();
     let profile = session.encode(
         &snapshot,

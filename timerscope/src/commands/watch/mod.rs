@@ -387,7 +387,8 @@ struct IntervalWriter<'a> {
 impl IntervalWriter<'_> {
     /// Writes the interval that ends now for one process and starts the next.
     fn write_interval(&self, w: &mut Watched) -> anyhow::Result<PathBuf> {
-        let now = w.session.snapshot()?;
+        let mut now = w.session.snapshot()?;
+        w.session.read_pending(&mut now);
         let delta = now.since(&w.previous);
         let end = SystemTime::now();
         let duration = end.duration_since(w.interval_start).unwrap_or_default();
