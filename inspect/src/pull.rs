@@ -1,4 +1,4 @@
-//! Pulling profiles from services' `net/http/pprof` endpoints over plain HTTP: a few services at
+//! Pulling profiles from services' `net/http/pprof` endpoints over HTTP or HTTPS: a few services at
 //! a time, each with timeouts and retries. A service that does not answer is reported as
 //! unreachable and the others go on.
 
@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use pprof::Profile;
 use pprof::{ProfileError, decode};
 
+use crate::client::ClientSettings;
 use crate::targets::{ProfileKind, Service};
 
 /// How pulls are made.
@@ -27,6 +28,8 @@ pub struct PullSettings {
     pub attempts: u32,
     /// Wait before the second try; doubled before each further one.
     pub retry_delay: Duration,
+    /// TLS roots, extra headers; basic auth comes from each service's URL.
+    pub client: ClientSettings,
 }
 
 /// `--cpu-seconds` default, as `go tool pprof` uses.
@@ -41,6 +44,7 @@ impl Default for PullSettings {
             request_timeout: Duration::from_secs(20),
             attempts: 3,
             retry_delay: Duration::from_millis(250),
+            client: ClientSettings::default(),
         }
     }
 }
@@ -62,6 +66,12 @@ pub enum PullError {
         url: String,
         status: u16,
         hint: &'static str,
+    },
+    #[error("service {service}: unusable URL")]
+    BadUrl {
+        service: String,
+        #[source]
+        source: crate::client::ClientError,
     },
     #[error("{url} did not send a pprof profile (is it a net/http/pprof endpoint?)")]
     NotAProfile {
@@ -100,6 +110,13 @@ pub fn pull_all(services: &[Service], settings: &PullSettings) -> Vec<ServicePul
         .http_status_as_error(false)
         .timeout_connect(Some(settings.connect_timeout))
         .user_agent(concat!("timerscope-inspect/", env!("CARGO_PKG_VERSION")))
+        // Checked with the services' URLs by `run_inspect` before any pull.
+        .tls_config(
+            settings
+                .client
+                .tls_config(std::iter::empty())
+                .unwrap_or_default(),
+        )
         .build()
         .into();
     let queue = Mutex::new((0..services.len()).collect::<VecDeque<_>>());
@@ -162,7 +179,19 @@ fn pull_profile(
     kind: ProfileKind,
     settings: &PullSettings,
 ) -> Result<PulledProfile, PullError> {
-    let url = service.profile_url(kind, settings.cpu_seconds);
+    let endpoint = match settings
+        .client
+        .endpoint(&service.profile_url(kind, settings.cpu_seconds))
+    {
+        Ok(endpoint) => endpoint,
+        Err(source) => {
+            return Err(PullError::BadUrl {
+                service: service.name.clone(),
+                source,
+            });
+        }
+    };
+    let url = endpoint.url.clone();
     let timeout = match kind {
         ProfileKind::Cpu => {
             settings.request_timeout + Duration::from_secs(settings.cpu_seconds.into())
@@ -172,7 +201,7 @@ fn pull_profile(
     let mut delay = settings.retry_delay;
     let mut attempt = 1;
     loop {
-        match fetch(agent, &url, timeout, attempt) {
+        match fetch(agent, &endpoint, timeout, attempt) {
             Ok(bytes) => {
                 return decode(&bytes)
                     .map(|profile| PulledProfile {
@@ -194,10 +223,11 @@ fn pull_profile(
 
 fn fetch(
     agent: &ureq::Agent,
-    url: &str,
+    endpoint: &crate::client::Endpoint,
     timeout: Duration,
     attempt: u32,
 ) -> Result<Vec<u8>, Attempt> {
+    let url = endpoint.url.as_str();
     let no_answer = |source| {
         Attempt::Retry(PullError::NoAnswer {
             url: url.to_owned(),
@@ -205,8 +235,8 @@ fn fetch(
             source,
         })
     };
-    let mut response = agent
-        .get(url)
+    let mut response = endpoint
+        .apply(agent.get(url))
         .config()
         .timeout_global(Some(timeout))
         .build()
