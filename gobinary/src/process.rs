@@ -1,5 +1,5 @@
 //! The live process running a Go binary, as `/proc/PID` shows it: where its binary is mapped,
-//! its environment.
+//! its environment, the container and pod it runs in.
 
 use std::{fs, os::unix::fs::MetadataExt as _, path::PathBuf};
 
@@ -81,9 +81,87 @@ pub fn godebug(pid: u32) -> Option<String> {
         .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
+/// The container and Kubernetes pod a process runs in, as its cgroup path names them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContainerIdentity {
+    /// 64 hex digits: `docker-<id>.scope`, `cri-containerd-<id>.scope`, `crio-<id>.scope`,
+    /// `libpod-<id>.scope` under systemd, or a bare `<id>` segment under cgroupfs drivers.
+    pub container_id: Option<String>,
+    /// The pod's uid with dashes: `pod<uid>` in the kubepods path (underscores for dashes
+    /// under the systemd driver).
+    pub pod_uid: Option<String>,
+}
+
+/// The container identity of `pid` from `/proc/PID/cgroup`; empty outside containers.
+pub fn container_identity(pid: u32) -> ContainerIdentity {
+    fs::read_to_string(proc_path(pid, "cgroup"))
+        .map(|text| parse_cgroup(&text))
+        .unwrap_or_default()
+}
+
+/// Reads the identity out of a cgroup file (v2's single `0::/path` line, or v1's lines): the
+/// innermost container id and pod uid of any line.
+pub fn parse_cgroup(text: &str) -> ContainerIdentity {
+    let mut identity = ContainerIdentity::default();
+    let segments = text
+        .lines()
+        .filter_map(|line| line.splitn(3, ':').nth(2))
+        .flat_map(|path| path.split('/'));
+    for segment in segments {
+        let stem = segment.strip_suffix(".scope").unwrap_or(segment);
+        let id = stem.rsplit('-').next().unwrap_or(stem);
+        if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            identity.container_id = Some(id.to_ascii_lowercase());
+        }
+        let stem = segment.strip_suffix(".slice").unwrap_or(segment);
+        if let Some(start) = stem.rfind("pod") {
+            let uid = stem[start + 3..].replace('_', "-");
+            let is_uid = uid.len() == 36
+                && uid.bytes().enumerate().all(|(i, b)| {
+                    if matches!(i, 8 | 13 | 18 | 23) {
+                        b == b'-'
+                    } else {
+                        b.is_ascii_hexdigit()
+                    }
+                });
+            if is_uid {
+                identity.pod_uid = Some(uid.to_ascii_lowercase());
+            }
+        }
+    }
+    identity
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn container_and_pod_come_from_the_cgroup_path() {
+        let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let systemd = format!(
+            "0::/kubepods.slice/kubepods-burstable.slice/\
+             kubepods-burstable-pod1b2c3d4e_0000_4111_8222_123456789abc.slice/\
+             cri-containerd-{id}.scope\n"
+        );
+        let identity = parse_cgroup(&systemd);
+        assert_eq!(identity.container_id.as_deref(), Some(id));
+        assert_eq!(
+            identity.pod_uid.as_deref(),
+            Some("1b2c3d4e-0000-4111-8222-123456789abc")
+        );
+        let cgroupfs = format!(
+            "12:memory:/kubepods/besteffort/pod1b2c3d4e-0000-4111-8222-123456789abc/{id}\n"
+        );
+        assert_eq!(parse_cgroup(&cgroupfs), identity);
+        let docker = parse_cgroup(&format!("0::/system.slice/docker-{id}.scope\n"));
+        assert_eq!(docker.container_id.as_deref(), Some(id));
+        assert_eq!(docker.pod_uid, None);
+        assert_eq!(
+            parse_cgroup("0::/user.slice/user-0.slice/session-3.scope\n"),
+            ContainerIdentity::default()
+        );
+    }
 
     #[test]
     fn parses_maps_lines() {

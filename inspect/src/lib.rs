@@ -3,13 +3,15 @@
 //! services at a time), store them, and judge each service's round against its history.
 //!
 //! - [`targets`]: the targets file (TOML or YAML).
-//! - [`pull`]: plain-HTTP pulls with timeouts and retries; a service that is down is reported.
+//! - [`client`]: TLS roots, extra headers and basic auth for pulls (and watch's pushes).
+//! - [`pull`]: HTTP(S) pulls with timeouts and retries; a service that is down is reported.
 //! - [`store`]: `STORE/<service>/<profile>/<timestamp>.pb.gz`, an index per service,
 //!   deduplication, retention, the pinned baseline.
 //! - [`analysis`]: shares against baseline and previous round, slopes, the classifier.
 //! - [`report`]: what a round found (the `timerscope` command renders it).
 
 pub mod analysis;
+pub mod client;
 pub mod pull;
 pub mod report;
 pub mod store;
@@ -45,13 +47,15 @@ pub enum InspectError {
     Targets(#[from] TargetsError),
     #[error("store {}", .0.display())]
     Store(PathBuf, #[source] StoreError),
+    #[error(transparent)]
+    Client(#[from] client::ClientError),
 }
 
 impl InspectError {
     /// Whether the user's input is at fault (exit status 2) rather than the system (1).
     pub fn is_bad_input(&self) -> bool {
         match self {
-            InspectError::Targets(_) => true,
+            InspectError::Targets(_) | InspectError::Client(_) => true,
             InspectError::Store(_, e) => e.is_bad_input(),
         }
     }
@@ -85,6 +89,14 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
 /// One inspection round over every service in the targets file.
 pub fn run_inspect(options: &InspectOptions) -> Result<InspectReport, InspectError> {
     let services = load_targets(&options.targets)?;
+    // A URL or CA file that could never work is refused before anything is pulled.
+    for service in &services {
+        options.pull.client.endpoint(&service.url)?;
+    }
+    options
+        .pull
+        .client
+        .tls_config(services.iter().map(|s| s.url.as_str()))?;
     let store_error = |e| InspectError::Store(options.store.clone(), e);
     let store = Store::create(&options.store)
         .map_err(store_error)?
@@ -95,7 +107,7 @@ pub fn run_inspect(options: &InspectOptions) -> Result<InspectReport, InspectErr
         let mut index = store.index(&service.name).map_err(store_error)?;
         let mut report = ServiceReport {
             service: service.name.clone(),
-            url: service.url.clone(),
+            url: client::redact(&service.url),
             reachability: Reachability::Reached,
             error: None,
             round: None,

@@ -1,4 +1,4 @@
-//! Pulling profiles from services' `net/http/pprof` endpoints over plain HTTP: a few services at
+//! Pulling profiles from services' `net/http/pprof` endpoints over HTTP or HTTPS: a few services at
 //! a time, each with timeouts and retries. A service that does not answer is reported as
 //! unreachable and the others go on.
 
@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use pprof::Profile;
 use pprof::{DecodeLimits, ProfileError, decode_with};
 
+use crate::client::ClientSettings;
 use crate::targets::{ProfileKind, Service};
 
 /// How pulls are made.
@@ -32,6 +33,8 @@ pub struct PullSettings {
     /// Follow redirects to other hosts (`--follow-redirects`); a redirect within the service's
     /// own scheme, host and port is always followed.
     pub follow_redirects: bool,
+    /// TLS roots, extra headers; basic auth comes from each service's URL.
+    pub client: ClientSettings,
 }
 
 /// `--cpu-seconds` default, as `go tool pprof` uses.
@@ -48,6 +51,7 @@ impl Default for PullSettings {
             retry_delay: Duration::from_millis(250),
             limits: DecodeLimits::default(),
             follow_redirects: false,
+            client: ClientSettings::default(),
         }
     }
 }
@@ -87,6 +91,12 @@ pub enum PullError {
         url: String,
         #[source]
         source: ureq::Error,
+    },
+    #[error("service {service}: unusable URL")]
+    BadUrl {
+        service: String,
+        #[source]
+        source: crate::client::ClientError,
     },
     #[error("{url} did not send a pprof profile (is it a net/http/pprof endpoint?)")]
     NotAProfile {
@@ -133,6 +143,13 @@ pub fn pull_all(services: &[Service], settings: &PullSettings) -> Vec<ServicePul
         })
         .max_redirects_will_error(settings.follow_redirects)
         .user_agent(concat!("timerscope-inspect/", env!("CARGO_PKG_VERSION")))
+        // Checked with the services' URLs by `run_inspect` before any pull.
+        .tls_config(
+            settings
+                .client
+                .tls_config(std::iter::empty())
+                .unwrap_or_default(),
+        )
         .build()
         .into();
     // One decode at a time: each may take up to the limit, and pulls run concurrently.
@@ -203,7 +220,19 @@ fn pull_profile(
     settings: &PullSettings,
     decoding: &Mutex<()>,
 ) -> Result<PulledProfile, PullError> {
-    let url = service.profile_url(kind, settings.cpu_seconds);
+    let endpoint = match settings
+        .client
+        .endpoint(&service.profile_url(kind, settings.cpu_seconds))
+    {
+        Ok(endpoint) => endpoint,
+        Err(source) => {
+            return Err(PullError::BadUrl {
+                service: service.name.clone(),
+                source,
+            });
+        }
+    };
+    let url = endpoint.url.clone();
     let timeout = match kind {
         ProfileKind::Cpu => {
             settings.request_timeout + Duration::from_secs(settings.cpu_seconds.into())
@@ -213,7 +242,7 @@ fn pull_profile(
     let mut delay = settings.retry_delay;
     let mut attempt = 1;
     loop {
-        match fetch(agent, &url, timeout, attempt, &settings.limits) {
+        match fetch(agent, &endpoint, timeout, attempt, &settings.limits) {
             Ok(bytes) => {
                 let _decoding = decoding.lock().unwrap();
                 return decode_with(&bytes, &settings.limits)
@@ -252,11 +281,12 @@ fn same_origin_target(url: &str, location: &str) -> Option<String> {
 
 fn fetch(
     agent: &ureq::Agent,
-    url: &str,
+    endpoint: &crate::client::Endpoint,
     timeout: Duration,
     attempt: u32,
     limits: &DecodeLimits,
 ) -> Result<Vec<u8>, Attempt> {
+    let url = endpoint.url.as_str();
     let no_answer = |url: &str, source| {
         Attempt::Retry(PullError::NoAnswer {
             url: url.to_owned(),
@@ -287,8 +317,8 @@ fn fetch(
     let mut redirects = 0;
     let mut response = loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let response = agent
-            .get(&current)
+        let response = endpoint
+            .apply(agent.get(&current))
             .config()
             .timeout_global(Some(left))
             .build()

@@ -28,9 +28,14 @@ struct Watcher {
 
 impl Watcher {
     fn start(args: &[&str]) -> Self {
+        Self::start_with_env(&[], args)
+    }
+
+    fn start_with_env(env: &[(&str, &str)], args: &[&str]) -> Self {
         let mut child = Command::new(timerscope())
             .arg("watch")
             .args(args)
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -180,38 +185,85 @@ fn intervals_add_up_across_a_restart_of_the_target() {
 /// One request the fake profile store received.
 struct Ingest {
     request_line: String,
+    /// Header names lowercased.
+    headers: BTreeMap<String, String>,
     body: Vec<u8>,
+}
+
+/// Pyroscope's push API messages, written here from push/v1/push.proto and types/v1/types.proto
+/// (not shared with timerscope's encoder, so a wrong tag fails this test).
+mod push_api {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct PushRequest {
+        #[prost(message, repeated, tag = "1")]
+        pub series: Vec<RawProfileSeries>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RawProfileSeries {
+        #[prost(message, repeated, tag = "1")]
+        pub labels: Vec<LabelPair>,
+        #[prost(message, repeated, tag = "2")]
+        pub samples: Vec<RawSample>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct LabelPair {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(string, tag = "2")]
+        pub value: String,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RawSample {
+        #[prost(bytes = "vec", tag = "1")]
+        pub raw_profile: Vec<u8>,
+        #[prost(string, tag = "2")]
+        pub id: String,
+    }
 }
 
 /// A minimal HTTP server on `listener` that answers 200 to everything and reports each request.
 fn profile_store(listener: TcpListener, received: mpsc::Sender<Ingest>) {
+    profile_store_answering(listener, received, "200 OK");
+}
+
+/// The same, answering every request with `status`.
+fn profile_store_answering(
+    listener: TcpListener,
+    received: mpsc::Sender<Ingest>,
+    status: &'static str,
+) {
     thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
             let mut reader = BufReader::new(stream.try_clone().unwrap());
             let mut request_line = String::new();
             reader.read_line(&mut request_line).unwrap();
-            let mut length = 0;
+            let mut headers = BTreeMap::new();
             loop {
                 let mut header = String::new();
                 reader.read_line(&mut header).unwrap();
                 if header.trim().is_empty() {
                     break;
                 }
-                if let Some((name, value)) = header.split_once(':')
-                    && name.eq_ignore_ascii_case("content-length")
-                {
-                    length = value.trim().parse().unwrap();
+                if let Some((name, value)) = header.split_once(':') {
+                    headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
                 }
             }
+            let length = headers
+                .get("content-length")
+                .map_or(0, |l| l.parse().unwrap());
             let mut body = vec![0; length];
             reader.read_exact(&mut body).unwrap();
             stream
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .write_all(
+                    format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        .as_bytes(),
+                )
                 .unwrap();
             if received
                 .send(Ingest {
                     request_line: request_line.trim().to_owned(),
+                    headers,
                     body,
                 })
                 .is_err()
@@ -220,14 +272,6 @@ fn profile_store(listener: TcpListener, received: mpsc::Sender<Ingest>) {
             }
         }
     });
-}
-
-fn query_value<'a>(target: &'a str, key: &str) -> &'a str {
-    let query = target.split_once('?').unwrap().1;
-    query
-        .split('&')
-        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("no {key} in {target}"))
 }
 
 #[test]
@@ -247,19 +291,27 @@ fn pushes_reach_the_profile_store_even_after_it_was_down() {
         .local_addr()
         .unwrap()
         .port();
-    let url = format!("http://127.0.0.1:{port}");
-    let watcher = Watcher::start(&[
-        "--pid",
-        &fixture.pid().to_string(),
-        "--interval",
-        "1s",
-        "--dir",
-        dir.path().to_str().unwrap(),
-        "--push",
-        &url,
-        "--events",
-        "all",
-    ]);
+    // Basic auth from the URL; the tenant header from the environment.
+    let url = format!("http://agent:s3cret@127.0.0.1:{port}");
+    let watcher = Watcher::start_with_env(
+        &[("TS_TEST_TENANT", "team-a")],
+        &[
+            "--pid",
+            &fixture.pid().to_string(),
+            "--interval",
+            "1s",
+            "--dir",
+            dir.path().to_str().unwrap(),
+            "--push",
+            &url,
+            "--push-header",
+            "X-Scope-OrgID: env:TS_TEST_TENANT",
+            "--label",
+            "env=test",
+            "--events",
+            "all",
+        ],
+    );
     watcher.wait_for(&format!("watching pid {}", fixture.pid()));
     fixture.start_scenario();
     let summary = fixture.summary();
@@ -294,17 +346,40 @@ fn pushes_reach_the_profile_store_even_after_it_was_down() {
         let (method, rest) = request.request_line.split_once(' ').unwrap();
         let target = rest.split(' ').next().unwrap();
         assert_eq!(method, "POST");
-        assert!(target.starts_with("/ingest?"), "{target}");
-        assert_eq!(query_value(target, "format"), "pprof");
-        let name = query_value(target, "name");
-        assert_eq!(
-            name,
-            format!("timerscope.timers%7Bpid%3D{}%7D", fixture.pid())
+        assert_eq!(target, "/push.v1.PusherService/Push");
+        let header = |name: &str| request.headers.get(name).map(String::as_str);
+        assert_eq!(header("content-type"), Some("application/proto"));
+        assert_eq!(header("connect-protocol-version"), Some("1"));
+        assert_eq!(header("x-scope-orgid"), Some("team-a"));
+        // base64("agent:s3cret")
+        assert_eq!(header("authorization"), Some("Basic YWdlbnQ6czNjcmV0"));
+        let push: push_api::PushRequest = prost::Message::decode(&request.body[..]).unwrap();
+        assert_eq!(push.series.len(), 1);
+        let series = &push.series[0];
+        let labels: BTreeMap<&str, &str> = series
+            .labels
+            .iter()
+            .map(|l| (l.name.as_str(), l.value.as_str()))
+            .collect();
+        let names: Vec<&str> = series.labels.iter().map(|l| l.name.as_str()).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted, "labels sorted by name");
+        assert_eq!(labels.get("__name__"), Some(&"timerscope"));
+        assert_eq!(labels.get("env"), Some(&"test"));
+        let exe = labels["exe"];
+        assert!(exe.starts_with("timers"), "{labels:?}");
+        assert_eq!(labels.get("service_name"), Some(&exe));
+        assert!(!labels.get("hostname").unwrap_or(&"").is_empty());
+        assert!(
+            !labels.contains_key("pid"),
+            "no pid in the series: {labels:?}"
         );
-        let from: u64 = query_value(target, "from").parse().unwrap();
-        let until: u64 = query_value(target, "until").parse().unwrap();
-        assert!(from < until, "{target}");
-        let profile = ResolvedProfile::new(&pprof::decode(&request.body).unwrap());
+        assert_eq!(series.samples.len(), 1);
+        assert_eq!(series.samples[0].id.len(), 36);
+        let raw = &series.samples[0].raw_profile;
+        assert_eq!(raw[..2], [0x1f, 0x8b], "gzip pprof as written");
+        let profile = ResolvedProfile::new(&pprof::decode(raw).unwrap());
         live_total = live_total.max(cum(&profile, "timers_live", "main.leakAfterFuncs", None));
     }
     assert_eq!(live_total, count(&summary, "pending"));
@@ -559,4 +634,142 @@ fn an_overhead_budget_too_small_steps_down_and_says_so_everywhere() {
         .filter_map(|(_, p)| p.comment_value("stacks_sampled_out")?.parse::<i64>().ok())
         .sum();
     assert_eq!(reported, sampled_out);
+}
+
+/// GETs `path` from a loopback address; the body.
+fn http_get(addr: &str, path: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    // The server may answer (and close) before the whole request is written.
+    let _ = stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes());
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+#[test]
+fn a_rejected_push_is_moved_aside_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let go = reference_go();
+    let fixture = Fixture::spawn(
+        "timers",
+        go,
+        Variant::Pie,
+        &["afterfunc-leak", "-n", "5", "-hold", "60s"],
+    );
+    let store = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", store.local_addr().unwrap());
+    let (send, received) = mpsc::channel();
+    profile_store_answering(store, send, "401 Unauthorized");
+    let metrics_port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics = format!("127.0.0.1:{metrics_port}");
+    let watcher = Watcher::start(&[
+        "--pid",
+        &fixture.pid().to_string(),
+        "--interval",
+        "1s",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--push",
+        &url,
+        "--metrics-addr",
+        &metrics,
+    ]);
+    watcher.wait_for("rejected");
+    let rejected = std::fs::read_dir(dir.path().join("spool/rejected"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".pb.gz")
+        })
+        .count();
+    assert!(rejected >= 1, "the refused profile is kept aside");
+    assert!(received.try_iter().count() >= 1);
+    // The metrics page is re-rendered every 5 s.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let page = loop {
+        let page = http_get(&metrics, "/metrics");
+        let count = page
+            .lines()
+            .find_map(|l| l.strip_prefix("timerscope_push_rejected_total "))
+            .map(|v| v.trim().parse::<u64>().unwrap());
+        if count.is_some_and(|n| n >= 1) || Instant::now() > deadline {
+            break page;
+        }
+        thread::sleep(Duration::from_millis(500));
+    };
+    assert!(page.contains("timerscope_push_rejected_total "), "{page}");
+    let failures: u64 = page
+        .lines()
+        .find_map(|l| l.strip_prefix("timerscope_push_failures_total "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(failures >= 1, "{page}");
+    // The scrape endpoint serves the latest interval as a decodable profile, 404 elsewhere.
+    let listing = http_get(&metrics, "/debug/pprof/");
+    assert!(
+        listing.contains(&format!("/debug/pprof/timers?pid={}", fixture.pid())),
+        "{listing}"
+    );
+    let mut stream = std::net::TcpStream::connect(&metrics).unwrap();
+    stream
+        .write_all(
+            format!(
+                "GET /debug/pprof/timers?pid={} HTTP/1.1\r\n\r\n",
+                fixture.pid()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    assert!(response.starts_with(b"HTTP/1.1 200"));
+    pprof::decode(&response[split + 4..]).unwrap();
+    assert!(http_get(&metrics, "/nope").starts_with("HTTP/1.1 404"));
+    // promtool (Debian's prometheus package) judges the page by Prometheus' own rules.
+    if let Ok(promtool) = which_promtool() {
+        let body = page.split_once("\r\n\r\n").unwrap().1.to_owned();
+        let mut check = Command::new(promtool)
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        check
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(body.as_bytes())
+            .unwrap();
+        let output = check.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "promtool check metrics: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    watcher.stop();
+}
+
+/// promtool, required in CI (xtask setup installs it).
+fn which_promtool() -> Result<PathBuf, String> {
+    let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join("promtool"))
+        .find(|p| p.is_file());
+    match found {
+        Some(path) => Ok(path),
+        None if std::env::var_os("CI").is_some() => panic!("promtool missing: cargo xtask setup"),
+        None => Err("promtool not installed".into()),
+    }
 }

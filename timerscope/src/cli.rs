@@ -13,8 +13,19 @@ use crate::commands::{
 /// timerscope attaches uprobes to the Go runtime's timer functions (and tracepoints to mmap) in
 /// one process, without restarting or changing it, and writes a gzip pprof profile that
 /// `go tool pprof`, Pyroscope, Parca and speedscope read.
+/// The git commit this binary was built from (by build.rs; `-dirty` with uncommitted changes).
+pub const GIT_COMMIT: &str = env!("TIMERSCOPE_GIT_COMMIT");
+
+/// `--version`: the crate version and the git commit.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("TIMERSCOPE_GIT_COMMIT"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
-#[command(name = "timerscope", version, propagate_version = true)]
+#[command(name = "timerscope", version = VERSION, propagate_version = true)]
 pub struct Cli {
     /// More log lines on stderr: -v for info, -vv for debug, -vvv for trace (RUST_LOG, when
     /// set, wins).

@@ -1,10 +1,17 @@
-//! `--metrics-addr`: the watched processes' totals in the Prometheus text format, for dashboards
-//! and alerts. The watch loop renders the page; a small HTTP server hands out the latest one.
+//! `--metrics-addr`: the watched processes' totals and the agent's own state in the Prometheus
+//! text format, for dashboards and alerts, and each process's latest interval profile as pprof
+//! for scrapers (Grafana Alloy's `pyroscope.scrape`, Parca): `/debug/pprof/timers?pid=N`, listed
+//! at `/debug/pprof/`. The watch loop renders the page; a small HTTP server hands it out.
 
 use std::{
+    collections::BTreeMap,
     fmt::Write as _,
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    path::PathBuf,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -20,6 +27,20 @@ use pprof::vocabulary::CaptureTier;
 
 /// The latest rendered page, shared with the server.
 pub type Page = Arc<Mutex<String>>;
+
+/// The agent's own counters, shared by the watch loop, the pusher and the server.
+#[derive(Debug, Default)]
+pub struct AgentCounters {
+    /// Processes watched now.
+    pub watched: AtomicU64,
+    /// Processes of `--exe` that could not be attached to.
+    pub attach_failures: AtomicU64,
+    /// Interval profiles written.
+    pub profiles_written: AtomicU64,
+    pub push: Arc<super::push::PushCounters>,
+    /// Per pid: exe name and its latest interval's profile file.
+    pub latest: Mutex<BTreeMap<u32, (String, PathBuf)>>,
+}
 
 /// Cumulative facts about one watched process.
 pub struct ProcessMetrics<'a> {
@@ -39,8 +60,8 @@ pub struct ProcessMetrics<'a> {
 /// Histogram buckets reported: fires late by at most 2^b ns, for b in this range (1 µs .. 34 s).
 const DELAY_BUCKET_RANGE: std::ops::RangeInclusive<usize> = 10..=35;
 
-/// Renders the metrics page for `processes` plus the agent's own CPU and memory.
-pub fn render(processes: &[ProcessMetrics<'_>]) -> String {
+/// Renders the metrics page for `processes` plus the agent's own state.
+pub fn render(processes: &[ProcessMetrics<'_>], agent: &AgentCounters) -> String {
     let mut page = String::new();
     let mut family = |name: &str, kind: &str, help: &str, lines: Vec<String>| {
         let _ = writeln!(page, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -132,6 +153,8 @@ pub fn render(processes: &[ProcessMetrics<'_>]) -> String {
                 DROP_NAMES
                     .iter()
                     .zip(p.totals.drops)
+                    // A stack cut short is recorded (truncated), not dropped: its own family.
+                    .filter(|(reason, _)| **reason != STACK_TRUNCATED)
                     .map(move |(reason, n)| {
                         format!(
                             "timerscope_dropped_total{{{},reason=\"{reason}\"}} {n}",
@@ -218,23 +241,104 @@ pub fn render(processes: &[ProcessMetrics<'_>]) -> String {
             })
             .collect(),
     );
-    let (cpu_seconds, resident_bytes) = agent_usage();
     family(
-        "timerscope_agent_cpu_seconds_total",
+        "timerscope_stacks_truncated_total",
         "counter",
-        "CPU time used by timerscope itself (user + system).",
-        vec![format!("timerscope_agent_cpu_seconds_total {cpu_seconds}")],
+        "Stacks recorded with their outermost frames cut (an unreadable page or the depth limit).",
+        processes
+            .iter()
+            .map(|p| {
+                let n = DROP_NAMES
+                    .iter()
+                    .zip(p.totals.drops)
+                    .find(|(reason, _)| **reason == STACK_TRUNCATED)
+                    .map_or(0, |(_, n)| n);
+                format!("timerscope_stacks_truncated_total{{{}}} {n}", labels(p))
+            })
+            .collect(),
     );
+    let (cpu_seconds, resident_bytes, start_time) = agent_usage();
+    let counter = |value: &AtomicU64| value.load(Ordering::Relaxed);
+    let agent_families = [
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            cpu_seconds.to_string(),
+        ),
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            resident_bytes.to_string(),
+        ),
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since unix epoch in seconds.",
+            start_time.to_string(),
+        ),
+        (
+            "timerscope_watched_processes",
+            "gauge",
+            "Processes timerscope is attached to now.",
+            counter(&agent.watched).to_string(),
+        ),
+        (
+            "timerscope_attach_failures_total",
+            "counter",
+            "Processes of --exe timerscope could not attach to.",
+            counter(&agent.attach_failures).to_string(),
+        ),
+        (
+            "timerscope_profiles_written_total",
+            "counter",
+            "Interval profiles written.",
+            counter(&agent.profiles_written).to_string(),
+        ),
+        (
+            "timerscope_push_failures_total",
+            "counter",
+            "Push attempts that failed (no answer, server error, or rejected).",
+            counter(&agent.push.failures).to_string(),
+        ),
+        (
+            "timerscope_push_rejected_total",
+            "counter",
+            "Profiles the profile store refused for good (4xx), moved to spool/rejected.",
+            counter(&agent.push.rejected).to_string(),
+        ),
+        (
+            "timerscope_push_evicted_total",
+            "counter",
+            "Spooled profiles deleted unsent to stay within --spool-max or --max-disk.",
+            counter(&agent.push.evicted).to_string(),
+        ),
+        (
+            "timerscope_push_spooled_profiles",
+            "gauge",
+            "Profiles waiting in the push spool.",
+            counter(&agent.push.spooled).to_string(),
+        ),
+    ];
+    for (name, kind, help, value) in agent_families {
+        family(name, kind, help, vec![format!("{name} {value}")]);
+    }
     family(
-        "timerscope_agent_resident_memory_bytes",
+        "timerscope_build_info",
         "gauge",
-        "Resident memory of timerscope itself.",
+        "Always 1; the version and git commit of this timerscope.",
         vec![format!(
-            "timerscope_agent_resident_memory_bytes {resident_bytes}"
+            "timerscope_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION"),
+            escape(crate::cli::GIT_COMMIT)
         )],
     );
     page
 }
+
+/// The drop reason that is not a drop (see `timerscope_stacks_truncated_total`).
+const STACK_TRUNCATED: &str = "stack_truncated";
 
 fn escape(value: &str) -> String {
     value
@@ -269,38 +373,45 @@ fn delay_histogram(labels: &str, totals: &Snapshot) -> Vec<String> {
     lines
 }
 
-/// (CPU seconds, resident bytes) of this process, from /proc/self.
-fn agent_usage() -> (f64, u64) {
+/// (CPU seconds, resident bytes, start time in Unix seconds) of this process, from /proc.
+fn agent_usage() -> (f64, u64, f64) {
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
-    let cpu = std::fs::read_to_string("/proc/self/stat")
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name: utime and stime are stat's 14th and 15th, starttime
+    // (ticks after boot) its 22nd.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    let cpu = field(11)
+        .zip(field(12))
+        .map_or(0.0, |(u, s)| (u + s) / ticks);
+    let boot_time = std::fs::read_to_string("/proc/stat")
         .ok()
-        .and_then(|stat| {
-            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-            // utime and stime are fields 14 and 15 of stat; 12 and 13 after the command name.
-            Some(
-                (fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?)
-                    / ticks,
-            )
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("btime ")?.trim().parse::<f64>().ok())
         })
         .unwrap_or(0.0);
+    let start = field(19).map_or(0.0, |t| boot_time + t / ticks);
     let resident = std::fs::read_to_string("/proc/self/statm")
         .ok()
         .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map_or(0, |pages| pages * page);
-    (cpu, resident)
+    (cpu, resident, start)
 }
 
 /// Clients served at once; more wait in the listen backlog, so a flood cannot pile up tasks or
 /// file descriptors.
 pub const MAX_CONNECTIONS: usize = 32;
 
-/// Time a client has to send its request and take the page; a slow or idle one is dropped
+/// Time a client has to send its request and take the answer; a slow or idle one is dropped
 /// then, freeing its slot.
 pub const CLIENT_DEADLINE: Duration = Duration::from_secs(2);
 
-/// Serves `page` at any path until the task is dropped.
-pub async fn serve(listener: TcpListener, page: Page) {
+/// Serves [`respond`]'s answers until the task is dropped.
+pub async fn serve(listener: TcpListener, page: Page, agent: Arc<AgentCounters>) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
@@ -318,10 +429,11 @@ pub async fn serve(listener: TcpListener, page: Page) {
             }
         };
         let page = Arc::clone(&page);
+        let agent = Arc::clone(&agent);
         tokio::spawn(async move {
             let _slot = slot;
             let _ = tokio::time::timeout(CLIENT_DEADLINE, async {
-                // The request itself does not matter: read until its head ends, answer the page.
+                // Only the request line matters: read until the request's head ends.
                 let mut request = Vec::new();
                 let mut buffer = [0u8; 1024];
                 while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
@@ -330,12 +442,17 @@ pub async fn serve(listener: TcpListener, page: Page) {
                         Ok(n) => request.extend_from_slice(&buffer[..n]),
                     }
                 }
-                let body = page.lock().map(|p| p.clone()).unwrap_or_default();
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
+                let line = String::from_utf8_lossy(&request);
+                let line = line.lines().next().unwrap_or_default();
+                let answer = respond(line, &page, &agent);
+                let head = format!(
+                    "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    answer.status,
+                    answer.content_type,
+                    answer.body.len()
                 );
-                let _ = stream.write_all(response.as_bytes()).await;
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(&answer.body).await;
                 let _ = stream.shutdown().await;
             })
             .await;
@@ -351,6 +468,83 @@ pub fn parse_addr(value: &str) -> Result<SocketAddr, String> {
     value
         .parse()
         .map_err(|e| format!("{e}: give HOST:PORT (e.g. 127.0.0.1:9464) or a port"))
+}
+
+/// One HTTP answer.
+pub struct Answer {
+    pub status: &'static str,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+/// The answer to a request line (`GET /path?query HTTP/1.1`):
+/// - `/metrics`: the metrics page;
+/// - `/debug/pprof/`: one line per watched process, the path of its profile and its exe;
+/// - `/debug/pprof/timers?pid=N` (or `?exe=NAME`, the newest such process; or no query when one
+///   process is watched): that process's latest interval profile, gzip pprof;
+/// - anything else: 404.
+pub fn respond(request_line: &str, page: &Page, agent: &AgentCounters) -> Answer {
+    let text = |status, body: String| Answer {
+        status,
+        content_type: "text/plain; charset=utf-8",
+        body: body.into_bytes(),
+    };
+    let not_found = |what: &str| text("404 Not Found", format!("{what}\n"));
+    let mut parts = request_line.split(' ');
+    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+        return text("400 Bad Request", "bad request line\n".into());
+    };
+    if method != "GET" && method != "HEAD" {
+        return text("405 Method Not Allowed", "GET only\n".into());
+    }
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let param = |key: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+    };
+    let latest = agent.latest.lock().map(|l| l.clone()).unwrap_or_default();
+    match path {
+        "/metrics" => Answer {
+            status: "200 OK",
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            body: page
+                .lock()
+                .map(|p| p.clone())
+                .unwrap_or_default()
+                .into_bytes(),
+        },
+        "/debug/pprof" | "/debug/pprof/" => text(
+            "200 OK",
+            latest
+                .iter()
+                .map(|(pid, (exe, _))| format!("/debug/pprof/timers?pid={pid} exe={exe}\n"))
+                .collect(),
+        ),
+        "/debug/pprof/timers" => {
+            let chosen = if let Some(pid) = param("pid") {
+                pid.parse::<u32>().ok().and_then(|pid| latest.get(&pid))
+            } else if let Some(exe) = param("exe") {
+                latest.values().rev().find(|(name, _)| name == exe)
+            } else if latest.len() == 1 {
+                latest.values().next()
+            } else {
+                return not_found("several processes: choose one with ?pid=N or ?exe=NAME");
+            };
+            let Some((_, path)) = chosen else {
+                return not_found("no interval profile for that process yet (see /debug/pprof/)");
+            };
+            match std::fs::read(path) {
+                Ok(body) => Answer {
+                    status: "200 OK",
+                    content_type: "application/octet-stream",
+                    body,
+                },
+                Err(_) => not_found("that profile was deleted by retention"),
+            }
+        }
+        _ => not_found("not found: /metrics, /debug/pprof/, /debug/pprof/timers?pid=N"),
+    }
 }
 
 #[cfg(test)]
@@ -385,15 +579,18 @@ mod tests {
         totals.fire_delays = vec![0; 64];
         totals.fire_delays[11] = 2; // ~1-2 µs late
         totals.fire_delays[21] = 1; // ~1-2 ms late
-        let page = render(&[ProcessMetrics {
-            pid: 42,
-            exe: "svc",
-            totals: &totals,
-            tier: CaptureTier::Sampled,
-            overhead_ratio: Some(0.0025),
-            max_overhead_ratio: 0.01,
-            steps: 1,
-        }]);
+        let page = render(
+            &[ProcessMetrics {
+                pid: 42,
+                exe: "svc",
+                totals: &totals,
+                tier: CaptureTier::Sampled,
+                overhead_ratio: Some(0.0025),
+                max_overhead_ratio: 0.01,
+                steps: 1,
+            }],
+            &AgentCounters::default(),
+        );
         assert!(
             page.contains("timerscope_capture_tier{pid=\"42\",exe=\"svc\",tier=\"sampled\"} 1")
         );
@@ -410,15 +607,62 @@ mod tests {
         assert!(
             page.contains("timerscope_timer_fire_delay_seconds_sum{pid=\"42\",exe=\"svc\"} 0.003")
         );
-        assert!(page.contains("# TYPE timerscope_agent_resident_memory_bytes gauge"));
-        let (cpu, rss) = agent_usage();
+        assert!(page.contains("# TYPE process_resident_memory_bytes gauge"));
+        assert!(!page.contains("reason=\"stack_truncated\""));
+        assert!(page.contains("timerscope_stacks_truncated_total{pid=\"42\",exe=\"svc\"} 0"));
+        let (cpu, rss, start) = agent_usage();
         assert!(cpu >= 0.0 && rss > 0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!(
+            start > now - 86400.0 * 365.0 && start <= now + 1.0,
+            "{start}"
+        );
+    }
+
+    #[test]
+    fn routes_serve_metrics_listing_profiles_and_404() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = dir.path().join("api-7.pb.gz");
+        std::fs::write(&profile, b"\x1f\x8bprofile").unwrap();
+        let agent = AgentCounters::default();
+        let page: Page = Arc::new(Mutex::new("# metrics\n".into()));
+        assert_eq!(
+            respond("GET /metrics HTTP/1.1", &page, &agent).body,
+            b"# metrics\n"
+        );
+        // Nothing written yet.
+        let answer = respond("GET /debug/pprof/timers HTTP/1.1", &page, &agent);
+        assert_eq!(answer.status, "404 Not Found");
+        agent
+            .latest
+            .lock()
+            .unwrap()
+            .insert(7, ("api".into(), profile.clone()));
+        for target in [
+            "/debug/pprof/timers?pid=7",
+            "/debug/pprof/timers?exe=api",
+            "/debug/pprof/timers",
+        ] {
+            let answer = respond(&format!("GET {target} HTTP/1.1"), &page, &agent);
+            assert_eq!(answer.status, "200 OK", "{target}");
+            assert_eq!(answer.body, b"\x1f\x8bprofile");
+        }
+        let listing = respond("GET /debug/pprof/ HTTP/1.1", &page, &agent);
+        assert_eq!(listing.body, b"/debug/pprof/timers?pid=7 exe=api\n");
+        for target in ["/debug/pprof/timers?pid=8", "/nope", "/debug/pprof/heap"] {
+            let answer = respond(&format!("GET {target} HTTP/1.1"), &page, &agent);
+            assert_eq!(answer.status, "404 Not Found", "{target}");
+        }
+        assert_eq!(respond("garbage", &page, &agent).status, "400 Bad Request");
     }
 
     #[test]
     fn the_shipped_grafana_dashboard_uses_only_metrics_we_export() {
         let dashboard = include_str!("../../../../contrib/grafana-dashboard.json");
-        let page = render(&[]);
+        let page = render(&[], &AgentCounters::default());
         let exported: Vec<&str> = page
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))

@@ -36,9 +36,11 @@ pub struct WatchArgs {
     /// Process to watch; the watch ends when it exits.
     #[arg(long, conflicts_with = "exe", required_unless_present = "exe")]
     pub pid: Option<u32>,
-    /// Watch every process running this binary, now and later.
-    #[arg(long)]
-    pub exe: Option<PathBuf>,
+    /// Watch every process running this binary, now and later: a path matches that file
+    /// (device and inode), a bare name (no `/`) matches every executable of that name, e.g. in
+    /// containers, whose overlays change the inode. Repeatable.
+    #[arg(long, value_name = "PATH|NAME")]
+    pub exe: Vec<PathBuf>,
     /// Length of one profile's interval.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub interval: Duration,
@@ -54,7 +56,9 @@ pub struct WatchArgs {
     /// Serve Prometheus metrics here: HOST:PORT, or a bare port for loopback only (e.g. 9464).
     #[arg(long, value_name = "ADDR", value_parser = metrics::parse_addr)]
     pub metrics_addr: Option<std::net::SocketAddr>,
-    /// Push each profile to this Pyroscope server (its /ingest API); spooled while it is down.
+    /// Push each profile to this Pyroscope server (its push API,
+    /// /push.v1.PusherService/Push); spooled while it is down. http or https; basic auth from
+    /// the URL (https://user:password@host).
     #[arg(long, value_name = "URL")]
     pub push: Option<String>,
     /// Timer events to capture: `create` (timer creation only: cheap on busy servers), `all`
@@ -65,6 +69,22 @@ pub struct WatchArgs {
     /// every second; over it, stack walks are sampled and then hooks detached, busiest first).
     #[arg(long, default_value_t = 1.0, value_name = "PCT", value_parser = parse_percent)]
     pub max_overhead: f64,
+    /// A header for every push, `Name: value`; the value `@PATH` reads a file, `env:VAR` an
+    /// environment variable (keeps secrets out of ps), e.g. `X-Scope-OrgID: tenant-1`.
+    /// Repeatable.
+    #[arg(long, value_name = "HEADER", value_parser = inspect::client::Header::parse)]
+    pub push_header: Vec<inspect::client::Header>,
+    /// PEM certificates to trust for https, besides the system's roots.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// A label on every pushed profile, `name=value` (service_name=... replaces the default,
+    /// the exe name). Repeatable.
+    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_label)]
+    pub label: Vec<(String, String)>,
+    /// Bound the push spool: a size, an age, or both (e.g. 512MiB,6h); the oldest profiles are
+    /// dropped first, and counted. The spool also counts in --max-disk.
+    #[arg(long, value_name = "SIZE,AGE")]
+    pub spool_max: Option<push::SpoolLimits>,
     #[command(flatten)]
     pub sizes: MapSizeArgs,
     /// Also follow the C heap (uprobes on libc malloc, free, ...; brk) of targets that link
@@ -82,11 +102,37 @@ fn parse_percent(text: &str) -> Result<f64, String> {
     }
 }
 
+/// A Prometheus-style label name and its value.
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not name=value"))?;
+    let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !valid || name.starts_with("__") {
+        return Err(format!(
+            "label name {name:?}: letters, digits and _, not starting with a digit or __"
+        ));
+    }
+    Ok((name.to_owned(), value.to_owned()))
+}
+
 pub async fn run(args: WatchArgs) -> anyhow::Result<u8> {
-    let target = match (args.pid, args.exe) {
-        (Some(pid), _) => WatchTarget::Pid(pid),
-        (None, Some(exe)) => WatchTarget::Exe(exe),
-        (None, None) => unreachable!("clap requires --pid or --exe"),
+    let target = match args.pid {
+        Some(pid) => WatchTarget::Pid(pid),
+        None => WatchTarget::Exe(args.exe),
+    };
+    let push = match &args.push {
+        None => None,
+        Some(url) => {
+            let client = inspect::client::ClientSettings {
+                ca_file: args.ca_file.clone(),
+                headers: args.push_header.clone(),
+            };
+            let endpoint = client.endpoint(url).context("watch: --push")?;
+            let tls = client.tls_config([url.as_str()]).context("watch: --push")?;
+            Some(push::Pusher::new(endpoint, tls))
+        }
     };
     watch(WatchOptions {
         target,
@@ -95,7 +141,9 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<u8> {
         keep: args.keep,
         max_disk: args.max_disk.map(|size| size.as_u64()),
         metrics_addr: args.metrics_addr,
-        push: args.push,
+        push,
+        labels: args.label,
+        spool_max: args.spool_max.unwrap_or_default(),
         events: args.events,
         max_overhead: args.max_overhead,
         sizes: (&args.sizes).into(),
@@ -108,8 +156,8 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<u8> {
 /// Which processes to watch.
 pub enum WatchTarget {
     Pid(u32),
-    /// Every process running this binary, now and later.
-    Exe(PathBuf),
+    /// Every process running one of these binaries (paths or bare names), now and later.
+    Exe(Vec<PathBuf>),
 }
 
 pub struct WatchOptions {
@@ -119,7 +167,10 @@ pub struct WatchOptions {
     pub keep: Option<usize>,
     pub max_disk: Option<u64>,
     pub metrics_addr: Option<SocketAddr>,
-    pub push: Option<String>,
+    pub push: Option<push::Pusher>,
+    /// `--label`: added to (or replacing) each pushed profile's labels.
+    pub labels: push::Labels,
+    pub spool_max: push::SpoolLimits,
     pub events: Events,
     /// Percent of one CPU.
     pub max_overhead: f64,
@@ -134,6 +185,8 @@ struct Watched {
     budget: OverheadBudget,
     /// Binary name, for file names and labels.
     exe: String,
+    /// The process's own series labels: exe, container and pod.
+    labels: push::Labels,
     /// Cumulative state at the end of the previous interval.
     previous: Snapshot,
     interval_start: SystemTime,
@@ -146,7 +199,7 @@ const METRICS_PERIOD: Duration = Duration::from_secs(5);
 /// How often the probes' overhead is measured against `--max-overhead`.
 const BUDGET_PERIOD: Duration = Duration::from_secs(1);
 
-pub async fn watch(options: WatchOptions) -> anyhow::Result<()> {
+pub async fn watch(mut options: WatchOptions) -> anyhow::Result<()> {
     let mut signals = StopSignals::new()?;
     let mut hangup = signal(SignalKind::hangup())?;
     preflight::require_root("watch")?;
@@ -154,12 +207,14 @@ pub async fn watch(options: WatchOptions) -> anyhow::Result<()> {
     fs::create_dir_all(&options.dir)
         .with_context(|| format!("watch: cannot create {}", options.dir.display()))?;
 
-    let pusher = options.push.clone().map(|url| {
+    let agent = Arc::new(metrics::AgentCounters::default());
+    let pusher = options.push.take().map(|pusher| {
         let (wake, woken) = mpsc::channel();
         let dir = options.dir.clone();
+        let counters = Arc::clone(&agent.push);
         (
             wake,
-            std::thread::spawn(move || push::run_pusher(url, dir, woken)),
+            std::thread::spawn(move || push::run_pusher(pusher, dir, counters, woken)),
         )
     });
     let page: metrics::Page = Arc::new(Mutex::new(String::new()));
@@ -177,25 +232,32 @@ pub async fn watch(options: WatchOptions) -> anyhow::Result<()> {
                  bind 127.0.0.1 (or a bare port) unless scrapers elsewhere need it"
             );
         }
-        tokio::spawn(metrics::serve(listener, Arc::clone(&page)));
+        tokio::spawn(metrics::serve(
+            listener,
+            Arc::clone(&page),
+            Arc::clone(&agent),
+        ));
     }
 
     let mut watched: BTreeMap<u32, Watched> = BTreeMap::new();
-    let exe_identity = match &options.target {
+    let matchers = match &options.target {
         WatchTarget::Pid(pid) => {
             let pid = preflight::require_process(*pid)?;
             watched.insert(pid, start_watching(pid, &options)?);
             None
         }
-        WatchTarget::Exe(path) => Some(
-            fs::metadata(path)
-                .map(|m| (m.dev(), m.ino()))
-                .with_context(|| format!("watch: --exe {}", path.display()))?,
+        WatchTarget::Exe(paths) => Some(
+            paths
+                .iter()
+                .map(|path| ExeMatcher::new(path))
+                .collect::<anyhow::Result<Vec<_>>>()?,
         ),
     };
     let writer = IntervalWriter {
         options: &options,
         pusher: pusher.as_ref().map(|(wake, _)| wake),
+        hostname: hostname(),
+        agent: &agent,
     };
     let result = capture(
         &options,
@@ -204,7 +266,7 @@ pub async fn watch(options: WatchOptions) -> anyhow::Result<()> {
         &mut hangup,
         &page,
         watched,
-        exe_identity,
+        matchers.as_deref(),
     )
     .await;
     if let Some((wake, thread)) = pusher {
@@ -224,7 +286,7 @@ async fn capture(
     hangup: &mut tokio::signal::unix::Signal,
     page: &metrics::Page,
     mut watched: BTreeMap<u32, Watched>,
-    exe_identity: Option<(u64, u64)>,
+    matchers: Option<&[ExeMatcher]>,
 ) -> anyhow::Result<()> {
     let mut failed_pids = Vec::new();
     let mut rotate = tokio::time::interval_at(
@@ -273,7 +335,8 @@ async fn capture(
                         }
                     })
                     .collect();
-                *page.lock().expect("metrics page lock") = metrics::render(&processes);
+                writer.agent.watched.store(watched.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                *page.lock().expect("metrics page lock") = metrics::render(&processes, writer.agent);
             }
             _ = budget.tick() => {
                 for (pid, w) in watched.iter_mut() {
@@ -302,11 +365,11 @@ async fn capture(
                     writer.write_interval(&mut w)?;
                     eprintln!("timerscope: pid {pid} exited");
                 }
-                match exe_identity {
+                match matchers {
                     None if watched.is_empty() => return Ok(()),
                     None => {}
-                    Some(identity) => {
-                        for pid in processes_running(identity) {
+                    Some(matchers) => {
+                        for pid in processes_running(matchers) {
                             if watched.contains_key(&pid) || failed_pids.contains(&pid) {
                                 continue;
                             }
@@ -315,6 +378,7 @@ async fn capture(
                                     watched.insert(pid, w);
                                 }
                                 Err(error) => {
+                                    writer.agent.attach_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                                     eprintln!("timerscope: cannot watch pid {pid}: {}", crate::exit::one_line(&error));
                                     failed_pids.push(pid);
                                 }
@@ -342,28 +406,84 @@ fn start_watching(pid: u32, options: &WatchOptions) -> anyhow::Result<Watched> {
         options.max_overhead,
         capture::calibrate::uprobe_trap_cost().map_or(0, |cost| cost.as_nanos())
     );
+    let container = gobinary::process::container_identity(pid);
+    let mut labels = vec![("exe".to_owned(), exe.clone())];
+    labels.extend(
+        container
+            .container_id
+            .map(|id| ("container_id".to_owned(), id)),
+    );
+    labels.extend(container.pod_uid.map(|uid| ("pod_uid".to_owned(), uid)));
     Ok(Watched {
         session,
         budget,
         exe,
+        labels,
         previous,
         interval_start: SystemTime::now(),
     })
 }
 
-/// Pids whose executable is the file with this (device, inode).
-fn processes_running(identity: (u64, u64)) -> Vec<u32> {
+/// One `--exe`: a file (by device and inode) or, given without a `/`, an executable name.
+#[derive(Debug, PartialEq, Eq)]
+enum ExeMatcher {
+    File { dev: u64, ino: u64 },
+    Name(String),
+}
+
+impl ExeMatcher {
+    fn new(path: &Path) -> anyhow::Result<Self> {
+        let text = path.to_string_lossy();
+        if !text.contains('/') {
+            return Ok(Self::Name(text.into_owned()));
+        }
+        let meta = fs::metadata(path).with_context(|| {
+            format!(
+                "watch: --exe {} (give a bare name, e.g. --exe {}, to match by name)",
+                path.display(),
+                path.file_name().unwrap_or_default().to_string_lossy()
+            )
+        })?;
+        Ok(Self::File {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+
+    fn matches(&self, pid: u32) -> bool {
+        let exe = format!("/proc/{pid}/exe");
+        match self {
+            Self::File { dev, ino } => {
+                fs::metadata(&exe).is_ok_and(|m| (m.dev(), m.ino()) == (*dev, *ino))
+            }
+            Self::Name(name) => fs::read_link(&exe).is_ok_and(|target| {
+                target
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy() == *name)
+            }),
+        }
+    }
+}
+
+/// Pids whose executable one of `matchers` matches.
+fn processes_running(matchers: &[ExeMatcher]) -> Vec<u32> {
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
     };
+    let own = std::process::id();
     entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            fs::metadata(format!("/proc/{pid}/exe")).is_ok_and(|m| (m.dev(), m.ino()) == identity)
-        })
+        .filter(|&pid| pid != own && matchers.iter().any(|m| m.matches(pid)))
         .filter(|&pid| preflight::process_alive(pid))
         .collect()
+}
+
+/// This host's name, for the `hostname` label.
+fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
 }
 
 /// `DIR/STEM.pb.gz`, or `DIR/STEM-N.pb.gz` with the first N not taken: two intervals can start
@@ -382,6 +502,8 @@ fn unused_path(dir: &Path, stem: &str) -> PathBuf {
 struct IntervalWriter<'a> {
     options: &'a WatchOptions,
     pusher: Option<&'a mpsc::Sender<()>>,
+    hostname: String,
+    agent: &'a metrics::AgentCounters,
 }
 
 impl IntervalWriter<'_> {
@@ -403,27 +525,58 @@ impl IntervalWriter<'_> {
         );
         let path = unused_path(&self.options.dir, &stem);
         pprof::write_atomic(&path, &profile)?;
+        self.agent
+            .profiles_written
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.agent
+            .latest
+            .lock()
+            .expect("latest profiles lock")
+            .insert(w.session.pid, (w.exe.clone(), path.clone()));
         report_drops(&delta);
+        let dir = &self.options.dir;
         if let Some(wake) = self.pusher {
-            let unix = |t: SystemTime| {
-                t.duration_since(SystemTime::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_secs()
-            };
-            let item = push::PushItem {
-                from: unix(w.interval_start),
-                until: unix(end).max(unix(w.interval_start) + 1),
-                app: format!("timerscope.{}{{pid={}}}", w.exe, w.session.pid),
-            };
-            push::spool(&self.options.dir, &path, &item)
+            push::spool(dir, &path, &self.labels(w))
                 .with_context(|| format!("watch: spooling {} for --push", path.display()))?;
             let _ = wake.send(());
         }
-        retention::enforce(&self.options.dir, self.options.keep, self.options.max_disk)
-            .with_context(|| format!("watch: retention in {}", self.options.dir.display()))?;
+        // The spool's own bytes (profiles retention already deleted, rejected ones) count in
+        // --max-disk; the spool gives way first when both together are over.
+        push::trim_spool(
+            dir,
+            self.options.spool_max,
+            self.options.max_disk,
+            &self.agent.push,
+        );
+        let spool_bytes = push::spool_only_bytes(dir);
+        retention::enforce(
+            dir,
+            self.options.keep,
+            self.options
+                .max_disk
+                .map(|max| max.saturating_sub(spool_bytes)),
+        )
+        .with_context(|| format!("watch: retention in {}", dir.display()))?;
         w.previous = now;
         w.interval_start = end;
         Ok(path)
+    }
+
+    /// The series labels of a pushed profile, sorted by name: `__name__`, `service_name` (the
+    /// exe name unless `--label service_name=...`), `hostname`, the process's own, `--label`s.
+    /// No pid: it would start a new series at every restart.
+    fn labels(&self, w: &Watched) -> push::Labels {
+        let mut labels: BTreeMap<String, String> = [
+            ("__name__", "timerscope"),
+            ("service_name", w.exe.as_str()),
+            ("hostname", self.hostname.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        labels.extend(w.labels.iter().cloned());
+        labels.extend(self.options.labels.iter().cloned());
+        labels.into_iter().collect()
     }
 }
 
