@@ -469,6 +469,7 @@ mod tests {
     use super::*;
     use crate::builder::{Frame, MappingSpec, ProfileBuilder};
     use crate::proto::Profile;
+    use crate::read::decode;
     use crate::write::encode_gzip;
 
     fn frame(function: &str, line: i64) -> Frame {

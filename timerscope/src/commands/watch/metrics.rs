@@ -703,7 +703,11 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let page: Page = Arc::new(Mutex::new("timerscope_live_timers 7\n".to_owned()));
-        tokio::spawn(serve(listener, Arc::clone(&page)));
+        tokio::spawn(serve(
+            listener,
+            Arc::clone(&page),
+            Arc::new(AgentCounters::default()),
+        ));
         let open_fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
         let before = open_fds();
         // Far more idle connections than slots, each sending half a request and then nothing.
