@@ -28,6 +28,8 @@ const APT_PACKAGES: &[&str] = &[
     "caddy",
     "wrk",
     "chromium",
+    // `timerscope top` is driven in a real terminal by its test.
+    "tmux",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
