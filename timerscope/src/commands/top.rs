@@ -134,6 +134,8 @@ struct Measurement {
     overhead: Option<f64>,
     tier: String,
     seconds: f64,
+    /// The overhead budget's step down at this refresh.
+    step: Option<String>,
 }
 
 /// The values shown at the previous refresh, per (sample type, site).
@@ -225,12 +227,16 @@ struct Live {
     last_at: Instant,
     previous: Previous,
     drops_total: u64,
+    /// Plain-text output: budget steps and drops also go to stderr (on a terminal the screen
+    /// shows them).
+    plain: bool,
 }
 
 impl Live {
     fn refresh(&mut self) -> anyhow::Result<Measurement> {
-        if let Some(step) = self.budget.check(&mut self.session)? {
-            tracing::warn!("pid {}: {}", self.session.pid, step.0);
+        let step = self.budget.check(&mut self.session)?.map(|step| step.0);
+        if let Some(step) = step.as_ref().filter(|_| self.plain) {
+            eprintln!("timerscope: pid {}: {step}", self.session.pid);
         }
         let now = self.session.snapshot()?;
         let at = Instant::now();
@@ -242,7 +248,7 @@ impl Live {
         let resolved = ResolvedProfile::new(&profile);
         let drops = delta.total_drops();
         self.drops_total += drops;
-        if drops > 0 {
+        if self.plain {
             report_drops(&delta);
         }
         self.last = now;
@@ -255,6 +261,7 @@ impl Live {
             overhead: self.budget.ratio(),
             tier: self.session.capture_tier().to_string(),
             seconds,
+            step,
         })
     }
 }
@@ -389,15 +396,16 @@ pub async fn run(args: TopArgs) -> anyhow::Result<u8> {
         last_at: Instant::now(),
         previous: HashMap::new(),
         drops_total: 0,
+        plain: !std::io::stdout().is_terminal(),
     };
     let view = ViewState {
         sample_type: args.sample_type,
         sort: Sort::Value,
     };
-    let result = if std::io::stdout().is_terminal() {
-        interactive(&args, &mut live, view, &session_line, &mut signals).await
-    } else {
+    let result = if live.plain {
         plain(&args, &mut live, view, &session_line, &mut signals).await
+    } else {
+        interactive(&args, &mut live, view, &session_line, &mut signals).await
     };
     // Every probe detached before exiting, however the view ended.
     live.session.detach();
@@ -520,10 +528,14 @@ async fn interactive(
     // The first tick fires at once: show the (empty) table while the first refresh runs.
     tick.tick().await;
     let mut measurement: Option<Measurement> = None;
+    let mut last_step: Option<String> = None;
     let mut done = 0;
     loop {
         if let Some(m) = &measurement {
-            let head = header(session_line, live.session.pid, m);
+            let mut head = header(session_line, live.session.pid, m);
+            if let Some(step) = &last_step {
+                head.push_str(&format!("\n{step}"));
+            }
             terminal.draw(|frame| draw(frame, &view, &head, m))?;
         }
         tokio::select! {
@@ -539,7 +551,11 @@ async fn interactive(
                 if !preflight::process_alive(live.session.pid) {
                     return Ok(());
                 }
-                measurement = Some(live.refresh()?);
+                let m = live.refresh()?;
+                if m.step.is_some() {
+                    last_step.clone_from(&m.step);
+                }
+                measurement = Some(m);
                 done += 1;
                 if args.iterations.is_some_and(|n| done >= n) {
                     return Ok(());
@@ -551,7 +567,7 @@ async fn interactive(
 
 fn draw(frame: &mut ratatui::Frame, view: &ViewState, head: &str, m: &Measurement) {
     let [top, table_area, help] = Layout::vertical([
-        Constraint::Length(2),
+        Constraint::Length(head.lines().count() as u16),
         Constraint::Min(1),
         Constraint::Length(1),
     ])
