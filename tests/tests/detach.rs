@@ -20,7 +20,9 @@ use std::{
 };
 
 use common::{
-    bpf::{OUR_PROGRAMS, eventually, is_ours, loaded_programs, our_uprobe_events, programs_held_by},
+    bpf::{
+        OUR_PROGRAMS, eventually, is_ours, loaded_programs, our_uprobe_events, programs_held_by,
+    },
     timerscope,
 };
 use nix::{

@@ -16,9 +16,9 @@ use std::{
 };
 
 use common::{
-    Fixture, count,
+    Fixture,
     bpf::{eventually, is_ours, loaded_programs, our_uprobe_events, programs_held_by},
-    fixture_site, timerscope,
+    count, fixture_site, timerscope,
 };
 use timerscope_tests::{Variant, fixture_path, reference_go};
 
@@ -100,7 +100,8 @@ impl Drop for Tmux {
 
 /// The pid of the `timerscope` process among `parent`'s children.
 fn timerscope_child(parent: u32) -> Option<u32> {
-    let children = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).ok()?;
+    let children =
+        std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).ok()?;
     children
         .split_whitespace()
         .filter_map(|pid| pid.parse::<u32>().ok())
@@ -128,7 +129,10 @@ fn live_view_shows_the_leaking_function_and_q_detaches() {
         fixture.pid(),
         shell_quote(&status_file)
     );
-    let tmux = Tmux::start(format!("timerscope-top-{}", std::process::id()), &shell_command);
+    let tmux = Tmux::start(
+        format!("timerscope-top-{}", std::process::id()),
+        &shell_command,
+    );
 
     // Attached once the first refresh is drawn: the status line names the pid.
     let header = format!("pid {}", fixture.pid());
@@ -158,7 +162,10 @@ fn live_view_shows_the_leaking_function_and_q_detaches() {
         shown,
         "{site} with {pending} live timers is not on screen:\n{screen}"
     );
-    assert!(screen.contains("timers_live"), "sample type shown:\n{screen}");
+    assert!(
+        screen.contains("timers_live"),
+        "sample type shown:\n{screen}"
+    );
     assert!(screen.contains("rss "), "RSS shown:\n{screen}");
 
     // `t` moves to the next sample type: the help line names another one.
@@ -207,7 +214,13 @@ fn piped_output_is_one_plain_table_after_the_iterations() {
     let go = reference_go();
     let mut fixture = Fixture::spawn("timers", go, Variant::Normal, &LEAK_ARGS);
     let mut top = Command::new(timerscope())
-        .args(["top", "--pid", &fixture.pid().to_string(), "--iterations", "3"])
+        .args([
+            "top",
+            "--pid",
+            &fixture.pid().to_string(),
+            "--iterations",
+            "3",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

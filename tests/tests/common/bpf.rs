@@ -81,4 +81,3 @@ pub fn eventually(f: impl Fn() -> bool) -> bool {
     }
     f()
 }
-

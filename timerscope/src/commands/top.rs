@@ -331,7 +331,11 @@ impl ViewState {
 
     fn format_change(&self, change: f64) -> String {
         let text = self.format(change);
-        if change > 0.0 { format!("+{text}") } else { text }
+        if change > 0.0 {
+            format!("+{text}")
+        } else {
+            text
+        }
     }
 }
 
@@ -340,11 +344,12 @@ fn header(session_line: &str, pid: u32, m: &Measurement) -> String {
     let rss = m
         .rss_bytes
         .map_or_else(|| "-".to_owned(), |b| human(b as f64, "bytes"));
-    let overhead = m
-        .overhead
-        .map_or_else(|| "measuring".to_owned(), |r| format!("{:.3}%", r * 100.0));
+    let overhead = m.overhead.map_or_else(
+        || "(measuring)".to_owned(),
+        |r| format!("{:.3}% of a CPU", r * 100.0),
+    );
     format!(
-        "pid {pid}  {session_line}\nrss {rss}  probe overhead {overhead} of a CPU  tier {}  drops {} (total {})  refresh {:.1}s",
+        "pid {pid}  {session_line}\nrss {rss}  probe overhead {overhead}  tier {}  drops {} (total {})  refresh {:.1}s",
         m.tier, m.drops, m.drops_total, m.seconds
     )
 }
@@ -420,7 +425,10 @@ async fn plain(
     session_line: &str,
     signals: &mut StopSignals,
 ) -> anyhow::Result<()> {
-    eprintln!("timerscope: top of pid {} ({session_line})", live.session.pid);
+    eprintln!(
+        "timerscope: top of pid {} ({session_line})",
+        live.session.pid
+    );
     let mut tick =
         tokio::time::interval_at(tokio::time::Instant::now() + args.refresh, args.refresh);
     let mut done = 0;
