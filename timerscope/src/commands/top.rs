@@ -620,3 +620,109 @@ fn draw(frame: &mut ratatui::Frame, view: &ViewState, head: &str, m: &Measuremen
         help,
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pprof::{ResolvedFrame, ResolvedSample, ValueKind};
+
+    /// A profile of `timers_created` and `timers_live` with one sample per (frames, values):
+    /// frames leaf first, as (function, line).
+    fn profile(samples: &[(&[(&str, i64)], [i64; 2])]) -> ResolvedProfile {
+        let mut frames: Vec<ResolvedFrame> = Vec::new();
+        let samples = samples
+            .iter()
+            .map(|(stack, values)| ResolvedSample {
+                stack: stack
+                    .iter()
+                    .map(|&(function, line)| {
+                        let frame = ResolvedFrame {
+                            function: function.to_owned(),
+                            file: "/src/app/main.go".to_owned(),
+                            line,
+                        };
+                        let id = frames.iter().position(|f| *f == frame).unwrap_or_else(|| {
+                            frames.push(frame);
+                            frames.len() - 1
+                        });
+                        id as u32
+                    })
+                    .collect(),
+                values: values.to_vec(),
+                labels: Vec::new(),
+            })
+            .collect();
+        let kind = |t: SampleType| ValueKind {
+            ty: t.as_str().to_owned(),
+            unit: t.unit().to_owned(),
+        };
+        ResolvedProfile {
+            sample_types: vec![
+                kind(SampleType::TimersCreated),
+                kind(SampleType::TimersLive),
+            ],
+            default_sample_type: SampleType::TimersLive.as_str().to_owned(),
+            period_type: None,
+            period: 1,
+            time_nanos: 0,
+            duration_nanos: 0,
+            comments: Vec::new(),
+            main_file: String::new(),
+            main_build_id: String::new(),
+            frames,
+            samples,
+        }
+    }
+
+    fn rows(types: &[(SampleType, Vec<SiteRow>)], t: SampleType) -> Vec<(String, f64, f64)> {
+        let mut rows: Vec<_> = types
+            .iter()
+            .find(|(ty, _)| *ty == t)
+            .unwrap()
+            .1
+            .iter()
+            .map(|r| (r.site.clone(), r.value, r.change))
+            .collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows
+    }
+
+    #[test]
+    fn levels_stay_levels_counts_become_rates_and_changes_are_per_second() {
+        let leak: &[(&str, i64)] = &[("time.AfterFunc", 9), ("main.leak", 74)];
+        let runtime_only: &[(&str, i64)] = &[("runtime.modtimer", 5)];
+        let mut previous = Previous::new();
+        // First refresh over 2 s: 40 created at main.leak, 30 of them live; 4 runtime creations.
+        let first = site_rows(
+            &profile(&[(leak, [40, 30]), (runtime_only, [4, 0])]),
+            2.0,
+            &mut previous,
+        );
+        let leak_site = "main.leak (main.go:74)".to_owned();
+        let runtime_site = "runtime.modtimer (main.go:5)".to_owned();
+        assert_eq!(
+            rows(&first, SampleType::TimersCreated),
+            [
+                (leak_site.clone(), 20.0, 10.0),
+                (runtime_site.clone(), 2.0, 1.0)
+            ]
+        );
+        assert_eq!(
+            rows(&first, SampleType::TimersLive),
+            [(leak_site.clone(), 30.0, 15.0)]
+        );
+        // Second refresh over 1 s: 10 created, live up to 50; the runtime site went quiet.
+        let second = site_rows(&profile(&[(leak, [10, 50])]), 1.0, &mut previous);
+        assert_eq!(
+            rows(&second, SampleType::TimersCreated),
+            [(leak_site.clone(), 10.0, -10.0), (runtime_site, 0.0, -2.0)]
+        );
+        assert_eq!(
+            rows(&second, SampleType::TimersLive),
+            [(leak_site, 50.0, 20.0)]
+        );
+        // Third: nothing at all; the quiet runtime site is gone for good.
+        let third = site_rows(&profile(&[]), 1.0, &mut previous);
+        assert_eq!(rows(&third, SampleType::TimersCreated).len(), 1);
+    }
+}
