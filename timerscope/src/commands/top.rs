@@ -626,9 +626,11 @@ mod tests {
     use super::*;
     use pprof::{ResolvedFrame, ResolvedSample, ValueKind};
 
-    /// A profile of `timers_created` and `timers_live` with one sample per (frames, values):
-    /// frames leaf first, as (function, line).
-    fn profile(samples: &[(&[(&str, i64)], [i64; 2])]) -> ResolvedProfile {
+    /// A stack, leaf first, as (function, line).
+    type Stack<'a> = &'a [(&'a str, i64)];
+
+    /// A profile of `timers_created` and `timers_live` with one sample per (stack, values).
+    fn profile(samples: &[(Stack, [i64; 2])]) -> ResolvedProfile {
         let mut frames: Vec<ResolvedFrame> = Vec::new();
         let samples = samples
             .iter()
@@ -689,8 +691,8 @@ mod tests {
 
     #[test]
     fn levels_stay_levels_counts_become_rates_and_changes_are_per_second() {
-        let leak: &[(&str, i64)] = &[("time.AfterFunc", 9), ("main.leak", 74)];
-        let runtime_only: &[(&str, i64)] = &[("runtime.modtimer", 5)];
+        let leak: Stack = &[("time.AfterFunc", 9), ("main.leak", 74)];
+        let runtime_only: Stack = &[("runtime.modtimer", 5)];
         let mut previous = Previous::new();
         // First refresh over 2 s: 40 created at main.leak, 30 of them live; 4 runtime creations.
         let first = site_rows(
