@@ -357,11 +357,11 @@ fn header(session_line: &str, pid: u32, m: &Measurement) -> String {
 /// One plain-text table.
 fn plain_table(view: &ViewState, head: &str, m: &Measurement, limit: usize) -> String {
     let (value_title, change_title) = view.titles();
-    let mut text = format!("{head}\n{value_title:>16} {change_title:>14}  site\n");
+    let mut text = format!("{head}\n{value_title:>20} {change_title:>14}  site\n");
     let rows = view.rows(m);
     for row in rows.iter().take(limit) {
         text.push_str(&format!(
-            "{:>16} {:>14}  {}\n",
+            "{:>20} {:>14}  {}\n",
             view.format(row.value),
             view.format_change(row.change),
             row.site
@@ -597,7 +597,7 @@ fn draw(frame: &mut ratatui::Frame, view: &ViewState, head: &str, m: &Measuremen
     let table = Table::new(
         rows,
         [
-            Constraint::Length(16),
+            Constraint::Length(20),
             Constraint::Length(14),
             Constraint::Fill(1),
         ],
