@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::{
     classify::ClassifyArgs, diff::DiffArgs, flamegraph::FlamegraphArgs, inspect::InspectArgs,
-    record::RecordArgs, report::ReportArgs, watch::WatchArgs,
+    record::RecordArgs, report::ReportArgs, top::TopArgs, watch::WatchArgs,
 };
 
 /// Exact timer and memory-mapping profiles of running Go programs, via eBPF.
@@ -132,6 +132,21 @@ pub enum Command {
     ///   timerscope report --store /var/lib/timerscope/inspect --service checkout -o checkout.html
     #[command(verbatim_doc_comment)]
     Report(ReportArgs),
+    /// A live view of one process: its sites by live timers, events per second or any sample
+    /// type, refreshed every second (needs root).
+    ///
+    /// Each site (first user-code function and line) shows its value (live timers and mapped
+    /// bytes as they are; counted events per second) and its change per second since the last
+    /// refresh; above them the RSS, probe overhead, capture tier and drops. Keys: q quits (and
+    /// detaches every probe), t/T switch the sample type, s cycles the order (value, change,
+    /// name). When stdout is not a terminal it prints a plain-text table per refresh, or one
+    /// table after --iterations N.
+    ///
+    /// Examples:
+    ///   timerscope top --pid 1234
+    ///   timerscope top --pid 1234 --iterations 5 --sample-type timers_created > top.txt
+    #[command(verbatim_doc_comment)]
+    Top(TopArgs),
 }
 
 impl Command {
@@ -166,6 +181,10 @@ impl Command {
             Command::Report(args) => (
                 crate::commands::report::run(args),
                 crate::exit::analysis_status,
+            ),
+            Command::Top(args) => (
+                crate::commands::top::run(args).await,
+                crate::exit::capture_status,
             ),
         };
         result.unwrap_or_else(|error| {

@@ -40,7 +40,7 @@ pub fn findings_status(failed: bool) -> u8 {
     if failed { FINDINGS } else { SUCCESS }
 }
 
-/// The exit status for an error of a capture command (`record`, `watch`).
+/// The exit status for an error of a capture command (`record`, `watch`, `top`).
 pub fn capture_status(error: &anyhow::Error) -> u8 {
     for cause in error.chain() {
         if let Some(refusal) = cause.downcast_ref::<Refusal>() {

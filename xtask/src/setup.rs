@@ -30,6 +30,8 @@ const APT_PACKAGES: &[&str] = &[
     "chromium",
     // promtool, which checks the agent's live /metrics.
     "prometheus",
+    // `timerscope top` is driven in a real terminal by its test.
+    "tmux",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";

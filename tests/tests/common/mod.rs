@@ -2,6 +2,8 @@
 //! values out of profiles the way `go tool pprof` does.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod bpf;
+
 use std::{
     io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
@@ -314,7 +316,7 @@ pub fn output_within(command: &mut Command, timeout: std::time::Duration) -> Out
     }
 }
 
-/// The function (`main.NAME`) and line of the `// SITE marker` comment in fixture `fixture`'s
+/// The function (`main.NAME`) and line of the `// SITE marker` (or `// SITE: marker`) comment in fixture `fixture`'s
 /// main.go: tests name the sites they expect by marker, never by line number.
 pub fn fixture_site(fixture: &str, marker: &str) -> (String, i64) {
     let path = timerscope_tests::fixture_sources_root()
@@ -323,10 +325,12 @@ pub fn fixture_site(fixture: &str, marker: &str) -> (String, i64) {
     let source = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let lines: Vec<&str> = source.lines().collect();
+    // The timers fixture writes `// SITE: marker`, the others `// SITE marker`.
     let tag = format!("// SITE {marker}");
+    let colon_tag = format!("// SITE: {marker}");
     let index = lines
         .iter()
-        .position(|l| l.trim_end().ends_with(&tag))
+        .position(|l| l.trim_end().ends_with(&tag) || l.trim_end().ends_with(&colon_tag))
         .unwrap_or_else(|| panic!("no {tag} in {}", path.display()));
     let function = lines[..=index]
         .iter()

@@ -6,6 +6,7 @@ pub mod flamegraph;
 pub mod inspect;
 pub mod record;
 pub mod report;
+pub mod top;
 pub mod watch;
 
 use std::path::Path;
