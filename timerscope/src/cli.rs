@@ -4,8 +4,8 @@
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    classify::ClassifyArgs, diff::DiffArgs, flamegraph::FlamegraphArgs, inspect::InspectArgs,
-    record::RecordArgs, report::ReportArgs, watch::WatchArgs,
+    classify::ClassifyArgs, diff::DiffArgs, flamegraph::FlamegraphArgs, goroutines::GoroutinesArgs,
+    inspect::InspectArgs, record::RecordArgs, report::ReportArgs, watch::WatchArgs,
 };
 
 /// Exact timer and memory-mapping profiles of running Go programs, via eBPF.
@@ -132,6 +132,13 @@ pub enum Command {
     ///   timerscope report --store /var/lib/timerscope/inspect --service checkout -o checkout.html
     #[command(verbatim_doc_comment)]
     Report(ReportArgs),
+    /// Count a live Go process's goroutines by the `go` statement that created them and what
+    /// they wait for, read from its memory (no probes, no endpoint; needs root).
+    ///
+    /// Example:
+    ///   timerscope goroutines --pid 4242
+    #[command(verbatim_doc_comment)]
+    Goroutines(GoroutinesArgs),
 }
 
 impl Command {
@@ -166,6 +173,10 @@ impl Command {
             Command::Report(args) => (
                 crate::commands::report::run(args),
                 crate::exit::analysis_status,
+            ),
+            Command::Goroutines(args) => (
+                crate::commands::goroutines::run(args),
+                crate::exit::capture_status,
             ),
         };
         result.unwrap_or_else(|error| {
