@@ -1,15 +1,17 @@
-//! Go's own profiles of a live process, read from its memory with no probes and no endpoint:
-//! the heap profile from the runtime's memory-profile buckets (`gobinary::runtime`), symbolized
-//! like every other profile and written in Go's format (`net/http/pprof`'s sample types), so
-//! `go tool pprof`, `timerscope classify` and `inspect` read them as they read Go's.
+//! Go's own view of a live process, read from its memory with no probes and no endpoint: the
+//! heap profile from the runtime's memory-profile buckets, symbolized like every other profile
+//! and written in Go's format (`net/http/pprof`'s sample types), so `go tool pprof`,
+//! `timerscope classify` and `inspect` read it as they read Go's; and its goroutines by the `go`
+//! statement that created them and what they wait for (`gobinary::runtime`).
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use gobinary::{
     GoBinary,
+    layout::GoroutineLayout,
     process::{self, MapEntry},
-    runtime::{RuntimeImage, heap_profile},
+    runtime::{RuntimeImage, goroutines, heap_profile},
 };
 use pprof::{MappingSpec, Profile, ProfileBuilder};
 
@@ -105,6 +107,84 @@ impl LiveProcess {
         }
         Ok(encoder.builder.build()?)
     }
+
+    /// The process's goroutines by creation site and state, leaving out the runtime's own
+    /// (as Go's goroutine profile does).
+    pub fn goroutines(&mut self) -> anyhow::Result<GoroutineCensus> {
+        let pid = self.pid;
+        let layout = GoroutineLayout::of_binary(&self.binary)
+            .with_context(|| format!("goroutines: pid {pid}"))?;
+        // Built from the fields, not `self.image()`: the symbolizer is borrowed alongside.
+        let image = RuntimeImage {
+            binary: &self.binary,
+            memory: gobinary::runtime::ProcessMemory::new(pid),
+            bias: self.bias,
+        };
+        let read =
+            goroutines::read(&image, &layout).with_context(|| format!("goroutines: pid {pid}"))?;
+        let mut groups = std::collections::BTreeMap::<(String, &str), u64>::new();
+        for g in &read.goroutines {
+            if image
+                .function_name(g.startpc)
+                .is_some_and(|start| goroutines::is_system(&start))
+            {
+                continue;
+            }
+            // `gopc` is the return address of the `go` statement's call: look up the call.
+            let call = g.gopc.saturating_sub(1);
+            let frames = self.symbolizer.frames(call);
+            let created_by = match (frames.first(), frames.last()) {
+                (Some(inner), Some(outer))
+                    if goroutines::shows_creator(g.goid, &outer.function) =>
+                {
+                    // As Go's dumps print it: the physical function, and the line of the
+                    // innermost (inlined) code at the call.
+                    let file = inner.file.rsplit('/').next().unwrap_or(&inner.file);
+                    format!("{} ({file}:{})", outer.function, inner.line)
+                }
+                _ => String::new(),
+            };
+            *groups.entry((created_by, g.state)).or_insert(0) += 1;
+        }
+        let mut groups: Vec<GoroutineGroup> = groups
+            .into_iter()
+            .map(|((created_by, state), count)| GoroutineGroup {
+                created_by,
+                state: state.to_owned(),
+                count,
+            })
+            .collect();
+        groups.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.cmp(b)));
+        Ok(GoroutineCensus {
+            total: groups.iter().map(|g| g.count).sum(),
+            groups,
+            torn: read.torn,
+            unreadable: read.unreadable,
+        })
+    }
+}
+
+/// Goroutines of one creation site in one state, as Go's goroutine dumps group them.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GoroutineGroup {
+    /// `function (file:line)` of the `go` statement, empty where Go's dumps name none (the
+    /// main goroutine, goroutines the runtime started).
+    pub created_by: String,
+    /// The wait reason as Go names it (`select`, `chan receive`, ...), or `running`,
+    /// `runnable`, `syscall`.
+    pub state: String,
+    pub count: u64,
+}
+
+/// Every user goroutine of one read, grouped, and what could not be read.
+#[derive(Clone, Debug, Default)]
+pub struct GoroutineCensus {
+    /// Largest group first.
+    pub groups: Vec<GoroutineGroup>,
+    pub total: u64,
+    /// Goroutines whose `g` kept changing while read, or could not be read at all.
+    pub torn: u64,
+    pub unreadable: u64,
 }
 
 /// Go's `scaleHeapSample`: a sampled count and size as estimates of all allocations, one sample

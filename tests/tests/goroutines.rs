@@ -6,42 +6,41 @@
 
 mod common;
 
-use std::{collections::BTreeMap, path::Path, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
-use common::Fixture;
+use common::{Fixture, run_timerscope};
 use gobinary::{
     GoBinary,
     layout::{GoroutineLayout, LayoutSource, MemStatsLayout},
-    runtime::{RuntimeImage, goroutines},
 };
 use timerscope_tests::{GoVersion, Variant, fixture_path};
 
-/// `"CREATED_BY|STATE" -> count` as the fixture's `sitesOf` counts them, from memory.
-fn sites_from_memory(binary: &GoBinary, pid: u32) -> BTreeMap<String, i64> {
-    let image = RuntimeImage::attach(binary, pid).expect("attach");
-    let layout = GoroutineLayout::of_binary(binary).expect("layout");
-    let read = goroutines::read(&image, &layout).expect("goroutines read");
-    let pclntab = binary.pclntab.as_ref().expect("pclntab");
-    let mut sites = BTreeMap::new();
-    for g in &read.goroutines {
-        let start = image.function_name(g.startpc).unwrap_or_default();
-        if goroutines::is_system(&start) {
-            continue;
-        }
-        let pc = image.link_address(g.gopc).wrapping_sub(1);
-        let creator = pclntab.function_containing(pc).map(|f| f.name.to_owned());
-        let created_by = match (creator, pclntab.frames(pc).first()) {
-            (Some(function), Some(frame)) if goroutines::shows_creator(g.goid, &function) => {
-                let file = Path::new(frame.file).file_name().unwrap().to_string_lossy();
-                format!("{function} ({file}:{})", frame.line)
-            }
-            _ => String::new(),
-        };
-        *sites
-            .entry(format!("{created_by}|{}", g.state))
-            .or_insert(0) += 1;
-    }
-    sites
+/// `"CREATED_BY|STATE" -> count` as the fixture's `sitesOf` counts them, from
+/// `timerscope goroutines --json`.
+fn sites_from_memory(pid: u32) -> BTreeMap<String, i64> {
+    let output = run_timerscope(&["goroutines", "--pid", &pid.to_string(), "--json"]);
+    assert!(
+        output.status.success(),
+        "timerscope goroutines: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(report["torn"], 0, "{report}");
+    report["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .map(|g| {
+            (
+                format!(
+                    "{}|{}",
+                    g["created_by"].as_str().unwrap(),
+                    g["state"].as_str().unwrap()
+                ),
+                g["count"].as_i64().unwrap(),
+            )
+        })
+        .collect()
 }
 
 fn sites_of(snapshot: &serde_json::Value) -> BTreeMap<String, i64> {
@@ -55,14 +54,13 @@ fn sites_of(snapshot: &serde_json::Value) -> BTreeMap<String, i64> {
 
 fn goroutines_match_the_fixtures_own_view(go: &GoVersion) {
     for variant in [Variant::Normal, Variant::Pie] {
-        let binary = GoBinary::open(&fixture_path("goroutines", go, variant).unwrap()).unwrap();
         let mut fixture = Fixture::spawn("goroutines", go, variant, &["leak", "-rate", "40"]);
         fixture.start_scenario_with_requests();
         let summary = fixture.summary();
         assert_eq!(summary["event"], "summary");
         std::thread::sleep(Duration::from_millis(1500));
         let before = sites_of(&fixture.request("snapshot"));
-        let ours = sites_from_memory(&binary, fixture.pid());
+        let ours = sites_from_memory(fixture.pid());
         let after = sites_of(&fixture.request("snapshot"));
         // The fixed goroutines (one per wait reason) are exactly the fixture's.
         for (key, &n) in before

@@ -4,8 +4,8 @@
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    classify::ClassifyArgs, diff::DiffArgs, flamegraph::FlamegraphArgs, inspect::InspectArgs,
-    record::RecordArgs, report::ReportArgs, top::TopArgs, watch::WatchArgs,
+    classify::ClassifyArgs, diff::DiffArgs, flamegraph::FlamegraphArgs, goroutines::GoroutinesArgs,
+    inspect::InspectArgs, record::RecordArgs, report::ReportArgs, top::TopArgs, watch::WatchArgs,
 };
 
 /// Exact timer and memory-mapping profiles of running Go programs, via eBPF.
@@ -147,6 +147,13 @@ pub enum Command {
     ///   timerscope top --pid 1234 --iterations 5 --sample-type timers_created > top.txt
     #[command(verbatim_doc_comment)]
     Top(TopArgs),
+    /// Count a live Go process's goroutines by the `go` statement that created them and what
+    /// they wait for, read from its memory (no probes, no endpoint; needs root).
+    ///
+    /// Example:
+    ///   timerscope goroutines --pid 4242
+    #[command(verbatim_doc_comment)]
+    Goroutines(GoroutinesArgs),
 }
 
 impl Command {
@@ -184,6 +191,10 @@ impl Command {
             ),
             Command::Top(args) => (
                 crate::commands::top::run(args).await,
+                crate::exit::capture_status,
+            ),
+            Command::Goroutines(args) => (
+                crate::commands::goroutines::run(args),
                 crate::exit::capture_status,
             ),
         };

@@ -3,6 +3,7 @@
 pub mod classify;
 pub mod diff;
 pub mod flamegraph;
+pub mod goroutines;
 pub mod inspect;
 pub mod record;
 pub mod report;

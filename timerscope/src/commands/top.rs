@@ -384,7 +384,8 @@ pub async fn run(args: TopArgs) -> anyhow::Result<u8> {
     preflight::require_kernel_features()?;
     let pid = preflight::require_process(args.pid)?;
     let budget = OverheadBudget::new(args.max_overhead)?;
-    let mut session = Session::attach(pid, (&args.sizes).into(), args.events)?;
+    // The C heap probes are watch's opt-in extra; top shows timers and mappings.
+    let mut session = Session::attach(pid, (&args.sizes).into(), args.events, false)?;
     let last = session.snapshot()?;
     let session_line = format!(
         "{} ({})",
