@@ -80,6 +80,10 @@ fn watch(pid: u32, dir: &Path, intervals: usize) {
             &pid.to_string(),
             "--interval",
             "1s",
+            // Every timer event, so live timers are tracked per creation site (the default
+            // creation tier does not join pending timers to their sites yet).
+            "--events",
+            "all",
             "--dir",
         ])
         .arg(dir)
