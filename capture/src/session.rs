@@ -261,9 +261,22 @@ impl Session {
     }
 
     /// Reads the pending timers from the runtime's heaps into `snapshot` (the snapshot tier; the
-    /// process keeps running).
+    /// process keeps running), each with where the creation hooks saw it created.
     pub fn read_pending(&self, snapshot: &mut Snapshot) {
         snapshot.pending = self.pending.read(&self.binary);
+        let joined = match &self.probe {
+            ProbeState::Attached(probe) => collect::join_creations(&probe.ebpf, snapshot),
+            ProbeState::Detached(maps) => collect::join_creations(maps, snapshot),
+            ProbeState::Detaching => unreachable!("detach completes before anything else runs"),
+        };
+        if let Err(error) = joined {
+            // The pending timers still count, under their callbacks.
+            tracing::warn!(
+                "snapshot: pid {}: {:#}",
+                self.pid,
+                anyhow::Error::from(error)
+            );
+        }
     }
 
     /// A profile of `snapshot` covering `start` + `duration`, with `extra_comments` after the
@@ -319,6 +332,7 @@ impl Session {
         }
         comments.extend(snapshot.timer_worker_comments());
         comments.extend(snapshot.pending.comment());
+        comments.extend(snapshot.creations_comment());
         comments.extend_from_slice(extra_comments);
         let recording = Recording {
             start,

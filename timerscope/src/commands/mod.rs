@@ -59,6 +59,11 @@ pub struct MapSizeArgs {
     #[arg(long, default_value_t = MapSizes::default().c_blocks,
           value_parser = clap::value_parser!(u32).range(1..=i64::from(capture::collect::MAX_C_BLOCKS)))]
     pub max_c_blocks: u32,
+    /// Timer creations remembered so pending timers read from memory land at their creation
+    /// stacks (about 100 bytes of kernel memory each; the oldest are evicted first, counted).
+    #[arg(long, default_value_t = MapSizes::default().creations,
+          value_parser = clap::value_parser!(u32).range(1..=(1 << 24)))]
+    pub max_creations: u32,
 }
 
 impl From<&MapSizeArgs> for MapSizes {
@@ -68,6 +73,7 @@ impl From<&MapSizeArgs> for MapSizes {
             live: args.max_live,
             stacks: args.max_stacks,
             c_blocks: args.max_c_blocks,
+            creations: args.max_creations,
         }
     }
 }
