@@ -384,8 +384,13 @@ fn creations_evicted(ebpf: &impl Maps) -> Result<u64, CollectError> {
 }
 
 /// Looks up where each pending timer of `snapshot` was created (the creation hooks key the map
-/// by the same `*runtime.timer` address the heaps hold) and fetches those stacks.
-pub fn join_creations(ebpf: &impl Maps, snapshot: &mut Snapshot) -> Result<(), CollectError> {
+/// by the same `*runtime.timer` address the heaps hold) and fetches those stacks; in `frozen`
+/// instead of the kernel map when given (a creation hook was detached).
+pub fn join_creations(
+    ebpf: &impl Maps,
+    frozen: Option<&HashMap<u64, TimerCreation>>,
+    snapshot: &mut Snapshot,
+) -> Result<(), CollectError> {
     let Some(pending) = snapshot.pending.timers() else {
         return Ok(());
     };
@@ -396,15 +401,21 @@ pub fn join_creations(ebpf: &impl Maps, snapshot: &mut Snapshot) -> Result<(), C
         BpfHashMap::<_, u64, UserStack>::try_from(map(ebpf, "STACKS")).map_err(err("STACKS"))?;
     let mut joined = HashMap::new();
     for &address in &addresses {
-        let creation = match creations.get(&address, 0) {
-            Ok(creation) => creation,
-            Err(aya::maps::MapError::KeyNotFound) => continue,
-            Err(source) => {
-                return Err(CollectError {
-                    name: "CREATIONS",
-                    source,
-                });
-            }
+        let creation = match frozen {
+            Some(frozen) => match frozen.get(&address) {
+                Some(&creation) => creation,
+                None => continue,
+            },
+            None => match creations.get(&address, 0) {
+                Ok(creation) => creation,
+                Err(aya::maps::MapError::KeyNotFound) => continue,
+                Err(source) => {
+                    return Err(CollectError {
+                        name: "CREATIONS",
+                        source,
+                    });
+                }
+            },
         };
         if creation.stack != NO_STACK && !snapshot.stacks.contains_key(&creation.stack) {
             // Stacks are never removed, so every key the probes wrote is there.
