@@ -51,7 +51,14 @@ pub enum BinaryError {
 
 /// A binary's bytes, mapped once and shared by the readers that keep them (pclntab, DWARF).
 #[derive(Clone)]
-pub struct Image(Arc<dyn AsRef<[u8]> + Send + Sync>);
+pub struct Image(Arc<Bytes>);
+
+/// An enum rather than a trait object: the pclntab reads the image a few bytes at a time, millions
+/// of times when symbolizing, and a match inlines where a virtual call does not.
+enum Bytes {
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
 
 impl Image {
     pub fn open(path: &Path) -> Result<Self, BinaryError> {
@@ -63,20 +70,24 @@ impl Image {
         // SAFETY: the mapping is read-only; a binary being rewritten under a running process
         // is already undefined for that process.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(open_error)?;
-        Ok(Self(Arc::new(map)))
+        Ok(Self(Arc::new(Bytes::Mapped(map))))
     }
 
     /// Bytes already in memory (tests, fuzzing).
     pub fn from_bytes(bytes: Vec<u8>) -> Self {
-        Self(Arc::new(bytes))
+        Self(Arc::new(Bytes::Owned(bytes)))
     }
 }
 
 impl Deref for Image {
     type Target = [u8];
 
+    #[inline]
     fn deref(&self) -> &[u8] {
-        (*self.0).as_ref()
+        match &*self.0 {
+            Bytes::Mapped(map) => map,
+            Bytes::Owned(bytes) => bytes,
+        }
     }
 }
 
