@@ -143,7 +143,7 @@ fn lookup(binary: &GoBinary, dwarf: &mut DwarfContext, link_address: u64) -> Vec
 
 fn dwarf_frames(binary: &GoBinary, dwarf: &mut DwarfContext, link_address: u64) -> Vec<Frame> {
     let context = dwarf.get_or_insert_with(|| {
-        let context = binary.dwarf().and_then(dwarf::Dwarf::context);
+        let context = binary.dwarf_with_lines().and_then(dwarf::Dwarf::context);
         tracing::debug!(
             "symbolize: DWARF lookups for code outside the pclntab: {}",
             context.is_some()

@@ -100,7 +100,10 @@ pub struct GoBinary {
     pub pclntab: Option<Pclntab>,
     /// Why `pclntab` is `None`.
     pclntab_error: Option<pclntab::PclntabError>,
+    /// Loaded on first use: [`Self::dwarf`] for struct layouts, [`Self::dwarf_with_lines`] for
+    /// symbolizing.
     dwarf: OnceLock<Option<Dwarf>>,
+    dwarf_with_lines: OnceLock<Option<Dwarf>>,
 }
 
 impl std::fmt::Debug for GoBinary {
@@ -154,6 +157,7 @@ impl GoBinary {
             pclntab,
             pclntab_error,
             dwarf: OnceLock::new(),
+            dwarf_with_lines: OnceLock::new(),
         })
     }
 
@@ -167,13 +171,25 @@ impl GoBinary {
 
     /// The binary's DWARF, loaded (and decompressed) the first time it is asked for.
     pub fn dwarf(&self) -> Option<&Dwarf> {
-        self.dwarf
-            .get_or_init(|| {
-                let dwarf = Dwarf::load(&self.image, &self.elf.debug_sections);
-                tracing::debug!("binary: DWARF loaded: {}", dwarf.is_some());
-                dwarf
-            })
-            .as_ref()
+        self.dwarf_part(&self.dwarf, dwarf::Part::Types)
+    }
+
+    /// The whole DWARF, line tables included: for frames of code the pclntab does not cover.
+    pub fn dwarf_with_lines(&self) -> Option<&Dwarf> {
+        self.dwarf_part(&self.dwarf_with_lines, dwarf::Part::All)
+    }
+
+    fn dwarf_part<'a>(
+        &'a self,
+        cell: &'a OnceLock<Option<Dwarf>>,
+        part: dwarf::Part,
+    ) -> Option<&'a Dwarf> {
+        cell.get_or_init(|| {
+            let dwarf = Dwarf::load(&self.image, &self.elf.debug_sections, part);
+            tracing::debug!("binary: DWARF ({part:?}) loaded: {}", dwarf.is_some());
+            dwarf
+        })
+        .as_ref()
     }
 
     /// A function by name: from `.symtab`, else (stripped binaries) from `.gopclntab`.
