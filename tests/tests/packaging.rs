@@ -24,10 +24,11 @@ use common::{Fixture, cum, read_profile, timerscope};
 use serde_yaml::Value as Yaml;
 use timerscope_tests::{Variant, fixture_path, reference_go, workspace_root};
 
-/// The capabilities timerscope uses, without the `CAP_` prefix: loading eBPF programs, perf
-/// events (uprobes, tracepoints), reading other processes' memory. Both the DaemonSet and the
-/// unit grant exactly these; `the_granted_capabilities_are_enough_and_each_is_needed` proves it.
-const NEEDED_CAPABILITIES: [&str; 3] = ["BPF", "PERFMON", "SYS_PTRACE"];
+/// The capabilities timerscope needs, without the `CAP_` prefix: SYS_ADMIN for uprobe perf
+/// events and BPF_ENABLE_STATS (covering CAP_BPF and CAP_PERFMON, which do not suffice alone),
+/// SYS_PTRACE for other processes' memory. Both the DaemonSet and the unit grant exactly these;
+/// `the_granted_capabilities_are_enough_and_each_is_needed` proves it.
+const NEEDED_CAPABILITIES: [&str; 2] = ["SYS_ADMIN", "SYS_PTRACE"];
 
 /// The user `cargo xtask setup` creates for `record --user`.
 const TEST_USER: &str = "timerscope-test";
@@ -274,7 +275,7 @@ fn live_timers_page(watch: &mut Watch, addr: &str, pid: u32) -> Result<String, S
     }
 }
 
-/// A fixture holding live timers, watched; returns the live metrics page.
+/// A fixture creating timers under `watch`; returns the live metrics page once it has them.
 fn watch_live_page(prefix: &[&str]) -> Result<String, String> {
     let dir = tempfile::tempdir().unwrap();
     let addr = free_addr();
@@ -284,14 +285,14 @@ fn watch_live_page(prefix: &[&str]) -> Result<String, String> {
         Variant::Normal,
         &["afterfunc-leak", "-n", "20", "-hold", "60s"],
     );
-    fixture.start_scenario();
-    fixture.summary();
     let pid = fixture.pid();
     let mut watch = Watch::start(
         prefix,
         &[
             "--pid",
             &pid.to_string(),
+            "--events",
+            "all",
             "--interval",
             "1s",
             "--dir",
@@ -300,6 +301,20 @@ fn watch_live_page(prefix: &[&str]) -> Result<String, String> {
             &addr,
         ],
     );
+    // Attached (the page lists the pid) before the timers are created.
+    let listed = format!("timerscope_live_timers{{pid=\"{pid}\"");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !metrics_page(&addr).contains(&listed) {
+        if let Some(status) = watch.child.try_wait().unwrap() {
+            return Err(format!("watch exited ({status}): {}", watch.stderr()));
+        }
+        if Instant::now() > deadline {
+            return Err(format!("never attached: {}", watch.stderr()));
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    fixture.start_scenario();
+    fixture.summary();
     live_timers_page(&mut watch, &addr, pid)
 }
 
@@ -315,7 +330,14 @@ fn the_granted_capabilities_are_enough_and_each_is_needed() {
     // uid 0 with exactly these capabilities (a root exec gets its bounding set), as the
     // DaemonSet's container and the unit's service run.
     let all = bounding(&NEEDED_CAPABILITIES);
-    let page = watch_live_page(&["setpriv", &all, "--"])
+    let setpriv = ["setpriv", all.as_str(), "--"];
+    // CAP_BPF and CAP_PERFMON do not replace CAP_SYS_ADMIN (the uprobe perf event is refused).
+    let narrow = bounding(&["BPF", "PERFMON", "SYS_PTRACE"]);
+    assert!(
+        watch_live_page(&["setpriv", &narrow, "--"]).is_err(),
+        "CAP_BPF and CAP_PERFMON suffice now: grant them instead of CAP_SYS_ADMIN"
+    );
+    let page = watch_live_page(&setpriv)
         .unwrap_or_else(|e| panic!("watch with only {NEEDED_CAPABILITIES:?} does not work: {e}"));
     assert!(page.contains("timerscope_capture_tier{"), "{page}");
     for dropped in NEEDED_CAPABILITIES {
@@ -613,6 +635,10 @@ fn the_daemonset_and_service_claim_what_timerscope_needs() {
     let service = kind("Service");
     let pod = &daemonset["spec"]["template"]["spec"];
     assert_eq!(pod["hostPID"].as_bool(), Some(true), "hostPID");
+    assert!(
+        pod["initContainers"].is_null(),
+        "nothing else runs privileged"
+    );
     let containers = pod["containers"].as_sequence().unwrap();
     assert_eq!(containers.len(), 1);
     let container = &containers[0];

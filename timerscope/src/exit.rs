@@ -42,7 +42,7 @@ pub const STATUSES: [(u8, &str); 10] = [
     ),
     (
         NOT_PERMITTED,
-        "not permitted: needs root, or CAP_BPF and CAP_PERFMON",
+        "not permitted: needs root (uid 0 with CAP_SYS_ADMIN and CAP_SYS_PTRACE)",
     ),
     (NO_SUCH_PROCESS, "no such process"),
     (NOT_GO, "the target is not a Go program for linux/amd64"),
