@@ -45,7 +45,7 @@ impl Default for MapSizes {
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
     #[error(
-        "loading the eBPF programs failed (needs root or CAP_BPF+CAP_PERFMON, and a kernel with BTF)"
+        "loading the eBPF programs failed (needs root with CAP_SYS_ADMIN, and a kernel with BTF)"
     )]
     Load(#[from] aya::EbpfError),
     #[error("eBPF program {name}")]

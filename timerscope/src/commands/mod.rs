@@ -1,10 +1,12 @@
 //! One module per subcommand: its clap arguments and what it does with them.
 
 pub mod classify;
+pub mod completions;
 pub mod diff;
 pub mod flamegraph;
 pub mod goroutines;
 pub mod inspect;
+pub mod man;
 pub mod record;
 pub mod report;
 pub mod top;
