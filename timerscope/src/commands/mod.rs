@@ -59,6 +59,12 @@ pub struct MapSizeArgs {
     #[arg(long, default_value_t = MapSizes::default().c_blocks,
           value_parser = clap::value_parser!(u32).range(1..=i64::from(capture::collect::MAX_C_BLOCKS)))]
     pub max_c_blocks: u32,
+    /// Goroutines created while recorded that are tracked until they exit, so their exits
+    /// count at their creating stack (kernel memory grows with those tracked, about 100 bytes
+    /// each).
+    #[arg(long, default_value_t = MapSizes::default().goroutines,
+          value_parser = clap::value_parser!(u32).range(1..=(1 << 22)))]
+    pub max_goroutines: u32,
 }
 
 impl From<&MapSizeArgs> for MapSizes {
@@ -68,6 +74,7 @@ impl From<&MapSizeArgs> for MapSizes {
             live: args.max_live,
             stacks: args.max_stacks,
             c_blocks: args.max_c_blocks,
+            goroutines: args.max_goroutines,
         }
     }
 }
