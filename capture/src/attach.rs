@@ -41,7 +41,7 @@ impl Default for MapSizes {
             live: 65536,
             stacks: 16384,
             c_blocks: 262_144,
-            goroutines: 262_144,
+            goroutines: 65_536,
         }
     }
 }

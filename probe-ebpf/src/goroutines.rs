@@ -58,7 +58,7 @@ fn on_created(ctx: &ProbeContext) -> Option<()> {
         ..SiteKey::default()
     };
     count(&site);
-    if GOROUTINES.insert(&g, &site, 0).is_err() {
+    if GOROUTINES.insert(&g, &site.stack, 0).is_err() {
         count_drop(drop::GOROUTINE_MAP_FULL);
     }
     Some(())
@@ -68,10 +68,11 @@ fn on_created(ctx: &ProbeContext) -> Option<()> {
 fn on_exited(ctx: &ProbeContext) -> Option<()> {
     let (_, g) = hit(ctx, goroutine_hook::EXITED)?;
     let site = match unsafe { GOROUTINES.get(&g) } {
-        Some(created) => SiteKey {
+        Some(&stack) => SiteKey {
             event: event::GOROUTINE_EXITED,
             hook: goroutine_hook::EXITED,
-            ..*created
+            stack,
+            ..SiteKey::default()
         },
         None => SiteKey {
             event: event::GOROUTINE_EXITED,

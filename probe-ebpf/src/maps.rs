@@ -126,12 +126,13 @@ pub static GOROUTINE_HOOKS: Array<GoroutineHook> =
 pub static GOROUTINE_HITS: PerCpuArray<u64> =
     PerCpuArray::with_max_entries(goroutine_hook::COUNT, 0);
 
-/// Goroutines created while the probes were armed and not exited since: their creation site,
-/// by `g` address (a `g` is reused only after its goroutine exited). Not preallocated: kernel
-/// memory grows with the goroutines actually tracked (userspace sets the limit).
+/// Goroutines created while the probes were armed and not exited since: their creating stack
+/// (a `STACKS` key), by `g` address (a `g` is reused only after its goroutine exited).
+/// Preallocated: a goroutine is created on one CPU and exits on another, and the allocator of
+/// maps that are not moves freed elements between CPUs, which made each exit cost several
+/// microseconds (userspace sets the size).
 #[map]
-pub static GOROUTINES: HashMap<u64, SiteKey> =
-    HashMap::with_max_entries(262_144, BPF_F_NO_PREALLOC);
+pub static GOROUTINES: HashMap<u64, u64> = HashMap::with_max_entries(65_536, 0);
 
 /// Completed mmap-family calls, for userspace's interval map.
 #[map]

@@ -60,10 +60,10 @@ pub struct MapSizeArgs {
           value_parser = clap::value_parser!(u32).range(1..=i64::from(capture::collect::MAX_C_BLOCKS)))]
     pub max_c_blocks: u32,
     /// Goroutines created while recorded that are tracked until they exit, so their exits
-    /// count at their creating stack (kernel memory grows with those tracked, about 100 bytes
-    /// each).
+    /// count at their creating stack (about 64 bytes of kernel memory each, allocated up
+    /// front).
     #[arg(long, default_value_t = MapSizes::default().goroutines,
-          value_parser = clap::value_parser!(u32).range(1..=(1 << 22)))]
+          value_parser = clap::value_parser!(u32).range(1..=(1 << 20)))]
     pub max_goroutines: u32,
 }
 
