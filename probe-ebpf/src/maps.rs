@@ -128,9 +128,8 @@ pub static GOROUTINE_HITS: PerCpuArray<u64> =
 
 /// Goroutines created while the probes were armed and not exited since: their creating stack
 /// (a `STACKS` key), by `g` address (a `g` is reused only after its goroutine exited).
-/// Preallocated: a goroutine is created on one CPU and exits on another, and the allocator of
-/// maps that are not moves freed elements between CPUs, which made each exit cost several
-/// microseconds (userspace sets the size).
+/// Preallocated (userspace sets the size): a creation or exit, on the hot path of a server
+/// that starts a goroutine per request, calls no allocator.
 #[map]
 pub static GOROUTINES: HashMap<u64, u64> = HashMap::with_max_entries(65_536, 0);
 
