@@ -260,6 +260,11 @@ pub fn hook_hits(ebpf: &impl Maps, hooks: usize) -> Result<Vec<u64>, CollectErro
     per_cpu_sums(ebpf, "HOOK_HITS", hooks as u32)
 }
 
+/// Hits of each goroutine hook so far (`probe_common::goroutine_hook`).
+pub fn goroutine_hits(ebpf: &impl Maps) -> Result<Vec<u64>, CollectError> {
+    per_cpu_sums(ebpf, "GOROUTINE_HITS", probe_common::goroutine_hook::COUNT)
+}
+
 /// Probe hits and drops alone, for the status line.
 pub fn counters(ebpf: &impl Maps, hooks: usize) -> Result<(u64, u64), CollectError> {
     let hits = per_cpu_sums(ebpf, "HOOK_HITS", hooks as u32)?.iter().sum();

@@ -31,6 +31,7 @@ pub const DROP_NAMES: [&str; drop::COUNT as usize] = [
     "c_heap_blocks_full",
     "c_heap_calls_full",
     "c_heap_sites_full",
+    "goroutine_map_full",
 ];
 
 /// Facts about the recording that go into the profile's header and comments.
@@ -82,6 +83,15 @@ fn site_frames(site: &SiteKey, snapshot: &Snapshot) -> Vec<u64> {
         .collect()
 }
 
+/// The runtime's code between a `go` statement and the goroutine probe (which sits in newproc's
+/// closure on the system stack): left out of creation stacks, which then start at the `go`
+/// statement.
+const GOROUTINE_CREATION_FRAMES: [&str; 3] = [
+    "runtime.newproc.func1",
+    "runtime.systemstack",
+    "runtime.newproc",
+];
+
 /// CLOCK_MONOTONIC in nanoseconds: the clock of the runtime's `when`.
 fn monotonic_now() -> i64 {
     let mut now = libc::timespec {
@@ -132,6 +142,43 @@ impl<'a> Encoder<'a> {
                 let address = if depth == 0 { pc } else { pc.saturating_sub(1) };
                 self.location(address)
             })
+            .collect()
+    }
+
+    /// The locations of a goroutine's creation site: its creating stack from the `go`
+    /// statement on (the runtime's creation code that the probe sits in is left out), or, for
+    /// a goroutine created before the attach, its `gopc` under a synthetic frame.
+    fn goroutine_locations(&mut self, site: &SiteKey, snapshot: &Snapshot) -> Vec<u64> {
+        if site.flags & site_flag::UNKNOWN_ORIGIN != 0 {
+            // gopc is a return address: the `go` statement is the call before it.
+            let mut locations: Vec<u64> = (site.caller != 0)
+                .then(|| self.location(site.caller - 1))
+                .into_iter()
+                .collect();
+            locations.extend(self.synthetic(SyntheticFrame::GoroutineCreatedBeforeAttach));
+            return locations;
+        }
+        let pcs = snapshot
+            .stacks
+            .get(&site.stack)
+            .map_or(&[][..], Vec::as_slice);
+        let runtime_frames = pcs
+            .iter()
+            .enumerate()
+            .take_while(|&(depth, &pc)| {
+                let address = if depth == 0 { pc } else { pc.saturating_sub(1) };
+                self.symbolizer
+                    .frames(address)
+                    .last()
+                    .is_some_and(|f| GOROUTINE_CREATION_FRAMES.contains(&f.function.as_str()))
+            })
+            .count();
+        let from_go_statement = &pcs[runtime_frames..];
+        let from_go_statement = &from_go_statement[..self.goroutine_root_end(from_go_statement)];
+        // All of them return addresses now.
+        from_go_statement
+            .iter()
+            .map(|&pc| self.location(pc.saturating_sub(1)))
             .collect()
     }
 
@@ -375,6 +422,19 @@ pub fn encode(
         labels.extend(details);
         labels.push(source(Source::Probe));
         encoder.builder.add_sample(&locations, &values, &labels);
+    }
+    for (site, value) in &snapshot.sites {
+        let sample_type = match site.event {
+            event::GOROUTINE_CREATED => SampleType::GoroutinesCreated,
+            event::GOROUTINE_EXITED => SampleType::GoroutinesExited,
+            _ => continue,
+        };
+        let mut values: Values = [0; SampleType::ALL.len()];
+        values[sample_type.column()] = value.count as i64;
+        let locations = encoder.goroutine_locations(site, snapshot);
+        encoder
+            .builder
+            .add_sample(&locations, &values, &[source(Source::Probe)]);
     }
     // The snapshot tier: each pending timer at the stack the creation hooks saw create it (else,
     // with every event probed, where it was first seen armed), else at its callback under the

@@ -22,10 +22,11 @@ use crate::{
     cheap::{CHeapCapture, CHeapHooks},
     collect::{self, Snapshot},
     encode::{self, DROP_NAMES, Recording},
+    goroutine_probes::GoroutineCapture,
     libraries::Libraries,
     mappings::LiveMappings,
     pending::PendingReader,
-    plan::{self, Plan},
+    plan::{self, GoroutinePlan, Plan},
     symbolize::Symbolizer,
 };
 
@@ -57,6 +58,9 @@ pub struct Session {
     /// Whether the C heap probes run, and where they sit.
     pub c_heap: CHeapCapture,
     c_heap_hooks: Option<CHeapHooks>,
+    /// Whether the goroutine probes run, and where they sit.
+    pub goroutines: GoroutineCapture,
+    goroutine_plan: Option<GoroutinePlan>,
     pending: PendingReader,
     /// Set once a creation hook is detached: from then on a timer created at a reused address
     /// no longer replaces its entry in the creation map, so only the creations joined right
@@ -66,9 +70,16 @@ pub struct Session {
 
 impl Session {
     /// Inspects the process's binary, plans the hooks of tier `events` for its Go version and
-    /// attaches; with `c_heap`, also the C heap probes when the target links libc (a failure
-    /// there is a warning and `c_heap=failed`, never the end of the capture).
-    pub fn attach(pid: u32, sizes: MapSizes, events: Events, c_heap: bool) -> anyhow::Result<Self> {
+    /// attaches; with `c_heap`, also the C heap probes when the target links libc, with
+    /// `goroutines` the goroutine probes (a failure of either is a warning and `failed` in the
+    /// profile, never the end of the capture).
+    pub fn attach(
+        pid: u32,
+        sizes: MapSizes,
+        events: Events,
+        c_heap: bool,
+        goroutines: bool,
+    ) -> anyhow::Result<Self> {
         let exe = process::proc_path(pid, "exe");
         // Read once, while the target runs: /proc/PID/exe is gone once it exits.
         let binary = Arc::new(
@@ -85,13 +96,39 @@ impl Session {
         let channel_mode = plan::channel_mode(&binary, plan.family, godebug.as_deref());
         let symbolizer = Symbolizer::new(Arc::clone(&binary), bias);
         let cgo = CgoHooks::for_binary(&binary).with_context(|| format!("plan: pid {pid}"))?;
-        let mut probe = Probe::attach(&plan, cgo.as_ref(), &exe, pid, bias, sizes)
-            .with_context(|| format!("attach: pid {pid}"))?;
+        let (mut goroutine_capture, goroutine_plan) = if goroutines {
+            match GoroutinePlan::for_binary(&binary) {
+                Ok(plan) => (GoroutineCapture::On, Some(plan)),
+                Err(error) => {
+                    tracing::warn!("goroutine probes: pid {pid}: {error}; recording without them");
+                    (GoroutineCapture::Failed(error.to_string()), None)
+                }
+            }
+        } else {
+            (GoroutineCapture::Off, None)
+        };
+        let mut probe = Probe::attach(
+            &plan,
+            cgo.as_ref(),
+            goroutine_plan.as_ref(),
+            &exe,
+            pid,
+            bias,
+            sizes,
+        )
+        .with_context(|| format!("attach: pid {pid}"))?;
         let (c_heap, c_heap_hooks) = if c_heap {
             attach_c_heap(&mut probe, pid, &binary)
         } else {
             (CHeapCapture::Off, None)
         };
+        if let Some(goroutine_plan) = &goroutine_plan
+            && let Err(error) = probe.attach_goroutines(goroutine_plan, &exe, pid)
+        {
+            let error = anyhow::Error::from(error);
+            tracing::warn!("goroutine probes: pid {pid}: {error:#}; recording without them");
+            goroutine_capture = GoroutineCapture::Failed(format!("{error:#}"));
+        }
         tracing::debug!(
             "attach: pid {pid}: {} hooks{}, load bias {bias:#x}",
             plan.hooks.len(),
@@ -118,9 +155,31 @@ impl Session {
             stack_sampling: Vec::new(),
             c_heap,
             c_heap_hooks,
+            goroutines: goroutine_capture,
+            goroutine_plan,
             pending,
             frozen_creations: None,
         })
+    }
+
+    /// Detaches the goroutine probes alone (e.g. over an overhead budget); the rest keeps
+    /// running, and profiles say `goroutine_probes=detached`.
+    pub fn detach_goroutines(&mut self) {
+        if self.goroutines != GoroutineCapture::On {
+            return;
+        }
+        if let ProbeState::Attached(probe) = &mut self.probe {
+            probe.detach_goroutines();
+        }
+        self.goroutines = GoroutineCapture::Detached;
+    }
+
+    /// Goroutine creations and exits seen so far, while the goroutine probes are attached.
+    pub fn goroutine_hits(&self) -> Option<u64> {
+        match &self.probe {
+            ProbeState::Attached(probe) => probe.goroutine_hits(),
+            _ => None,
+        }
     }
 
     /// Detaches the C heap probes alone (e.g. over an overhead budget); the rest keeps
@@ -336,7 +395,16 @@ impl Session {
             CommentKey::Pid.comment(self.pid),
             CommentKey::CaptureTier.comment(self.capture_tier()),
             CommentKey::CHeap.comment(&self.c_heap),
+            CommentKey::GoroutineProbes.comment(&self.goroutines),
         ];
+        if let Some(plan) = self.goroutine_plan.as_ref().filter(|_| {
+            matches!(
+                self.goroutines,
+                GoroutineCapture::On | GoroutineCapture::Detached
+            )
+        }) {
+            comments.push(CommentKey::GoroutineHooks.comment(plan.describe()));
+        }
         if !detached.is_empty() {
             comments.push(CommentKey::DetachedHooks.comment(detached));
         }

@@ -197,6 +197,12 @@ string_enum! {
         /// The probed libc and its probe points, `symbol+offset`, `(stepped)` where the kernel
         /// single-steps the probed instruction.
         CHeapProbes => "c_heap_probes",
+        /// Whether the goroutine probes (goroutines created and exited, by creating stack) ran:
+        /// `on`, `off` (not asked for), `detached` (removed while running, over the overhead
+        /// budget), `failed` (e.g. Go <= 1.16).
+        GoroutineProbes => "goroutine_probes",
+        /// The goroutine probe points, `symbol+offset`: creation, then exit.
+        GoroutineHooks => "goroutine_hooks",
         /// The read of the runtime's timer heaps: `ok timers=N inconsistent=M`,
         /// `refused: REASON` or `failed: REASON`.
         Snapshot => "snapshot",
@@ -416,6 +422,8 @@ string_enum! {
         /// Events of a hook whose stack walks the overhead budget sampled: only the immediate
         /// caller is known.
         StackSampledOut => "[stack sampled out]",
+        /// Exits of goroutines created before the attach: only their `go` statement is known.
+        GoroutineCreatedBeforeAttach => "[goroutine created before attach]",
     }
 }
 

@@ -8,6 +8,7 @@
 mod analyzer_diff;
 mod c_heap;
 mod go_programs;
+mod goroutine_probes;
 mod hooks;
 mod measure;
 mod probe_cost;
@@ -65,6 +66,8 @@ pub enum Benchmark {
     Servers,
     /// Row 8: the C heap probes' cost per malloc+free pair, against bpftrace memleak-style.
     CHeap,
+    /// Row 9: the goroutine probes' cost per goroutine create+exit.
+    Goroutines,
 }
 
 /// Settings and tools shared by the benchmarks.
@@ -197,6 +200,9 @@ pub fn run(args: &Args) -> Result<()> {
     }
     if selected(Benchmark::CHeap) {
         sections.push(c_heap::run(&bench)?);
+    }
+    if selected(Benchmark::Goroutines) {
+        sections.push(goroutine_probes::run(&bench)?);
     }
 
     machine.load_at_end = report::load_average();

@@ -385,7 +385,7 @@ pub async fn run(args: TopArgs) -> anyhow::Result<u8> {
     let pid = preflight::require_process(args.pid)?;
     let budget = OverheadBudget::new(args.max_overhead)?;
     // The C heap probes are watch's opt-in extra; top shows timers and mappings.
-    let mut session = Session::attach(pid, (&args.sizes).into(), args.events, false)?;
+    let mut session = Session::attach(pid, (&args.sizes).into(), args.events, false, false)?;
     let last = session.snapshot()?;
     let session_line = format!(
         "{} ({})",

@@ -91,6 +91,10 @@ pub struct WatchArgs {
     /// libc. Off by default: allocation-heavy C code pays about a microsecond per call.
     #[arg(long)]
     pub c_heap: bool,
+    /// Leave out the goroutine probes (goroutines created and exited, by the stack of their
+    /// `go` statement). They obey --max-overhead: over it, they are detached together.
+    #[arg(long)]
+    pub no_goroutine_probes: bool,
 }
 
 fn parse_percent(text: &str) -> Result<f64, String> {
@@ -148,6 +152,7 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<u8> {
         max_overhead: args.max_overhead,
         sizes: (&args.sizes).into(),
         c_heap: args.c_heap,
+        goroutines: !args.no_goroutine_probes,
     })
     .await?;
     Ok(crate::exit::SUCCESS)
@@ -177,6 +182,8 @@ pub struct WatchOptions {
     pub sizes: MapSizes,
     /// Attach the C heap probes to targets that link libc.
     pub c_heap: bool,
+    /// Attach the goroutine probes.
+    pub goroutines: bool,
 }
 
 /// One watched process.
@@ -393,7 +400,13 @@ async fn capture(
 
 fn start_watching(pid: u32, options: &WatchOptions) -> anyhow::Result<Watched> {
     let budget = OverheadBudget::new(options.max_overhead)?;
-    let mut session = Session::attach(pid, options.sizes, options.events, options.c_heap)?;
+    let mut session = Session::attach(
+        pid,
+        options.sizes,
+        options.events,
+        options.c_heap,
+        options.goroutines,
+    )?;
     let previous = session.snapshot()?;
     let exe = session.binary_path().file_name().map_or_else(
         || "unknown".to_owned(),
