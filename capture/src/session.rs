@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use gobinary::{GoBinary, process};
 use pprof::{
     Profile,
-    vocabulary::{CaptureTier, ChannelMode, CommentKey, Events},
+    vocabulary::{CaptureTier, ChannelMode, CommentKey, Events, MemoryNumbers},
 };
 
 use crate::{
@@ -20,6 +20,7 @@ use crate::{
     cheap::{CHeapCapture, CHeapHooks},
     collect::{self, Snapshot},
     encode::{self, DROP_NAMES, Recording},
+    goroutines::{GoroutineRead, RuntimeReader},
     libraries::Libraries,
     mappings::LiveMappings,
     pending::PendingReader,
@@ -56,6 +57,7 @@ pub struct Session {
     pub c_heap: CHeapCapture,
     c_heap_hooks: Option<CHeapHooks>,
     pending: PendingReader,
+    runtime: RuntimeReader,
 }
 
 impl Session {
@@ -97,6 +99,7 @@ impl Session {
         mappings.start_program_break(pid);
         let libraries = Libraries::new(pid, &text_map.path);
         let pending = PendingReader::new(&binary, pid);
+        let runtime = RuntimeReader::new(&binary, pid);
         Ok(Self {
             pid,
             binary,
@@ -113,6 +116,7 @@ impl Session {
             c_heap,
             c_heap_hooks,
             pending,
+            runtime,
         })
     }
 
@@ -266,6 +270,22 @@ impl Session {
         snapshot.pending = self.pending.read(&self.binary);
     }
 
+    /// Reads every goroutine at its current stack into `snapshot` (the process keeps running).
+    pub fn read_goroutines(&self, snapshot: &mut Snapshot) {
+        snapshot.goroutines = self.runtime.goroutines(&self.binary);
+    }
+
+    /// RSS, the runtime's memory figures and the goroutine count of `goroutines` (read now
+    /// when `None`), for the `memory_start`/`memory_end` comments.
+    pub fn memory_numbers(&self, goroutines: Option<&GoroutineRead>) -> MemoryNumbers {
+        match goroutines {
+            Some(read) => self.runtime.memory_numbers(&self.binary, read),
+            None => self
+                .runtime
+                .memory_numbers(&self.binary, &self.runtime.goroutines(&self.binary)),
+        }
+    }
+
     /// A profile of `snapshot` covering `start` + `duration`, with `extra_comments` after the
     /// session's own (Go version, timer family, channel mode, offsets, symbols, hooks).
     pub fn encode(
@@ -319,6 +339,7 @@ impl Session {
         }
         comments.extend(snapshot.timer_worker_comments());
         comments.extend(snapshot.pending.comment());
+        comments.extend(snapshot.goroutines.comment());
         comments.extend_from_slice(extra_comments);
         let recording = Recording {
             start,

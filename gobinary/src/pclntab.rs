@@ -451,6 +451,14 @@ impl Pclntab {
         self.function_at_index(self.index_containing(pc)?)
     }
 
+    /// How far the stack pointer is below the function's entry SP at a link address (the
+    /// `pcsp` table; 0 before the frame is set up, as at the entry or in the prologue's
+    /// stack check); `None` outside the table's functions.
+    pub fn sp_delta(&self, pc: u64) -> Option<i32> {
+        let func = self.func(self.index_containing(pc)?)?;
+        self.pc_value(self.field(func, 4)?, func.entry, pc)
+    }
+
     /// Source frames at a link address, innermost inlined call first, the function itself last;
     /// empty outside the table's functions.
     pub fn frames(&self, pc: u64) -> Vec<SourceFrame<'_>> {
@@ -594,7 +602,7 @@ impl Pclntab {
 
     // --- _func ---
 
-    /// `_func` field `n` (1 = nameOff, 5 = pcfile, 6 = pcln, 7 = npcdata, 8 = cuOffset,
+    /// `_func` field `n` (1 = nameOff, 4 = pcsp, 5 = pcfile, 6 = pcln, 7 = npcdata, 8 = cuOffset,
     /// 9 = startLine): 32-bit fields after the entry.
     fn field(&self, func: Func, n: usize) -> Option<u32> {
         read_u32(

@@ -122,6 +122,7 @@ pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
         .unwrap_or_else(|| default_output(pid));
     pprof::check_output_path(&output)?;
     let mut session = Session::attach(pid, options.sizes, options.events, options.c_heap)?;
+    let memory_start = session.memory_numbers(None);
     let start = SystemTime::now();
     let started = Instant::now();
     let exited = launched.take().map(Launched::resume).transpose()?;
@@ -145,12 +146,18 @@ pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
     session.detach();
     let mut snapshot = session.snapshot()?;
     session.read_pending(&mut snapshot);
+    session.read_goroutines(&mut snapshot);
+    let memory_end = session.memory_numbers(Some(&snapshot.goroutines));
     let duration = started.elapsed();
     let profile = session.encode(
         &snapshot,
         start,
         duration,
-        &[CommentKey::StoppedBy.comment(format_args!("{stop:?}"))],
+        &[
+            CommentKey::StoppedBy.comment(format_args!("{stop:?}")),
+            memory_start.comment(CommentKey::MemoryStart),
+            memory_end.comment(CommentKey::MemoryEnd),
+        ],
     )?;
     pprof::write_atomic(&output, &profile)?;
     report_drops(&snapshot);
