@@ -196,9 +196,10 @@ impl<'a> Encoder<'a> {
         vec![self.builder.location(0, 0, &[frame])]
     }
 
-    /// A goroutine's current stack, as Go's goroutine profile shows it: the frames of the
-    /// wrappers the compiler makes for `go f(x)` (`*.gowrapN`) left out, as Go's unwinder
-    /// elides them; a synthetic frame for a goroutine whose stack is not in memory.
+    /// A goroutine's current stack, as Go's goroutine profile shows it: the compiler's wrappers
+    /// (the `go f(x)` one, `f.gowrapN` or `f.funcN`) left out, as Go's unwinder elides them
+    /// (by `funcID`, else by the `gowrapN` name), and `runtime.goexit` too, as runtime/pprof
+    /// stops there; a synthetic frame for a goroutine whose stack is not in memory.
     fn goroutine_locations(&mut self, stack: &GoroutineStack) -> Vec<u64> {
         let pcs = match stack {
             GoroutineStack::Running => return self.synthetic(SyntheticFrame::GoroutineRunning),
@@ -218,13 +219,16 @@ impl<'a> Encoder<'a> {
                 locations.push(self.location(address));
                 continue;
             }
-            let frames: Vec<Frame> = self
-                .symbolizer
-                .frames(address)
-                .iter()
-                .filter(|f| !goroutine_read::is_go_statement_wrapper(&f.function))
-                .cloned()
-                .collect();
+            let wrapper = self.symbolizer.is_wrapper(address);
+            let mut frames = self.symbolizer.frames(address).to_vec();
+            // The physical function is the last frame; inlined calls into it stay.
+            if wrapper == Some(true) {
+                frames.pop();
+            }
+            frames.retain(|f| {
+                f.function != "runtime.goexit"
+                    && (wrapper.is_some() || !goroutine_read::is_go_statement_wrapper(&f.function))
+            });
             if !frames.is_empty() {
                 locations.push(self.builder.location(self.mapping_id, address, &frames));
             }

@@ -90,6 +90,12 @@ impl Symbolizer {
         &self.frames[&address]
     }
 
+    /// Whether a runtime address is in a compiler-generated wrapper (Go's unwinder elides
+    /// those); `None` when the binary does not tell.
+    pub fn is_wrapper(&self, address: u64) -> Option<bool> {
+        self.binary.is_wrapper(address.wrapping_sub(self.bias))
+    }
+
     /// How many distinct addresses were looked up so far.
     pub fn addresses(&self) -> usize {
         self.frames.len()

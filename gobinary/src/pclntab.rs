@@ -451,6 +451,16 @@ impl Pclntab {
         self.function_at_index(self.index_containing(pc)?)
     }
 
+    /// The `funcID` of the function containing a link address (the byte four before the end
+    /// of its `_func` record in every format): nonzero for the runtime's special functions and
+    /// compiler wrappers, whose values each release numbers anew.
+    pub fn func_id(&self, pc: u64) -> Option<u8> {
+        let func = self.func(self.index_containing(pc)?)?;
+        self.image
+            .get(func.at + self.format.func_size() - 4)
+            .copied()
+    }
+
     /// How far the stack pointer is below the function's entry SP at a link address (the
     /// `pcsp` table; 0 before the frame is set up, as at the entry or in the prologue's
     /// stack check); `None` outside the table's functions.
