@@ -300,11 +300,14 @@ pub fn classify(profiles: &[ResolvedProfile]) -> ClassifyReport {
         }
     }
     // RSS growing outside the Go heap is the finding of last resort: a site that allocates
-    // the memory is the better answer.
+    // the memory is the better answer, and so are goroutines piling up (each holds a stack).
     let explained = report.findings.iter().any(|f| {
         matches!(
             f.kind,
-            FindingKind::MmapGrowth | FindingKind::CHeapGrowth | FindingKind::HeapGrowth
+            FindingKind::MmapGrowth
+                | FindingKind::CHeapGrowth
+                | FindingKind::HeapGrowth
+                | FindingKind::GoroutineLeak
         )
     });
     if !explained {

@@ -122,7 +122,13 @@ pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
         .unwrap_or_else(|| default_output(pid));
     pprof::check_output_path(&output)?;
     let mut session = Session::attach(pid, options.sizes, options.events, options.c_heap)?;
-    let memory_start = session.memory_numbers(None);
+    // A launched command is stopped at exec, before its runtime exists: its figures at the
+    // start would be zeros, and everything the runtime sets up would look like growth.
+    let memory_start = matches!(options.target, RecordTarget::Pid(_)).then(|| {
+        session
+            .memory_numbers(None)
+            .comment(CommentKey::MemoryStart)
+    });
     let start = SystemTime::now();
     let started = Instant::now();
     let exited = launched.take().map(Launched::resume).transpose()?;
@@ -149,16 +155,10 @@ pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
     session.read_goroutines(&mut snapshot);
     let memory_end = session.memory_numbers(Some(&snapshot.goroutines));
     let duration = started.elapsed();
-    let profile = session.encode(
-        &snapshot,
-        start,
-        duration,
-        &[
-            CommentKey::StoppedBy.comment(format_args!("{stop:?}")),
-            memory_start.comment(CommentKey::MemoryStart),
-            memory_end.comment(CommentKey::MemoryEnd),
-        ],
-    )?;
+    let mut comments = vec![CommentKey::StoppedBy.comment(format_args!("{stop:?}"))];
+    comments.extend(memory_start);
+    comments.push(memory_end.comment(CommentKey::MemoryEnd));
+    let profile = session.encode(&snapshot, start, duration, &comments)?;
     pprof::write_atomic(&output, &profile)?;
     report_drops(&snapshot);
     eprintln!(
