@@ -200,3 +200,82 @@ per_go_version!(
     memstats_match_read_mem_stats,
     super::memstats_match_read_mem_stats
 );
+
+/// Each `watch` interval carries the goroutines at its end and the memory figures at both ends,
+/// one interval's end being the next one's start.
+#[test]
+fn watch_intervals_carry_goroutines_and_memory_figures() {
+    let go = timerscope_tests::reference_go();
+    let dir = tempfile::tempdir().unwrap();
+    let mut fixture = Fixture::spawn("goroutines", go, Variant::Normal, &["leak", "-rate", "50"]);
+    fixture.start_scenario_with_requests();
+    fixture.summary();
+    let mut watch = std::process::Command::new(common::timerscope())
+        .args([
+            "watch",
+            "--pid",
+            &fixture.pid().to_string(),
+            "--interval",
+            "1s",
+        ])
+        .arg("--dir")
+        .arg(dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Intervals start once the probes are attached.
+    let mut stderr = std::io::BufReader::new(watch.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("watching pid") {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0,
+            "watch ended"
+        );
+    }
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    std::thread::sleep(Duration::from_millis(3500));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(watch.id() as i32),
+        Signal::SIGINT,
+    )
+    .unwrap();
+    assert!(watch.wait().unwrap().success());
+    let mut paths: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".pb.gz"))
+        .collect();
+    paths.sort();
+    assert!(paths.len() >= 3, "{paths:?}");
+    let mut previous_end: Option<String> = None;
+    let mut leaked = Vec::new();
+    for path in &paths {
+        let profile = read_profile(path);
+        let start = profile
+            .comment_value(CommentKey::MemoryStart)
+            .unwrap()
+            .to_owned();
+        let end = profile
+            .comment_value(CommentKey::MemoryEnd)
+            .unwrap()
+            .to_owned();
+        if let Some(previous) = &previous_end {
+            assert_eq!(&start, previous, "{}", path.display());
+        }
+        assert!(MemoryNumbers::parse(&end).sys.unwrap() > 1 << 20);
+        previous_end = Some(end);
+        leaked.push(
+            stacks(&profile, "goroutines")
+                .iter()
+                .filter(|(stack, _)| stack.iter().any(|f| f == "main.blockForever"))
+                .map(|(_, n)| n)
+                .sum::<i64>(),
+        );
+    }
+    // The leak grows from interval to interval (50 a second).
+    assert!(
+        leaked.windows(2).all(|w| w[1] > w[0] + 20),
+        "blocked goroutines by interval: {leaked:?}"
+    );
+}
