@@ -14,6 +14,7 @@ pub mod cheap;
 pub mod collect;
 pub mod encode;
 pub mod goroutine_probes;
+pub mod goroutines;
 pub mod launch;
 pub mod libraries;
 pub mod mappings;

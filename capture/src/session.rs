@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use gobinary::{GoBinary, process};
 use pprof::{
     Profile,
-    vocabulary::{CaptureTier, ChannelMode, CommentKey, Events},
+    vocabulary::{CaptureTier, ChannelMode, CommentKey, Events, MemoryNumbers},
 };
 use probe_common::TimerCreation;
 
@@ -23,6 +23,7 @@ use crate::{
     collect::{self, Snapshot},
     encode::{self, DROP_NAMES, Recording},
     goroutine_probes::GoroutineCapture,
+    goroutines::{GoroutineRead, RuntimeReader},
     libraries::Libraries,
     mappings::LiveMappings,
     pending::PendingReader,
@@ -62,6 +63,7 @@ pub struct Session {
     pub goroutines: GoroutineCapture,
     goroutine_plan: Option<GoroutinePlan>,
     pending: PendingReader,
+    runtime: RuntimeReader,
     /// Set once a creation hook is detached: from then on a timer created at a reused address
     /// no longer replaces its entry in the creation map, so only the creations joined right
     /// after the detach are trusted, each for as long as its timer stays pending.
@@ -140,6 +142,7 @@ impl Session {
         mappings.start_program_break(pid);
         let libraries = Libraries::new(pid, &text_map.path);
         let pending = PendingReader::new(&binary, pid);
+        let runtime = RuntimeReader::new(&binary, pid);
         Ok(Self {
             pid,
             binary,
@@ -158,6 +161,7 @@ impl Session {
             goroutines: goroutine_capture,
             goroutine_plan,
             pending,
+            runtime,
             frozen_creations: None,
         })
     }
@@ -360,6 +364,22 @@ impl Session {
         }
     }
 
+    /// Reads every goroutine at its current stack into `snapshot` (the process keeps running).
+    pub fn read_goroutines(&self, snapshot: &mut Snapshot) {
+        snapshot.goroutines = self.runtime.goroutines(&self.binary);
+    }
+
+    /// RSS, the runtime's memory figures and the goroutine count of `goroutines` (read now
+    /// when `None`), for the `memory_start`/`memory_end` comments.
+    pub fn memory_numbers(&self, goroutines: Option<&GoroutineRead>) -> MemoryNumbers {
+        match goroutines {
+            Some(read) => self.runtime.memory_numbers(&self.binary, read),
+            None => self
+                .runtime
+                .memory_numbers(&self.binary, &self.runtime.goroutines(&self.binary)),
+        }
+    }
+
     /// A profile of `snapshot` covering `start` + `duration`, with `extra_comments` after the
     /// session's own (Go version, timer family, channel mode, offsets, symbols, hooks).
     pub fn encode(
@@ -422,6 +442,7 @@ impl Session {
         }
         comments.extend(snapshot.timer_worker_comments());
         comments.extend(snapshot.pending.comment());
+        comments.extend(snapshot.goroutines.comment());
         comments.extend(snapshot.creations_comment());
         comments.extend_from_slice(extra_comments);
         let recording = Recording {

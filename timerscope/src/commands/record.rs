@@ -146,6 +146,13 @@ pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
         options.c_heap,
         options.goroutines,
     )?;
+    // A launched command is stopped at exec, before its runtime exists: its figures at the
+    // start would be zeros, and everything the runtime sets up would look like growth.
+    let memory_start = matches!(options.target, RecordTarget::Pid(_)).then(|| {
+        session
+            .memory_numbers(None)
+            .comment(CommentKey::MemoryStart)
+    });
     let start = SystemTime::now();
     let started = Instant::now();
     let exited = launched.take().map(Launched::resume).transpose()?;
@@ -169,13 +176,13 @@ pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
     session.detach();
     let mut snapshot = session.snapshot()?;
     session.read_pending(&mut snapshot);
+    session.read_goroutines(&mut snapshot);
+    let memory_end = session.memory_numbers(Some(&snapshot.goroutines));
     let duration = started.elapsed();
-    let profile = session.encode(
-        &snapshot,
-        start,
-        duration,
-        &[CommentKey::StoppedBy.comment(format_args!("{stop:?}"))],
-    )?;
+    let mut comments = vec![CommentKey::StoppedBy.comment(format_args!("{stop:?}"))];
+    comments.extend(memory_start);
+    comments.push(memory_end.comment(CommentKey::MemoryEnd));
+    let profile = session.encode(&snapshot, start, duration, &comments)?;
     pprof::write_atomic(&output, &profile)?;
     report_drops(&snapshot);
     eprintln!(
