@@ -144,7 +144,7 @@ impl<'a> Encoder<'a> {
     /// The locations of a goroutine's creation site: its creating stack from the `go`
     /// statement on (the runtime's creation code that the probe sits in is left out), or, for
     /// a goroutine created before the attach, its `gopc` under a synthetic frame.
-    fn goroutine_locations(&mut self, site: &SiteKey, snapshot: &Snapshot) -> Vec<u64> {
+    fn goroutine_creation_locations(&mut self, site: &SiteKey, snapshot: &Snapshot) -> Vec<u64> {
         if site.flags & site_flag::UNKNOWN_ORIGIN != 0 {
             // gopc is a return address: the `go` statement is the call before it.
             let mut locations: Vec<u64> = (site.caller != 0)
@@ -468,7 +468,7 @@ pub fn encode(
         };
         let mut values: Values = [0; SampleType::ALL.len()];
         values[sample_type.column()] = value.count as i64;
-        let locations = encoder.goroutine_locations(site, snapshot);
+        let locations = encoder.goroutine_creation_locations(site, snapshot);
         encoder
             .builder
             .add_sample(&locations, &values, &[source(Source::Probe)]);
