@@ -1,7 +1,8 @@
 //! Every goroutine of a live process, read from `runtime.allgs` (docs/go-runtime.md,
 //! "Goroutines in memory"): id, state, wait reason as Go names it, `waitsince`, creation PC and
 //! parent. A `g` whose status changes while it is read is re-read, and counted as torn when it
-//! never settles; dead `g`s (kept in `allgs` for reuse) are skipped.
+//! never settles; dead `g`s (kept in `allgs` for reuse) are skipped. [`stack`] walks a parked
+//! goroutine's frame pointers from the registers its `g` saved.
 
 use super::memory::{ReadError, RuntimeImage, STABLE_ATTEMPTS};
 use crate::layout::{GoroutineLayout, goroutine_status as status};
@@ -25,7 +26,30 @@ pub struct Goroutine {
     /// Entry of the goroutine's function (runtime address).
     pub startpc: u64,
     pub parent_goid: Option<u64>,
+    /// Where its `g` is: [`stack`] reads it again to check the goroutine did not move on.
+    pub address: u64,
+    /// `g.stack.hi`: the top of its stack.
+    pub stack_hi: u64,
+    /// The registers its `g` saved when it stopped running: `sched` when parked or runnable,
+    /// the `syscall*` ones in a system call (Go 1.23+; before, no frame pointer is saved
+    /// there); none while it runs.
+    pub saved: Option<SavedRegisters>,
 }
+
+/// A stopped goroutine's program counter, stack pointer and frame pointer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SavedRegisters {
+    pub pc: u64,
+    pub sp: u64,
+    pub bp: u64,
+}
+
+/// Frames of a goroutine stack walked at most (Go's goroutine profile records up to 128 since
+/// Go 1.23, 32 before; deeper frames are the outermost and rarely tell sites apart).
+pub const MAX_STACK_DEPTH: usize = 128;
+
+/// At most this much of a goroutine's stack is read for its walk (stacks start at 8 KiB).
+pub const MAX_STACK_BYTES: u64 = 1 << 20;
 
 /// The goroutines of one read, and what could not be read.
 #[derive(Debug, Default)]
@@ -103,7 +127,28 @@ fn read_one(
             }
             other => status::name(other),
         };
+        let registers = |pc, sp, bp| {
+            let saved = SavedRegisters {
+                pc: word(buf, pc),
+                sp: word(buf, sp),
+                bp: word(buf, bp),
+            };
+            (saved.pc != 0 && saved.sp != 0).then_some(saved)
+        };
+        let saved = match state {
+            status::WAITING | status::LEAKED | status::RUNNABLE => {
+                registers(layout.sched_pc, layout.sched_sp, layout.sched_bp)
+            }
+            status::SYSCALL => layout
+                .syscall_bp
+                .and_then(|bp| registers(layout.syscall_pc, layout.syscall_sp, bp)),
+            _ => None,
+        };
         return Ok(Some(Goroutine {
+            address: g,
+            // `g.stack` is the first member in every release: `lo`, then `hi`.
+            stack_hi: word(buf, 8),
+            saved,
             goid: word(buf, layout.goid),
             status: state,
             state: name,
@@ -117,6 +162,58 @@ fn read_one(
         what: "runtime.g",
         attempts: STABLE_ATTEMPTS,
     })
+}
+
+/// The return addresses of a stopped goroutine's stack, innermost first, its saved PC first of
+/// all: a frame-pointer walk over one read of the stack from the saved stack pointer up. Empty
+/// for a goroutine that runs (it saved no registers). The `g` is read again after the walk: a
+/// goroutine that ran or moved its stack meanwhile is [`ReadError::Inconsistent`].
+pub fn stack(
+    image: &RuntimeImage<'_>,
+    layout: &GoroutineLayout,
+    goroutine: &Goroutine,
+) -> Result<Vec<u64>, ReadError> {
+    let Some(saved) = goroutine.saved else {
+        return Ok(Vec::new());
+    };
+    let len = goroutine
+        .stack_hi
+        .saturating_sub(saved.sp)
+        .min(MAX_STACK_BYTES);
+    let bytes = image
+        .memory
+        .bytes(saved.sp, len, MAX_STACK_BYTES as usize)?;
+    let word = |address: u64| {
+        let at = usize::try_from(address.checked_sub(saved.sp)?).ok()?;
+        Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+    };
+    let mut pcs = vec![saved.pc];
+    let mut bp = saved.bp;
+    // Each frame holds the caller's frame pointer at `bp` and the return address above it;
+    // callers' frames are higher up, so a pointer that does not rise ends the walk.
+    while pcs.len() < MAX_STACK_DEPTH && bp % 8 == 0 {
+        let (Some(next), Some(ret)) = (word(bp), word(bp + 8)) else {
+            break;
+        };
+        if ret == 0 {
+            break;
+        }
+        pcs.push(ret);
+        if next <= bp {
+            break;
+        }
+        bp = next;
+    }
+    let mut again = vec![0u8; layout.read_len() as usize];
+    let moved = read_one(image, layout, goroutine.address, &mut again)?
+        .is_none_or(|now| now.saved != goroutine.saved || now.status != goroutine.status);
+    if moved {
+        return Err(ReadError::Inconsistent {
+            what: "goroutine stack",
+            attempts: 1,
+        });
+    }
+    Ok(pcs)
 }
 
 /// Whether Go's goroutine profile and dumps leave this goroutine out: its function is a
