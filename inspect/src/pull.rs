@@ -351,26 +351,28 @@ fn fetch(
     };
     // A server that answers, but too big or malformed, or fails its TLS handshake, is not
     // retried.
-    let answered_badly = |url: &str, source| match source {
-        ref tls if crate::client::tls_failure(tls).is_some() => {
-            Attempt::Final(PullError::Tls(crate::client::ClientError::Tls {
+    let answered_badly = |url: &str, source: ureq::Error| {
+        if let Some(reason) = crate::client::tls_failure(&source) {
+            return Attempt::Final(PullError::Tls(crate::client::ClientError::Tls {
                 url: url.to_owned(),
-                reason: crate::client::tls_failure(tls).unwrap_or_default(),
-            }))
+                reason,
+            }));
         }
-        ureq::Error::BodyExceedsLimit(_) => Attempt::Final(PullError::TooLarge {
-            url: url.to_owned(),
-            limit: bytesize::ByteSize(limits.max_size),
-        }),
-        ureq::Error::LargeResponseHeader(..)
-        | ureq::Error::TooManyRedirects
-        | ureq::Error::RedirectFailed
-        | ureq::Error::Protocol(_)
-        | ureq::Error::BadUri(_) => Attempt::Final(PullError::Misbehaved {
-            url: url.to_owned(),
-            source,
-        }),
-        other => no_answer(url, other),
+        match source {
+            ureq::Error::BodyExceedsLimit(_) => Attempt::Final(PullError::TooLarge {
+                url: url.to_owned(),
+                limit: bytesize::ByteSize(limits.max_size),
+            }),
+            ureq::Error::LargeResponseHeader(..)
+            | ureq::Error::TooManyRedirects
+            | ureq::Error::RedirectFailed
+            | ureq::Error::Protocol(_)
+            | ureq::Error::BadUri(_) => Attempt::Final(PullError::Misbehaved {
+                url: url.to_owned(),
+                source,
+            }),
+            other => no_answer(url, other),
+        }
     };
     // One deadline for the whole request, redirects and body included: a server trickling a
     // byte a second is cut off at it.
