@@ -134,7 +134,7 @@ impl LiveProcess {
                 continue;
             }
             let mut pcs = match goroutines::stack(&image, &layout, g) {
-                Ok(pcs) => pcs,
+                Ok(pcs) => goroutines::as_go_records(&image, &layout, &pcs),
                 Err(gobinary::runtime::ReadError::Inconsistent { .. }) => {
                     torn += 1;
                     continue;
@@ -143,14 +143,13 @@ impl LiveProcess {
                     return Err(error).with_context(|| format!("goroutines: pid {pid}"));
                 }
             };
-            match pcs.first_mut() {
+            if g.saved.is_none() {
+                running += 1;
+                pcs.push(g.startpc);
+            } else if let Some(leaf) = pcs.first_mut() {
                 // The saved PC is a return address too (after the call that parked it): give
                 // the encoder, which takes the leaf as exact, the call instruction.
-                Some(leaf) => *leaf = leaf.saturating_sub(1),
-                None => {
-                    running += 1;
-                    pcs.push(g.startpc);
-                }
+                *leaf = leaf.saturating_sub(1);
             }
             *stacks.entry(pcs).or_insert(0) += 1;
         }

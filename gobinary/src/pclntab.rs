@@ -451,6 +451,17 @@ impl Pclntab {
         self.function_at_index(self.index_containing(pc)?)
     }
 
+    /// The `funcID` of the function containing a link address: the runtime's mark for its own
+    /// special functions and for compiler-generated wrappers (values per release in
+    /// `layout::GoroutineLayout::wrapper_func_id`). Every `_func` since Go 1.12 ends with
+    /// `funcID u8, flag u8, _ u8, nfuncdata u8`.
+    pub fn func_id(&self, pc: u64) -> Option<u8> {
+        let func = self.func(self.index_containing(pc)?)?;
+        self.image
+            .get(func.at + self.format.func_size() - 4)
+            .copied()
+    }
+
     /// Source frames at a link address, innermost inlined call first, the function itself last;
     /// empty outside the table's functions.
     pub fn frames(&self, pc: u64) -> Vec<SourceFrame<'_>> {

@@ -2,7 +2,7 @@
 //! pprofsvc, built by Go 1.22 and 1.25): several scheduled rounds into one store, a service that
 //! stops halfway, a pinned baseline, and a hot function that moves between rounds; and the same
 //! services inspected by pid and by exe, from their memory, with the findings their endpoints
-//! give (Go 1.19 to 1.27).
+//! give (Go 1.19 to 1.27, normal and PIE builds).
 // Each test binary uses a few of the package's dependencies.
 #![allow(unused_crate_dependencies)]
 
@@ -412,10 +412,16 @@ fn processes_inspected_by_pid_and_exe_give_the_findings_of_their_endpoints() {
     let targets = dir.path().join("targets.toml");
     let mut toml = String::new();
     let mut services = Vec::new();
-    let versions = ["1.19", "1.22", "1.25", "1.27"];
-    for version in versions {
+    // PIE builds too: their runtime addresses are moved by the load bias.
+    let versions = [
+        ("1.19", Variant::Normal),
+        ("1.22", Variant::Pie),
+        ("1.25", Variant::Normal),
+        ("1.27", Variant::Pie),
+    ];
+    for (version, variant) in versions {
         // A copy of its own, so that `exe` means this one process.
-        let original = fixture_path("pprofsvc", go(version), Variant::Normal).expect("fixture");
+        let original = fixture_path("pprofsvc", go(version), variant).expect("fixture");
         let binary = dir.path().join(format!("pprofsvc-{version}"));
         std::fs::copy(&original, &binary).unwrap();
         let svc = Service::start_binary(&binary, &["-rate", "40", "grow"]);
@@ -508,7 +514,7 @@ fn processes_inspected_by_pid_and_exe_give_the_findings_of_their_endpoints() {
             lines,
         )
     };
-    for (version, (_, pid)) in versions.iter().zip(&services) {
+    for ((version, _), (_, pid)) in versions.iter().zip(&services) {
         let by_url = at_leak(&format!("url-{version}"));
         assert_eq!(
             by_url,
@@ -523,6 +529,55 @@ fn processes_inspected_by_pid_and_exe_give_the_findings_of_their_endpoints() {
             let name = format!("{way}-{version}");
             assert_eq!(at_leak(&name), by_url, "Go {version}: {name} as by url");
             assert_eq!(service(&report, &name)["pid"], *pid, "{name}");
+        }
+    }
+
+    // The goroutine profile read from memory holds the leaking goroutines at the stack Go's
+    // own profile gives them: the same frames, wrappers and runtime.goexit left out as Go does.
+    let leaky_stacks = |name: &str| {
+        let dir = store.join(name).join("goroutine");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        let profile = common::read_profile(files.last().unwrap());
+        let mut stacks: Vec<Vec<(String, i64)>> = profile
+            .samples
+            .iter()
+            .map(|s| {
+                s.stack
+                    .iter()
+                    .map(|&f| {
+                        let frame = &profile.frames[f as usize];
+                        let line = if frame.file.ends_with("main.go") {
+                            frame.line
+                        } else {
+                            0
+                        };
+                        (frame.function.clone(), line)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .filter(|stack| stack.iter().any(|(f, _)| *f == leaky))
+            .collect();
+        stacks.sort();
+        stacks.dedup();
+        stacks
+    };
+    for (version, _) in versions {
+        let by_url = leaky_stacks(&format!("url-{version}"));
+        assert_eq!(by_url.len(), 1, "Go {version}: one stack: {by_url:?}");
+        assert_eq!(
+            by_url[0].iter().find(|(f, _)| *f == leaky).map(|(_, l)| *l),
+            Some(goroutine_line)
+        );
+        for way in ["pid", "exe"] {
+            assert_eq!(
+                leaky_stacks(&format!("{way}-{version}")),
+                by_url,
+                "Go {version}: {way}'s goroutine stacks as Go's own"
+            );
         }
     }
 

@@ -267,7 +267,7 @@ fn profile_store_answering(
                         .as_bytes(),
                 )
                 .unwrap();
-            stream.flush().unwrap();
+            stream.finish().unwrap();
             if received
                 .send(Ingest {
                     request_line: request_line.trim().to_owned(),

@@ -32,6 +32,9 @@ pub struct GoroutineLayout {
     pub syscall_bp: Option<u32>,
     /// `runtime.waitReasonStrings`, by `waitreason` value.
     pub wait_reasons: &'static [&'static str],
+    /// `FuncIDWrapper` (compiler-generated wrappers, such as those of `go` statements), which
+    /// Go's tracebacks leave out; `None` where not known.
+    pub wrapper_func_id: Option<u8>,
     pub source: LayoutSource,
 }
 
@@ -79,6 +82,7 @@ impl GoroutineLayout {
             syscall_pc: syscall_sp + 8,
             syscall_bp,
             wait_reasons,
+            wrapper_func_id: lookup(FUNC_ID_WRAPPER, version).ok(),
             source: LayoutSource::Table,
         })
     }
@@ -119,6 +123,7 @@ impl GoroutineLayout {
                     syscall_pc: member("syscallpc")?,
                     syscall_bp: optional(table.syscall_bp, "syscallbp")?,
                     wait_reasons: table.wait_reasons,
+                    wrapper_func_id: table.wrapper_func_id,
                     source: LayoutSource::Dwarf,
                 })
             })
@@ -319,6 +324,11 @@ const WAIT_REASONS: &[((u32, u32), &[&str])] = &[
     ((25, 25), WAIT_1_25),
     ((26, 27), WAIT_1_26),
 ];
+
+/// `FuncIDWrapper`, the last value of Go's `funcID` enumeration (runtime/symtab.go until 1.20,
+/// internal/abi/symtab.go since 1.21): each release that added a special function moved it.
+/// Read from the 1.19, 1.21-1.27 sources; 1.20 lies between two releases with 21.
+const FUNC_ID_WRAPPER: &[((u32, u32), u8)] = &[((19, 21), 21), ((22, 24), 22), ((25, 27), 23)];
 
 /// Where the figures of `runtime.ReadMemStats` live without stopping the world (Go 1.19+; the
 /// derivations are in docs/go-runtime.md, "Memory statistics in memory").

@@ -216,6 +216,43 @@ pub fn stack(
     Ok(pcs)
 }
 
+/// A walked stack as Go's goroutine profile records it: compiler-generated wrappers left out
+/// (as Go's `tracebackPCs` does, unless the wrapper called a panic function), and nothing from
+/// `runtime.goexit` on (runtime/pprof's proto writer stops there).
+pub fn as_go_records(image: &RuntimeImage<'_>, layout: &GoroutineLayout, pcs: &[u64]) -> Vec<u64> {
+    let Some(pclntab) = &image.binary.pclntab else {
+        return pcs.to_vec();
+    };
+    let mut kept = Vec::with_capacity(pcs.len());
+    let mut callee: Option<&str> = None;
+    for &pc in pcs {
+        // Every frame is a return address, the saved PC too: look up its call.
+        let link = image.link_address(pc).saturating_sub(1);
+        let Some(function) = pclntab.function_containing(link) else {
+            kept.push(pc);
+            callee = None;
+            continue;
+        };
+        if function.name == "runtime.goexit" {
+            break;
+        }
+        let wrapper = layout
+            .wrapper_func_id
+            .is_some_and(|id| pclntab.func_id(link) == Some(id));
+        let called_panic = callee.is_some_and(|c| {
+            matches!(
+                c,
+                "runtime.gopanic" | "runtime.sigpanic" | "runtime.panicwrap"
+            )
+        });
+        if !wrapper || called_panic {
+            kept.push(pc);
+        }
+        callee = Some(function.name);
+    }
+    kept
+}
+
 /// Whether Go's goroutine profile and dumps leave this goroutine out: its function is a
 /// `runtime.` one other than `runtime.main` (the runtime's `isSystemGoroutine`).
 pub fn is_system(start_function: &str) -> bool {
