@@ -36,13 +36,9 @@ pub enum LocalError {
     Several { path: PathBuf, pids: Vec<u32> },
     #[error("cannot list the processes in /proc")]
     Proc(#[source] std::io::Error),
-    #[error("pid {pid}: cannot read its {kind} profile from its memory")]
-    Read {
-        pid: u32,
-        kind: ProfileKind,
-        #[source]
-        source: BoxError,
-    },
+    /// The reader's own error, which names the process and the profile.
+    #[error(transparent)]
+    Read(BoxError),
     #[error("{0} has no net/http/pprof to pull from: inspect it by url")]
     NoReader(String),
 }

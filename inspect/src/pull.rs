@@ -250,7 +250,7 @@ fn read_process(service: &Service, processes: &dyn ProcessProfiles) -> ServicePu
                     failures.push((kind, LocalError::NoProcess(pid).into()));
                     break;
                 }
-                failures.push((kind, LocalError::Read { pid, kind, source }.into()));
+                failures.push((kind, LocalError::Read(source).into()));
             }
         }
     }

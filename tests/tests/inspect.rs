@@ -43,7 +43,7 @@ impl Service {
     }
 
     fn start_binary(binary: &Path, args: &[&str]) -> Self {
-        let mut child = Command::new(&binary)
+        let mut child = Command::new(binary)
             .args(["-lifetime", "90s"])
             .args(args)
             .stdout(Stdio::piped())
