@@ -260,6 +260,16 @@ fn profile_store_answering(
                 .map_or(0, |l| l.parse().unwrap());
             let mut body = vec![0; length];
             reader.read_exact(&mut body).unwrap();
+            // Reported before the answer: a test that saw the client act on the answer finds
+            // the request already here.
+            let request = Ingest {
+                request_line: request_line.trim().to_owned(),
+                headers,
+                body,
+            };
+            if received.send(request).is_err() {
+                return;
+            }
             let stream = reader.get_mut();
             stream
                 .write_all(
@@ -268,16 +278,6 @@ fn profile_store_answering(
                 )
                 .unwrap();
             stream.finish().unwrap();
-            if received
-                .send(Ingest {
-                    request_line: request_line.trim().to_owned(),
-                    headers,
-                    body,
-                })
-                .is_err()
-            {
-                return;
-            }
         }
     });
 }
