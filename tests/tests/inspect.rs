@@ -43,12 +43,26 @@ impl Service {
     }
 
     fn start_binary(binary: &Path, args: &[&str]) -> Self {
-        let mut child = Command::new(binary)
-            .args(["-lifetime", "90s"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
+        let spawn = || {
+            Command::new(binary)
+                .args(["-lifetime", "90s"])
+                .args(args)
+                .stdout(Stdio::piped())
+                .spawn()
+        };
+        // A binary copied just now may still be open for writing in a child another test
+        // thread forked meanwhile (until it execs): ETXTBSY for a moment.
+        let mut child = spawn();
+        for _ in 0..50 {
+            match &child {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    child = spawn();
+                }
+                _ => break,
+            }
+        }
+        let mut child = child.unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
         let listening = read_json_line(&mut BufReader::new(child.stdout.take().unwrap()));
         assert_eq!(listening["event"], "listening", "pprofsvc said {listening}");
         let port = listening["port"].as_u64().expect("port") as u16;
