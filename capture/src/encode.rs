@@ -247,7 +247,7 @@ impl<'a> Encoder<'a> {
     /// (the `go f(x)` one, `f.gowrapN` or `f.funcN`) left out, as Go's unwinder elides them
     /// (by `funcID`, else by the `gowrapN` name), and `runtime.goexit` too, as runtime/pprof
     /// stops there; a synthetic frame for a goroutine whose stack is not in memory.
-    fn goroutine_locations(&mut self, stack: &GoroutineStack) -> Vec<u64> {
+    pub(crate) fn goroutine_locations(&mut self, stack: &GoroutineStack) -> Vec<u64> {
         let pcs = match stack {
             GoroutineStack::Running => return self.synthetic(SyntheticFrame::GoroutineRunning),
             GoroutineStack::Syscall { pc } => {

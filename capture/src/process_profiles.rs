@@ -1,8 +1,9 @@
 //! Go's own view of a live process, read from its memory with no probes and no endpoint: the
 //! heap profile from the runtime's memory-profile buckets, symbolized like every other profile
 //! and written in Go's format (`net/http/pprof`'s sample types), so `go tool pprof`,
-//! `timerscope classify` and `inspect` read it as they read Go's; and its goroutines by the `go`
-//! statement that created them and what they wait for (`gobinary::runtime`).
+//! `timerscope classify` and `inspect` read it as they read Go's; its goroutine profile (each
+//! goroutine at its current stack, as Go's `/debug/pprof/goroutine`); and its goroutines by the
+//! `go` statement that created them and what they wait for (`gobinary::runtime`).
 
 use std::sync::Arc;
 
@@ -11,7 +12,11 @@ use gobinary::{
     GoBinary,
     layout::GoroutineLayout,
     process::{self, MapEntry},
-    runtime::{RuntimeImage, goroutines, heap_profile},
+    runtime::{
+        RuntimeImage,
+        goroutines::{self, GoroutineStack},
+        heap_profile,
+    },
 };
 use pprof::{MappingSpec, Profile, ProfileBuilder};
 
@@ -104,6 +109,50 @@ impl LiveProcess {
                 &[alloc_objects, alloc_space, inuse_objects, inuse_space],
                 &[],
             );
+        }
+        Ok(encoder.builder.build()?)
+    }
+
+    /// The goroutine profile in the format of Go's `/debug/pprof/goroutine`: one `goroutine`
+    /// count per current stack (walked as `record` and `watch` walk them), the runtime's own
+    /// goroutines left out. A goroutine that runs has no saved stack: it is counted under a
+    /// synthetic frame. Goroutines that could not be read are counted in the comments.
+    pub fn goroutine_profile(&mut self) -> anyhow::Result<Profile> {
+        let pid = self.pid;
+        let layout = GoroutineLayout::of_binary(&self.binary)
+            .with_context(|| format!("goroutines: pid {pid}"))?;
+        let image = RuntimeImage {
+            binary: &self.binary,
+            memory: gobinary::runtime::ProcessMemory::new(pid),
+            bias: self.bias,
+        };
+        let read =
+            goroutines::read(&image, &layout).with_context(|| format!("goroutines: pid {pid}"))?;
+        let mut stacks = std::collections::BTreeMap::<&GoroutineStack, i64>::new();
+        for g in &read.goroutines {
+            if image
+                .function_name(g.startpc)
+                .is_some_and(|start| goroutines::is_system(&start))
+            {
+                continue;
+            }
+            *stacks.entry(&g.stack).or_insert(0) += 1;
+        }
+        let mapping: MappingSpec =
+            encode::main_mapping(&self.text_map, &self.binary, &self.symbolizer);
+        let mut builder = ProfileBuilder::new(&[("goroutine", "count")], "goroutine");
+        builder.period_type("goroutine", "count", 1);
+        builder.time_nanos(now_nanos());
+        if read.torn + read.unreadable > 0 {
+            builder.comment(format!(
+                "{} goroutines changed on every read and {} could not be read: not in the samples",
+                read.torn, read.unreadable
+            ));
+        }
+        let mut encoder = Encoder::new(builder, &mut self.symbolizer, &self.libraries, &mapping);
+        for (stack, count) in stacks {
+            let locations = encoder.goroutine_locations(stack);
+            encoder.builder.add_sample(&locations, &[count], &[]);
         }
         Ok(encoder.builder.build()?)
     }

@@ -38,6 +38,42 @@ pub enum ClientError {
     NoRoots { url: String },
     #[error("{0:?} is not an http:// or https:// URL with a host")]
     Url(String),
+    #[error(
+        "{url}: TLS handshake failed ({reason}); pass --ca-file with the CA that signed its certificate"
+    )]
+    Tls { url: String, reason: String },
+}
+
+/// The TLS failure inside a request's error, if that is what it is: a handshake that failed
+/// (an untrusted or mismatched certificate, no common protocol) fails the same way again, so it
+/// is not worth retrying.
+pub fn tls_failure(error: &ureq::Error) -> Option<String> {
+    match error {
+        ureq::Error::Rustls(e) => Some(e.to_string()),
+        ureq::Error::Io(e) => e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .map(ToString::to_string),
+        _ => None,
+    }
+}
+
+/// Makes one request to `url` (any HTTP answer will do) and refuses it when its TLS handshake
+/// fails; a server that does not answer at all is not refused (it may come up later).
+pub fn check_tls(agent: &ureq::Agent, endpoint: &Endpoint) -> Result<(), ClientError> {
+    if !endpoint.url.starts_with("https://") {
+        return Ok(());
+    }
+    match endpoint.apply(agent.head(&endpoint.url)).call() {
+        Err(error) => match tls_failure(&error) {
+            Some(reason) => Err(ClientError::Tls {
+                url: endpoint.url.clone(),
+                reason,
+            }),
+            None => Ok(()),
+        },
+        Ok(_) => Ok(()),
+    }
 }
 
 /// One extra request header, its value already resolved.

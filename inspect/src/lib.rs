@@ -1,8 +1,10 @@
 //! `timerscope inspect`: scheduled inspection of Go services through their own `net/http/pprof`
-//! endpoints, without root or eBPF. One run is one round: pull every service's profiles (a few
-//! services at a time), store them, and judge each service's round against its history.
+//! endpoints (without root or eBPF), or of local Go processes through their memory. One run is
+//! one round: pull every service's profiles (a few services at a time), store them, and judge
+//! each service's round against its history.
 //!
 //! - [`targets`]: the targets file (TOML or YAML).
+//! - [`local`]: `pid` and `exe` targets, read through a [`local::ProcessProfiles`].
 //! - [`client`]: TLS roots, extra headers and basic auth for pulls (and watch's pushes).
 //! - [`pull`]: HTTP(S) pulls with timeouts and retries; a service that is down is reported.
 //! - [`store`]: `STORE/<service>/<profile>/<timestamp>.pb.gz`, an index per service,
@@ -12,6 +14,7 @@
 
 pub mod analysis;
 pub mod client;
+pub mod local;
 pub mod pull;
 pub mod report;
 pub mod store;
@@ -23,7 +26,7 @@ use analysis::{Thresholds, analyze, mib_per_s};
 use pull::{PullSettings, ServicePull, pull_all};
 use report::{InspectReport, ProfileFailure, Reachability, ServiceReport};
 use store::{Round, Store, StoreError};
-use targets::{Service, TargetsError, load_targets};
+use targets::{Service, Target, TargetsError, load_targets};
 
 pub use analysis::{DEFAULT_GOROUTINE_SLOPE_PER_S, DEFAULT_HEAP_SLOPE_MIB_PER_S};
 pub use pull::DEFAULT_CPU_SECONDS;
@@ -86,28 +89,37 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// One inspection round over every service in the targets file.
-pub fn run_inspect(options: &InspectOptions) -> Result<InspectReport, InspectError> {
+/// One inspection round over every service in the targets file; `processes` reads the profiles
+/// of `pid` and `exe` targets.
+pub fn run_inspect(
+    options: &InspectOptions,
+    processes: &dyn local::ProcessProfiles,
+) -> Result<InspectReport, InspectError> {
     let services = load_targets(&options.targets)?;
+    let urls: Vec<&str> = services
+        .iter()
+        .filter_map(|s| match &s.target {
+            Target::Url(url) => Some(url.as_str()),
+            Target::Pid(_) | Target::Exe(_) => None,
+        })
+        .collect();
     // A URL or CA file that could never work is refused before anything is pulled.
-    for service in &services {
-        options.pull.client.endpoint(&service.url)?;
+    for url in &urls {
+        options.pull.client.endpoint(url)?;
     }
-    options
-        .pull
-        .client
-        .tls_config(services.iter().map(|s| s.url.as_str()))?;
+    options.pull.client.tls_config(urls.iter().copied())?;
     let store_error = |e| InspectError::Store(options.store.clone(), e);
     let store = Store::create(&options.store)
         .map_err(store_error)?
         .with_limits(options.pull.limits);
-    let pulls = pull_all(&services, &options.pull);
+    let pulls = pull_all(&services, &options.pull, processes);
     let mut reports = Vec::with_capacity(services.len());
     for (service, pull) in services.iter().zip(pulls) {
         let mut index = store.index(&service.name).map_err(store_error)?;
         let mut report = ServiceReport {
             service: service.name.clone(),
-            url: client::redact(&service.url),
+            target: service.target.describe(),
+            pid: None,
             reachability: Reachability::Reached,
             error: None,
             round: None,
@@ -120,7 +132,7 @@ pub fn run_inspect(options: &InspectOptions) -> Result<InspectReport, InspectErr
             profile_errors: Vec::new(),
             notes: Vec::new(),
         };
-        let (started, profiles, failures) = match pull {
+        let (started, profiles, failures, pid) = match pull {
             ServicePull::Unreachable(error) => {
                 report.reachability = Reachability::Unreachable;
                 report.error = Some(error_chain(&error));
@@ -131,8 +143,10 @@ pub fn run_inspect(options: &InspectOptions) -> Result<InspectReport, InspectErr
                 started,
                 profiles,
                 failures,
-            } => (started, profiles, failures),
+                pid,
+            } => (started, profiles, failures, pid),
         };
+        report.pid = pid;
         report.profile_errors = failures
             .iter()
             .map(|(profile, error)| ProfileFailure {

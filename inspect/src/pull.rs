@@ -1,6 +1,7 @@
-//! Pulling profiles from services' `net/http/pprof` endpoints over HTTP or HTTPS: a few services at
-//! a time, each with timeouts and retries. A service that does not answer is reported as
-//! unreachable and the others go on.
+//! Pulling profiles from services' `net/http/pprof` endpoints over HTTP or HTTPS, or reading them
+//! from local processes' memory: a few services at a time, each with timeouts and retries. A
+//! service that does not answer (or a process that does not run) is reported as unreachable and
+//! the others go on.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -11,7 +12,8 @@ use pprof::Profile;
 use pprof::{DecodeLimits, ProfileError, decode_with};
 
 use crate::client::ClientSettings;
-use crate::targets::{ProfileKind, Service};
+use crate::local::{self, LocalError, ProcessProfiles};
+use crate::targets::{ProfileKind, Service, Target};
 
 /// How pulls are made.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,6 +106,11 @@ pub enum PullError {
         #[source]
         source: ProfileError,
     },
+    /// A TLS handshake that failed: not retried, it would fail the same way.
+    #[error(transparent)]
+    Tls(crate::client::ClientError),
+    #[error(transparent)]
+    Local(#[from] LocalError),
 }
 
 /// One profile as pulled: the bytes as served, and decoded.
@@ -125,12 +132,18 @@ pub enum ServicePull {
         profiles: Vec<PulledProfile>,
         /// Profiles that failed; after a profile got no answer, the rest are not tried.
         failures: Vec<(ProfileKind, PullError)>,
+        /// The process read, for `pid` and `exe` targets.
+        pid: Option<u32>,
     },
 }
 
 /// Pulls every service's profiles, `settings.concurrency` services at a time; results are in the
-/// order of `services`.
-pub fn pull_all(services: &[Service], settings: &PullSettings) -> Vec<ServicePull> {
+/// order of `services`. `processes` reads those of `pid` and `exe` targets.
+pub fn pull_all(
+    services: &[Service],
+    settings: &PullSettings,
+    processes: &dyn ProcessProfiles,
+) -> Vec<ServicePull> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(settings.connect_timeout))
@@ -163,7 +176,11 @@ pub fn pull_all(services: &[Service], settings: &PullSettings) -> Vec<ServicePul
                     let Some(index) = queue.lock().unwrap().pop_front() else {
                         break;
                     };
-                    let pulled = pull_service(&agent, &services[index], settings, &decoding);
+                    let service = &services[index];
+                    let pulled = match service.target {
+                        Target::Url(_) => pull_service(&agent, service, settings, &decoding),
+                        Target::Pid(_) | Target::Exe(_) => read_process(service, processes),
+                    };
                     results.lock().unwrap()[index] = Some(pulled);
                 }
             });
@@ -189,7 +206,7 @@ fn pull_service(
     for &kind in &service.profiles {
         match pull_profile(agent, service, kind, settings, decoding) {
             Ok(pulled) => profiles.push(pulled),
-            Err(error @ PullError::NoAnswer { .. }) => {
+            Err(error @ (PullError::NoAnswer { .. } | PullError::Tls(_))) => {
                 if profiles.is_empty() && failures.is_empty() {
                     return ServicePull::Unreachable(error);
                 }
@@ -204,6 +221,44 @@ fn pull_service(
         started,
         profiles,
         failures,
+        pid: None,
+    }
+}
+
+/// Reads a local target's profiles from its process's memory.
+fn read_process(service: &Service, processes: &dyn ProcessProfiles) -> ServicePull {
+    let pid = match local::resolve(&service.target) {
+        Ok(pid) => pid,
+        Err(error) => return ServicePull::Unreachable(error.into()),
+    };
+    let started = SystemTime::now();
+    let mut profiles = Vec::new();
+    let mut failures = Vec::new();
+    for &kind in &service.profiles {
+        match processes.read(pid, kind) {
+            Ok(profile) => profiles.push(PulledProfile {
+                kind,
+                bytes: pprof::encode_gzip(&profile),
+                profile,
+            }),
+            Err(source) => {
+                // It exited while read: like a service that went away mid-round.
+                if local::resolve(&Target::Pid(pid)).is_err() {
+                    if profiles.is_empty() && failures.is_empty() {
+                        return ServicePull::Unreachable(LocalError::NoProcess(pid).into());
+                    }
+                    failures.push((kind, LocalError::NoProcess(pid).into()));
+                    break;
+                }
+                failures.push((kind, LocalError::Read(source).into()));
+            }
+        }
+    }
+    ServicePull::Reached {
+        started,
+        profiles,
+        failures,
+        pid: Some(pid),
     }
 }
 
@@ -220,10 +275,10 @@ fn pull_profile(
     settings: &PullSettings,
     decoding: &Mutex<()>,
 ) -> Result<PulledProfile, PullError> {
-    let endpoint = match settings
-        .client
-        .endpoint(&service.profile_url(kind, settings.cpu_seconds))
-    {
+    let url = service
+        .profile_url(kind, settings.cpu_seconds)
+        .expect("pulled services have a URL");
+    let endpoint = match settings.client.endpoint(&url) {
         Ok(endpoint) => endpoint,
         Err(source) => {
             return Err(PullError::BadUrl {
@@ -294,21 +349,30 @@ fn fetch(
             source,
         })
     };
-    // A server that answers, but too big or malformed, is not retried.
-    let answered_badly = |url: &str, source| match source {
-        ureq::Error::BodyExceedsLimit(_) => Attempt::Final(PullError::TooLarge {
-            url: url.to_owned(),
-            limit: bytesize::ByteSize(limits.max_size),
-        }),
-        ureq::Error::LargeResponseHeader(..)
-        | ureq::Error::TooManyRedirects
-        | ureq::Error::RedirectFailed
-        | ureq::Error::Protocol(_)
-        | ureq::Error::BadUri(_) => Attempt::Final(PullError::Misbehaved {
-            url: url.to_owned(),
-            source,
-        }),
-        other => no_answer(url, other),
+    // A server that answers, but too big or malformed, or fails its TLS handshake, is not
+    // retried.
+    let answered_badly = |url: &str, source: ureq::Error| {
+        if let Some(reason) = crate::client::tls_failure(&source) {
+            return Attempt::Final(PullError::Tls(crate::client::ClientError::Tls {
+                url: url.to_owned(),
+                reason,
+            }));
+        }
+        match source {
+            ureq::Error::BodyExceedsLimit(_) => Attempt::Final(PullError::TooLarge {
+                url: url.to_owned(),
+                limit: bytesize::ByteSize(limits.max_size),
+            }),
+            ureq::Error::LargeResponseHeader(..)
+            | ureq::Error::TooManyRedirects
+            | ureq::Error::RedirectFailed
+            | ureq::Error::Protocol(_)
+            | ureq::Error::BadUri(_) => Attempt::Final(PullError::Misbehaved {
+                url: url.to_owned(),
+                source,
+            }),
+            other => no_answer(url, other),
+        }
     };
     // One deadline for the whole request, redirects and body included: a server trickling a
     // byte a second is cut off at it.
@@ -387,11 +451,20 @@ mod tests {
     fn service(port: u16, profiles: &[ProfileKind]) -> Service {
         Service {
             name: format!("svc-{port}"),
-            url: format!("http://127.0.0.1:{port}"),
+            target: Target::Url(format!("http://127.0.0.1:{port}")),
             profiles: profiles.to_vec(),
             threshold_pp: None,
             heap_slope_mib_per_s: None,
             goroutine_slope_per_s: None,
+        }
+    }
+
+    /// URL targets only: these tests read no process.
+    struct NoProcesses;
+
+    impl ProcessProfiles for NoProcesses {
+        fn read(&self, pid: u32, _: ProfileKind) -> Result<Profile, local::BoxError> {
+            Err(format!("pid {pid}: not read in these tests").into())
         }
     }
 
@@ -452,6 +525,7 @@ mod tests {
         let pulls = pull_all(
             &[service(port, &[ProfileKind::Goroutine, ProfileKind::Block])],
             &quick(),
+            &NoProcesses,
         );
         let ServicePull::Reached {
             profiles, failures, ..
@@ -489,6 +563,7 @@ mod tests {
                 service(port, &[ProfileKind::Goroutine]),
             ],
             &quick(),
+            &NoProcesses,
         );
         match &pulls[0] {
             ServicePull::Unreachable(PullError::NoAnswer { attempts, .. }) => {
@@ -534,7 +609,11 @@ mod tests {
 
     fn pull_one(port: u16, settings: &PullSettings) -> (Duration, ServicePull) {
         let started = Instant::now();
-        let mut pulls = pull_all(&[service(port, &[ProfileKind::Goroutine])], settings);
+        let mut pulls = pull_all(
+            &[service(port, &[ProfileKind::Goroutine])],
+            settings,
+            &NoProcesses,
+        );
         (started.elapsed(), pulls.remove(0))
     }
 
@@ -648,8 +727,8 @@ mod tests {
         assert_eq!((profiles.len(), failures.len()), (1, 0), "{failures:?}");
         // To another host: refused, naming the flag; followed with it.
         let mut away = service(port, &[ProfileKind::Goroutine]);
-        away.url = format!("http://127.0.0.1:{port}/elsewhere");
-        let pulls = pull_all(std::slice::from_ref(&away), &quick());
+        away.target = Target::Url(format!("http://127.0.0.1:{port}/elsewhere"));
+        let pulls = pull_all(std::slice::from_ref(&away), &quick(), &NoProcesses);
         let ServicePull::Reached { failures, .. } = &pulls[0] else {
             panic!("{pulls:?}");
         };
@@ -662,7 +741,7 @@ mod tests {
             follow_redirects: true,
             ..quick()
         };
-        let pulls = pull_all(&[away], &following);
+        let pulls = pull_all(&[away], &following, &NoProcesses);
         let ServicePull::Reached {
             profiles, failures, ..
         } = &pulls[0]

@@ -44,7 +44,11 @@ pub enum Reachability {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServiceReport {
     pub service: String,
-    pub url: String,
+    /// Where it was inspected: its URL (without a password), `pid N` or `exe PATH`.
+    pub target: String,
+    /// The process read, for `pid` and `exe` targets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
     pub reachability: Reachability,
     /// Why the service is unreachable.
     pub error: Option<String>,
@@ -64,6 +68,16 @@ pub struct ServiceReport {
     /// Profiles of this round that could not be pulled.
     pub profile_errors: Vec<ProfileFailure>,
     pub notes: Vec<String>,
+}
+
+impl ServiceReport {
+    /// The target as tables show it, with the process read when the target named none.
+    pub fn shown_target(&self) -> String {
+        match self.pid {
+            Some(pid) if !self.target.starts_with("pid ") => format!("{} (pid {pid})", self.target),
+            _ => self.target.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -1,14 +1,20 @@
-//! The targets file of `timerscope inspect`: which services to pull, from which base URL, which
-//! profiles, and optional per-service thresholds. TOML (`.toml`) or YAML (`.yaml`, `.yml`):
+//! The targets file of `timerscope inspect`: which services to inspect, where (a base URL, or a
+//! local process by pid or executable), which profiles, and optional per-service thresholds.
+//! TOML (`.toml`) or YAML (`.yaml`, `.yml`):
 //!
 //! ```toml
 //! [[services]]
 //! name = "checkout"                  # store directory name: letters, digits, . _ -
-//! url = "http://10.0.0.7:6060"       # net/http/pprof is served under URL/debug/pprof/
+//! url = "https://10.0.0.7:6060"      # net/http/pprof is served under URL/debug/pprof/
 //! profiles = ["cpu", "heap", "goroutine"]   # default; also block, mutex ("profile" = cpu)
 //! threshold = 10.0                   # share change in percentage points (default --threshold)
 //! heap_slope_mib_per_s = 1.0         # in-use heap growth alert level (default 0.5)
 //! goroutine_slope_per_s = 2.0        # goroutine growth alert level (default 1)
+//!
+//! [[services]]
+//! name = "billing"
+//! exe = "/usr/local/bin/billing"     # or pid = 4242: read from the process's memory (root)
+//! profiles = ["heap", "goroutine"]   # the default, and all a process's memory gives
 //! ```
 
 use std::fmt;
@@ -102,12 +108,37 @@ impl fmt::Display for ProfileKind {
 pub const DEFAULT_PROFILES: [ProfileKind; 3] =
     [ProfileKind::Heap, ProfileKind::Goroutine, ProfileKind::Cpu];
 
+/// Profiles read from a process's memory when a `pid` or `exe` service names none: all there
+/// are without an endpoint.
+pub const LOCAL_PROFILES: [ProfileKind; 2] = [ProfileKind::Heap, ProfileKind::Goroutine];
+
+/// Where a service's profiles come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `http[s]://host:port[/prefix]` without a trailing slash: its `net/http/pprof`.
+    Url(String),
+    /// A local process, read from its memory.
+    Pid(u32),
+    /// The local process running this executable (absolute path), read from its memory.
+    Exe(PathBuf),
+}
+
+impl Target {
+    /// The target as reports show it: the URL without its password, `pid N`, `exe PATH`.
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Url(url) => crate::client::redact(url),
+            Target::Pid(pid) => format!("pid {pid}"),
+            Target::Exe(path) => format!("exe {}", path.display()),
+        }
+    }
+}
+
 /// One service to inspect, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Service {
     pub name: String,
-    /// `http://host:port[/prefix]` without a trailing slash.
-    pub url: String,
+    pub target: Target,
     /// Sorted in pull order, without duplicates.
     pub profiles: Vec<ProfileKind>,
     /// Per-service thresholds; `None` takes the run's default.
@@ -117,9 +148,12 @@ pub struct Service {
 }
 
 impl Service {
-    /// The URL of one profile of this service.
-    pub fn profile_url(&self, kind: ProfileKind, cpu_seconds: u32) -> String {
-        format!("{}/debug/pprof/{}", self.url, kind.endpoint(cpu_seconds))
+    /// The URL of one profile of this service, if it has a URL.
+    pub fn profile_url(&self, kind: ProfileKind, cpu_seconds: u32) -> Option<String> {
+        match &self.target {
+            Target::Url(url) => Some(format!("{url}/debug/pprof/{}", kind.endpoint(cpu_seconds))),
+            Target::Pid(_) | Target::Exe(_) => None,
+        }
     }
 }
 
@@ -133,7 +167,9 @@ struct TargetsFile {
 #[serde(deny_unknown_fields)]
 struct ServiceEntry {
     name: String,
-    url: String,
+    url: Option<String>,
+    pid: Option<u32>,
+    exe: Option<PathBuf>,
     profiles: Option<Vec<ProfileKind>>,
     threshold: Option<f64>,
     heap_slope_mib_per_s: Option<f64>,
@@ -198,7 +234,8 @@ pub fn parse_targets(
     };
     if file.services.is_empty() {
         return Err(invalid(
-            "no services: list at least one under `services` (name and url)".to_owned(),
+            "no services: list at least one under `services` (name, and url, pid or exe)"
+                .to_owned(),
         ));
     }
     let mut services: Vec<Service> = Vec::with_capacity(file.services.len());
@@ -228,8 +265,38 @@ fn validate(entry: ServiceEntry) -> Result<Service, String> {
             "service name {name:?} cannot name a store directory; use letters, digits, '.', '_' and '-' (not starting with '.')"
         ));
     }
-    let url = validate_url(&entry.url).map_err(|why| format!("service {name:?}: {why}"))?;
-    let mut profiles = entry.profiles.unwrap_or_else(|| DEFAULT_PROFILES.to_vec());
+    let target = match (entry.url, entry.pid, entry.exe) {
+        (Some(url), None, None) => {
+            Target::Url(validate_url(&url).map_err(|why| format!("service {name:?}: {why}"))?)
+        }
+        (None, Some(pid), None) if pid > 0 => Target::Pid(pid),
+        (None, Some(_), None) => return Err(format!("service {name:?}: pid must be above 0")),
+        (None, None, Some(exe)) if exe.is_absolute() => Target::Exe(exe),
+        (None, None, Some(exe)) => {
+            return Err(format!(
+                "service {name:?}: exe {} is not an absolute path; give the executable's full path (as /proc/PID/exe shows it)",
+                exe.display()
+            ));
+        }
+        _ => {
+            return Err(format!(
+                "service {name:?}: give exactly one of url (its net/http/pprof), pid or exe (a local process)"
+            ));
+        }
+    };
+    let local = !matches!(target, Target::Url(_));
+    let mut profiles = entry.profiles.unwrap_or_else(|| {
+        if local {
+            LOCAL_PROFILES.to_vec()
+        } else {
+            DEFAULT_PROFILES.to_vec()
+        }
+    });
+    if local && let Some(kind) = profiles.iter().find(|k| !LOCAL_PROFILES.contains(k)) {
+        return Err(format!(
+            "service {name:?}: a {kind} profile needs the service's net/http/pprof (url); from a process's memory there are heap and goroutine"
+        ));
+    }
     if profiles.is_empty() {
         return Err(format!(
             "service {name:?}: `profiles` is empty; list some of cpu, heap, goroutine, block, mutex (or leave it out for cpu, heap, goroutine)"
@@ -250,7 +317,7 @@ fn validate(entry: ServiceEntry) -> Result<Service, String> {
     }
     Ok(Service {
         name,
-        url,
+        target,
         profiles,
         threshold_pp: entry.threshold,
         heap_slope_mib_per_s: entry.heap_slope_mib_per_s,
@@ -260,14 +327,12 @@ fn validate(entry: ServiceEntry) -> Result<Service, String> {
 
 /// Checks a base URL and drops its trailing slashes.
 fn validate_url(url: &str) -> Result<String, String> {
-    if url.starts_with("https://") {
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
         return Err(format!(
-            "url {url:?} uses https, which timerscope inspect does not speak (it has no TLS); give the plain http:// address of the pprof listener"
-        ));
-    }
-    let Some(rest) = url.strip_prefix("http://") else {
-        return Err(format!(
-            "url {url:?} is not an http:// URL; write it as http://host:port"
+            "url {url:?} is not an http:// or https:// URL; write it as http://host:port"
         ));
     };
     let host = rest.split('/').next().unwrap_or_default();
@@ -325,7 +390,10 @@ services:
         let from_yaml = parse(yaml, TargetsFormat::Yaml).unwrap();
         assert_eq!(from_toml, from_yaml);
         let checkout = &from_toml[0];
-        assert_eq!(checkout.url, "http://127.0.0.1:6060");
+        assert_eq!(
+            checkout.target,
+            Target::Url("http://127.0.0.1:6060".to_owned())
+        );
         assert_eq!(
             checkout.profiles,
             [ProfileKind::Heap, ProfileKind::Mutex, ProfileKind::Cpu],
@@ -333,13 +401,13 @@ services:
         );
         assert_eq!(checkout.threshold_pp, Some(10.0));
         assert_eq!(
-            checkout.profile_url(ProfileKind::Cpu, 30),
+            checkout.profile_url(ProfileKind::Cpu, 30).unwrap(),
             "http://127.0.0.1:6060/debug/pprof/profile?seconds=30"
         );
         let search = &from_toml[1];
         assert_eq!(search.profiles, DEFAULT_PROFILES);
         assert_eq!(
-            search.profile_url(ProfileKind::Heap, 30),
+            search.profile_url(ProfileKind::Heap, 30).unwrap(),
             "http://127.0.0.1:6061/internal/debug/pprof/heap?gc=1"
         );
     }
@@ -356,8 +424,24 @@ services:
             url = "http://127.0.0.1:2"
         "#;
         assert!(problem(twice).contains("listed twice"));
-        let tls = "[[services]]\nname = \"a\"\nurl = \"https://127.0.0.1:1\"";
-        assert!(problem(tls).contains("no TLS"));
+        let tls = "[[services]]\nname = \"a\"\nurl = \"https://u:p@127.0.0.1:1/\"";
+        let tls = parse(tls, TargetsFormat::Toml).unwrap();
+        assert_eq!(tls[0].target, Target::Url("https://u:p@127.0.0.1:1".into()));
+        assert_eq!(tls[0].target.describe(), "https://u:***@127.0.0.1:1");
+        let both = "[[services]]\nname = \"a\"\nurl = \"http://h:1\"\npid = 7";
+        assert!(problem(both).contains("exactly one of url"));
+        let neither = "[[services]]\nname = \"a\"";
+        assert!(problem(neither).contains("exactly one of url"));
+        let relative = "[[services]]\nname = \"a\"\nexe = \"bin/svc\"";
+        assert!(problem(relative).contains("absolute path"));
+        let cpu = "[[services]]\nname = \"a\"\npid = 7\nprofiles = [\"cpu\"]";
+        assert!(problem(cpu).contains("needs the service's net/http/pprof"));
+        let local = "services:\n  - name: a\n    exe: /usr/bin/svc\n  - name: b\n    pid: 7\n";
+        let local = parse(local, TargetsFormat::Yaml).unwrap();
+        assert_eq!(local[0].target, Target::Exe("/usr/bin/svc".into()));
+        assert_eq!(local[1].target, Target::Pid(7));
+        assert_eq!(local[1].profiles, LOCAL_PROFILES);
+        assert_eq!(local[1].profile_url(ProfileKind::Heap, 1), None);
         let slash = "[[services]]\nname = \"../etc\"\nurl = \"http://127.0.0.1:1\"";
         assert!(problem(slash).contains("store directory"));
         let negative = "[[services]]\nname = \"a\"\nurl = \"http://h:1\"\nthreshold = -3.0";

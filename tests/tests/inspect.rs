@@ -1,17 +1,21 @@
 //! `timerscope inspect` against real Go services that serve net/http/pprof on loopback (fixture
 //! pprofsvc, built by Go 1.22 and 1.25): several scheduled rounds into one store, a service that
-//! stops halfway, a pinned baseline, and a hot function that moves between rounds.
+//! stops halfway, a pinned baseline, and a hot function that moves between rounds; and the same
+//! services inspected by pid and by exe, from their memory, with the findings their endpoints
+//! give (Go 1.19 to 1.27, normal and PIE builds).
 // Each test binary uses a few of the package's dependencies.
 #![allow(unused_crate_dependencies)]
 
 mod common;
+#[path = "common/tls.rs"]
+mod tls;
 
 use std::{
     io::{BufReader, Read as _, Write as _},
     net::TcpStream,
     path::Path,
     process::{Child, Command, Stdio},
-    sync::Mutex,
+    sync::{Mutex, mpsc},
 };
 
 use common::{fixture_site, read_json_line, run_timerscope};
@@ -35,12 +39,30 @@ struct Service {
 impl Service {
     fn start(go: &GoVersion, args: &[&str]) -> Self {
         let binary = fixture_path("pprofsvc", go, Variant::Normal).expect("fixture built");
-        let mut child = Command::new(&binary)
-            .args(["-lifetime", "90s"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
+        Self::start_binary(&binary, args)
+    }
+
+    fn start_binary(binary: &Path, args: &[&str]) -> Self {
+        let spawn = || {
+            Command::new(binary)
+                .args(["-lifetime", "90s"])
+                .args(args)
+                .stdout(Stdio::piped())
+                .spawn()
+        };
+        // A binary copied just now may still be open for writing in a child another test
+        // thread forked meanwhile (until it execs): ETXTBSY for a moment.
+        let mut child = spawn();
+        for _ in 0..50 {
+            match &child {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    child = spawn();
+                }
+                _ => break,
+            }
+        }
+        let mut child = child.unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
         let listening = read_json_line(&mut BufReader::new(child.stdout.take().unwrap()));
         assert_eq!(listening["event"], "listening", "pprofsvc said {listening}");
         let port = listening["port"].as_u64().expect("port") as u16;
@@ -391,6 +413,313 @@ fn a_hot_function_that_moves_is_flagged_with_its_shares() {
         assert_eq!(
             s["severity"], "high",
             "moved more than twice the threshold: {s}"
+        );
+    }
+}
+
+#[test]
+fn processes_inspected_by_pid_and_exe_give_the_findings_of_their_endpoints() {
+    let (leaky, heap_line) = fixture_site("pprofsvc", "heap-growth");
+    let (_, goroutine_line) = fixture_site("pprofsvc", "goroutine-growth");
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let targets = dir.path().join("targets.toml");
+    let mut toml = String::new();
+    let mut services = Vec::new();
+    // PIE builds too: their runtime addresses are moved by the load bias.
+    let versions = [
+        ("1.19", Variant::Normal),
+        ("1.22", Variant::Pie),
+        ("1.25", Variant::Normal),
+        ("1.27", Variant::Pie),
+    ];
+    for (version, variant) in versions {
+        // A copy of its own, so that `exe` means this one process.
+        let original = fixture_path("pprofsvc", go(version), variant).expect("fixture");
+        let binary = dir.path().join(format!("pprofsvc-{version}"));
+        std::fs::copy(&original, &binary).unwrap();
+        let svc = Service::start_binary(&binary, &["-rate", "40", "grow"]);
+        let pid = svc.child.id();
+        toml += &format!(
+            "[[services]]\nname = \"url-{version}\"\nurl = \"{}\"\nprofiles = [\"heap\", \"goroutine\"]\n\n\
+             [[services]]\nname = \"pid-{version}\"\npid = {pid}\n\n\
+             [[services]]\nname = \"exe-{version}\"\nexe = \"{}\"\n\n",
+            svc.url(),
+            binary.display()
+        );
+        services.push((svc, pid));
+    }
+    // Two processes of one executable: `exe` cannot tell which is meant.
+    let twice = dir.path().join("pprofsvc-twice");
+    std::fs::copy(
+        fixture_path("pprofsvc", go("1.25"), Variant::Normal).unwrap(),
+        &twice,
+    )
+    .unwrap();
+    let _first = Service::start_binary(&twice, &["-busy", "0", "healthy"]);
+    let _second = Service::start_binary(&twice, &["-busy", "0", "healthy"]);
+    toml += &format!(
+        "[[services]]\nname = \"twice\"\nexe = \"{}\"\n\n[[services]]\nname = \"gone\"\nexe = \"{}\"\n",
+        twice.display(),
+        dir.path().join("never-started").display()
+    );
+    std::fs::write(&targets, toml).unwrap();
+
+    const ROUNDS: usize = 5;
+    let mut report = Value::Null;
+    for round in 1..=ROUNDS {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let (status, this) = inspect_round(&targets, &store, &[]);
+        assert_eq!(status, 0, "round {round}: {this}");
+        report = this;
+    }
+    let twice_report = service(&report, "twice");
+    assert_eq!(
+        twice_report["reachability"], "unreachable",
+        "{twice_report}"
+    );
+    let error = twice_report["error"].as_str().unwrap();
+    assert!(
+        error.contains("2 processes run") && error.contains("pid = N"),
+        "{error}"
+    );
+    let gone = service(&report, "gone");
+    assert_eq!(gone["reachability"], "unreachable", "{gone}");
+    assert!(
+        gone["error"]
+            .as_str()
+            .unwrap()
+            .contains("no running process runs"),
+        "{gone}"
+    );
+
+    // What each way of looking found at the leaking function, as (kinds, severity, lines).
+    let at_leak = |name: &str| {
+        let s = service(&report, name);
+        assert_eq!(s["reachability"], "reached", "{name}: {s}");
+        assert_eq!(s["profile_errors"], Value::Array(vec![]), "{name}: {s}");
+        assert_eq!(s["rounds_stored"], ROUNDS, "{name}: {s}");
+        assert_eq!(
+            status_of(&s["trends"], "metric", "goroutines"),
+            "alert",
+            "{name}: {s}"
+        );
+        assert_eq!(
+            status_of(&s["trends"], "metric", "heap-inuse-bytes"),
+            "alert",
+            "{name}: {s}"
+        );
+        let findings: Vec<&Value> = s["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["function"] == leaky.as_str())
+            .collect();
+        assert_eq!(findings.len(), 1, "{name}: one finding at {leaky}: {s}");
+        let lines: Vec<i64> = findings[0]["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["line"].as_i64().unwrap())
+            .collect();
+        (
+            findings[0]["kinds"].clone(),
+            findings[0]["severity"].clone(),
+            lines,
+        )
+    };
+    for ((version, _), (_, pid)) in versions.iter().zip(&services) {
+        let by_url = at_leak(&format!("url-{version}"));
+        assert_eq!(
+            by_url,
+            (
+                serde_json::json!(["heap-growth", "goroutine-growth"]),
+                serde_json::json!("high"),
+                vec![heap_line, goroutine_line]
+            ),
+            "Go {version} by url"
+        );
+        for way in ["pid", "exe"] {
+            let name = format!("{way}-{version}");
+            assert_eq!(at_leak(&name), by_url, "Go {version}: {name} as by url");
+            assert_eq!(service(&report, &name)["pid"], *pid, "{name}");
+        }
+    }
+
+    // The goroutine profile read from memory holds the leaking goroutines at the stack Go's
+    // own profile gives them: the same frames, wrappers and runtime.goexit left out as Go does.
+    let leaky_stacks = |name: &str| {
+        let dir = store.join(name).join("goroutine");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        let profile = common::read_profile(files.last().unwrap());
+        let mut stacks: Vec<Vec<(String, i64)>> = profile
+            .samples
+            .iter()
+            .map(|s| {
+                s.stack
+                    .iter()
+                    .map(|&f| {
+                        let frame = &profile.frames[f as usize];
+                        let line = if frame.file.ends_with("main.go") {
+                            frame.line
+                        } else {
+                            0
+                        };
+                        (frame.function.clone(), line)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .filter(|stack| stack.iter().any(|(f, _)| *f == leaky))
+            .collect();
+        stacks.sort();
+        stacks.dedup();
+        stacks
+    };
+    for (version, _) in versions {
+        let by_url = leaky_stacks(&format!("url-{version}"));
+        assert_eq!(by_url.len(), 1, "Go {version}: one stack: {by_url:?}");
+        assert_eq!(
+            by_url[0].iter().find(|(f, _)| *f == leaky).map(|(_, l)| *l),
+            Some(goroutine_line)
+        );
+        for way in ["pid", "exe"] {
+            assert_eq!(
+                leaky_stacks(&format!("{way}-{version}")),
+                by_url,
+                "Go {version}: {way}'s goroutine stacks as Go's own"
+            );
+        }
+    }
+
+    // Tables name the process an exe resolved to.
+    let output = run_timerscope(&[
+        "inspect",
+        "--targets",
+        targets.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    let exe_line = format!(
+        "== exe-1.25  exe {} (pid {})",
+        dir.path().join("pprofsvc-1.25").display(),
+        services[2].1
+    );
+    assert!(text.contains(&exe_line), "{exe_line} in {text}");
+}
+
+/// An https front for a service on `backend`: each request is passed on to it (HTTP/1.0) and
+/// its answer back. Each connection is reported: the request's `Authorization` header, or
+/// `None` when its TLS handshake failed.
+fn https_front(ca: &tls::TestCa, backend: u16) -> (u16, mpsc::Receiver<Option<String>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (send, received) = mpsc::channel();
+    let config = ca.server.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let mut reader = BufReader::new(tls::Stream::accept(stream, Some(&config)));
+            let mut request_line = String::new();
+            if std::io::BufRead::read_line(&mut reader, &mut request_line).is_err() {
+                let _ = send.send(None);
+                continue;
+            }
+            let mut authorization = String::new();
+            loop {
+                let mut header = String::new();
+                std::io::BufRead::read_line(&mut reader, &mut header).unwrap();
+                if header.trim().is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = header.split_once(':')
+                    && name.eq_ignore_ascii_case("authorization")
+                {
+                    authorization = value.trim().to_owned();
+                }
+            }
+            let path = request_line.split(' ').nth(1).unwrap_or("/").to_owned();
+            let mut service = TcpStream::connect(("127.0.0.1", backend)).unwrap();
+            write!(service, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+            let mut answer = Vec::new();
+            service.read_to_end(&mut answer).unwrap();
+            let client = reader.get_mut();
+            client.write_all(&answer).unwrap();
+            client.finish().unwrap();
+            let _ = send.send(Some(authorization));
+        }
+    });
+    (port, received)
+}
+
+#[test]
+fn pulls_over_https_trust_the_ca_file_and_send_the_headers() {
+    let svc = Service::start(go("1.25"), &["-busy", "0", "healthy"]);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = tls::TestCa::new(dir.path());
+    let (port, connections) = https_front(&ca, svc.port);
+    let store = dir.path().join("store");
+    let targets = dir.path().join("targets.toml");
+    std::fs::write(
+        &targets,
+        format!(
+            "[[services]]\nname = \"tls\"\nurl = \"https://127.0.0.1:{port}\"\nprofiles = [\"heap\", \"goroutine\"]\n"
+        ),
+    )
+    .unwrap();
+
+    // Without --ca-file nothing trusts the front's certificate: one try, and the fix named.
+    let (status, report) = inspect_round(&targets, &store, &[]);
+    assert_eq!(status, 0, "{report}");
+    let tls = service(&report, "tls");
+    assert_eq!(tls["reachability"], "unreachable", "{tls}");
+    let error = tls["error"].as_str().unwrap();
+    assert!(
+        error.contains("TLS handshake failed") && error.contains("--ca-file"),
+        "{error}"
+    );
+    let tried: Vec<Option<String>> = connections.try_iter().collect();
+    assert_eq!(tried, [None], "a failed handshake is not retried");
+
+    let token = dir.path().join("token");
+    std::fs::write(&token, "Bearer tok-42\n").unwrap();
+    let (status, report) = inspect_round(
+        &targets,
+        &store,
+        &[
+            "--ca-file",
+            ca.ca_file.to_str().unwrap(),
+            "--header",
+            &format!("Authorization: @{}", token.display()),
+        ],
+    );
+    assert_eq!(status, 0, "{report}");
+    let tls = service(&report, "tls");
+    assert_eq!(tls["reachability"], "reached", "{tls}");
+    assert_eq!(tls["profile_errors"], Value::Array(vec![]), "{tls}");
+    assert_eq!(tls["rounds_stored"], 1, "{tls}");
+    assert_eq!(tls["target"], format!("https://127.0.0.1:{port}"));
+    let sent: Vec<Option<String>> = connections.try_iter().collect();
+    assert_eq!(
+        sent,
+        [
+            Some("Bearer tok-42".to_owned()),
+            Some("Bearer tok-42".to_owned())
+        ],
+        "both profiles pulled over https with the header"
+    );
+    for profile in ["heap", "goroutine"] {
+        assert_eq!(
+            std::fs::read_dir(store.join("tls").join(profile))
+                .unwrap()
+                .count(),
+            1,
+            "{profile} stored"
         );
     }
 }

@@ -4,6 +4,8 @@
 #![allow(unused_crate_dependencies)]
 
 mod common;
+#[path = "common/tls.rs"]
+mod tls;
 
 use std::{
     collections::BTreeMap,
@@ -225,21 +227,25 @@ mod push_api {
 
 /// A minimal HTTP server on `listener` that answers 200 to everything and reports each request.
 fn profile_store(listener: TcpListener, received: mpsc::Sender<Ingest>) {
-    profile_store_answering(listener, received, "200 OK");
+    profile_store_answering(listener, received, "200 OK", None);
 }
 
-/// The same, answering every request with `status`.
+/// The same, answering every request with `status`, over TLS with `tls`.
 fn profile_store_answering(
     listener: TcpListener,
     received: mpsc::Sender<Ingest>,
     status: &'static str,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 ) {
     thread::spawn(move || {
         for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let Ok(stream) = stream else { continue };
+            let mut reader = BufReader::new(tls::Stream::accept(stream, tls.as_ref()));
             let mut request_line = String::new();
-            reader.read_line(&mut request_line).unwrap();
+            // A client that gave up on the TLS handshake sends no request.
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
             let mut headers = BTreeMap::new();
             loop {
                 let mut header = String::new();
@@ -256,22 +262,24 @@ fn profile_store_answering(
                 .map_or(0, |l| l.parse().unwrap());
             let mut body = vec![0; length];
             reader.read_exact(&mut body).unwrap();
+            // Reported before the answer: a test that saw the client act on the answer finds
+            // the request already here.
+            let request = Ingest {
+                request_line: request_line.trim().to_owned(),
+                headers,
+                body,
+            };
+            if received.send(request).is_err() {
+                return;
+            }
+            let stream = reader.get_mut();
             stream
                 .write_all(
                     format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
                         .as_bytes(),
                 )
                 .unwrap();
-            if received
-                .send(Ingest {
-                    request_line: request_line.trim().to_owned(),
-                    headers,
-                    body,
-                })
-                .is_err()
-            {
-                return;
-            }
+            stream.finish().unwrap();
         }
     });
 }
@@ -816,7 +824,7 @@ fn a_rejected_push_is_moved_aside_and_counted() {
     let store = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", store.local_addr().unwrap());
     let (send, received) = mpsc::channel();
-    profile_store_answering(store, send, "401 Unauthorized");
+    profile_store_answering(store, send, "401 Unauthorized", None);
     let metrics_port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -975,4 +983,90 @@ fn goroutine_probes_are_detached_over_the_budget() {
     let created = |p: &ResolvedProfile| cum(p, "goroutines_created", "main.spawnChurn", None);
     assert!(profiles.iter().any(|(_, p)| created(p) > 0));
     assert_eq!(created(last), 0);
+}
+
+#[test]
+fn pushes_go_over_https_to_a_store_trusted_through_ca_file_and_an_untrusted_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = tls::TestCa::new(dir.path());
+    // Watched by --pid: the PIE build, which no test watches by --exe.
+    let fixture = Fixture::spawn(
+        "timers",
+        reference_go(),
+        Variant::Pie,
+        &["afterfunc-leak", "-n", "5", "-hold", "60s"],
+    );
+    let store = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}", store.local_addr().unwrap());
+    let (send, received) = mpsc::channel();
+    profile_store_answering(store, send, "200 OK", Some(ca.server.clone()));
+
+    // Without --ca-file the store's certificate is trusted by nothing: refused at start-up.
+    let started = Instant::now();
+    let refused = Command::new(timerscope())
+        .args([
+            "watch",
+            "--pid",
+            &fixture.pid().to_string(),
+            "--interval",
+            "1s",
+        ])
+        .args(["--dir", dir.path().join("refused").to_str().unwrap()])
+        .args(["--push", &url])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains("TLS handshake failed") && stderr.contains("--ca-file"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20), "not retried");
+
+    let watcher = Watcher::start(&[
+        "--pid",
+        &fixture.pid().to_string(),
+        "--interval",
+        "1s",
+        "--dir",
+        dir.path().join("pushed").to_str().unwrap(),
+        "--push",
+        &url,
+        "--ca-file",
+        ca.ca_file.to_str().unwrap(),
+        "--push-header",
+        "X-Scope-OrgID: tenant-tls",
+    ]);
+    watcher.wait_for(&format!("watching pid {}", fixture.pid()));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let push = loop {
+        let request = received
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("a push over https");
+        if request.request_line.starts_with("POST ") {
+            break request;
+        }
+    };
+    watcher.stop();
+    assert!(
+        push.request_line
+            .starts_with("POST /push.v1.PusherService/Push "),
+        "{}",
+        push.request_line
+    );
+    assert_eq!(
+        push.headers.get("x-scope-orgid").map(String::as_str),
+        Some("tenant-tls")
+    );
+    let request: push_api::PushRequest = prost::Message::decode(&push.body[..]).unwrap();
+    let raw = &request.series[0].samples[0].raw_profile;
+    let profile = ResolvedProfile::new(&pprof::decode(raw).unwrap());
+    assert!(
+        profile
+            .sample_types
+            .iter()
+            .any(|t| t.ty == "timers_created"),
+        "the pushed body decodes as the profile written"
+    );
 }

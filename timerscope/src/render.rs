@@ -175,7 +175,12 @@ impl fmt::Display for Text<'_, InspectReport> {
 impl fmt::Display for Text<'_, ServiceReport> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.0.reachability == Reachability::Unreachable {
-            writeln!(f, "== {}  {}  UNREACHABLE", self.0.service, self.0.url)?;
+            writeln!(
+                f,
+                "== {}  {}  UNREACHABLE",
+                self.0.service,
+                self.0.shown_target()
+            )?;
             writeln!(f, "   {}", self.0.error.as_deref().unwrap_or("no answer"))?;
             match &self.0.previous {
                 Some(last) => writeln!(
@@ -191,7 +196,7 @@ impl fmt::Display for Text<'_, ServiceReport> {
             f,
             "== {}  {}  round {}",
             self.0.service,
-            self.0.url,
+            self.0.shown_target(),
             self.0.round.as_deref().unwrap_or("-")
         )?;
         let baseline = match &self.0.baseline {

@@ -1,5 +1,6 @@
 //! `timerscope inspect`: scheduled inspection of Go services through their own
-//! `net/http/pprof` endpoints, one round per run.
+//! `net/http/pprof` endpoints, or of local Go processes through their memory (`pid` and `exe`
+//! targets), one round per run.
 
 use std::path::PathBuf;
 
@@ -46,6 +47,39 @@ pub struct InspectArgs {
     /// always followed).
     #[arg(long)]
     pub follow_redirects: bool,
+    /// A header for every pull, `Name: value`; the value `@PATH` reads a file, `env:VAR` an
+    /// environment variable (keeps secrets out of ps), e.g. `Authorization: env:PPROF_TOKEN`.
+    /// Repeatable. Basic auth comes from a URL's `user:password@`.
+    #[arg(long, value_name = "HEADER", value_parser = inspect::client::Header::parse)]
+    pub header: Vec<inspect::client::Header>,
+    /// PEM certificates to trust for https, besides the system's roots.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `pid` and `exe` targets' profiles, read from the process's memory as `timerscope goroutines`
+/// and `record` read it.
+struct FromMemory;
+
+impl inspect::local::ProcessProfiles for FromMemory {
+    fn read(
+        &self,
+        pid: u32,
+        kind: inspect::targets::ProfileKind,
+    ) -> Result<pprof::Profile, inspect::local::BoxError> {
+        use inspect::targets::ProfileKind;
+        let mut process =
+            capture::process_profiles::LiveProcess::open(pid).map_err(|e| format!("{e:#}"))?;
+        let profile = match kind {
+            ProfileKind::Heap => process.heap_profile(),
+            ProfileKind::Goroutine => process.goroutine_profile(),
+            ProfileKind::Cpu | ProfileKind::Block | ProfileKind::Mutex => {
+                unreachable!("targets refuse {kind} profiles of local processes")
+            }
+        };
+        // One line, as the rest of the report: the chain of contexts.
+        profile.map_err(|e| format!("{e:#}").into())
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,18 +121,25 @@ pub fn run(args: InspectArgs) -> anyhow::Result<u8> {
             Ok(crate::exit::SUCCESS)
         }
         (None, Some(targets)) => {
-            let report = inspect::run_inspect(&inspect::InspectOptions {
-                targets,
-                store,
-                pull: inspect::pull::PullSettings {
-                    cpu_seconds: args.cpu_seconds,
-                    limits: (&args.size).into(),
-                    follow_redirects: args.follow_redirects,
-                    ..Default::default()
+            let report = inspect::run_inspect(
+                &inspect::InspectOptions {
+                    targets,
+                    store,
+                    pull: inspect::pull::PullSettings {
+                        cpu_seconds: args.cpu_seconds,
+                        limits: (&args.size).into(),
+                        follow_redirects: args.follow_redirects,
+                        client: inspect::client::ClientSettings {
+                            ca_file: args.ca_file,
+                            headers: args.header,
+                        },
+                        ..Default::default()
+                    },
+                    threshold_pp: args.threshold,
+                    keep_rounds: usize::try_from(args.keep).unwrap_or(usize::MAX),
                 },
-                threshold_pp: args.threshold,
-                keep_rounds: usize::try_from(args.keep).unwrap_or(usize::MAX),
-            })?;
+                &FromMemory,
+            )?;
             crate::render::print_report(&report, args.json);
             if let Some(path) = &args.html {
                 let page = super::report::inspect_report(&report)?;

@@ -191,14 +191,14 @@ fn service_of_round(
         _ => (Default::default(), None),
     };
     let subtitle = match (service.reachability, &service.round) {
-        (Reachability::Unreachable, _) => format!("{} UNREACHABLE", service.url),
+        (Reachability::Unreachable, _) => format!("{} UNREACHABLE", service.shown_target()),
         (_, Some(round)) => format!(
             "{} round {round}, {} round(s) stored{}",
-            service.url,
+            service.shown_target(),
             service.rounds_stored,
             baseline.map_or_else(String::new, |b| format!(", baseline {b}"))
         ),
-        (_, None) => format!("{} nothing stored this round", service.url),
+        (_, None) => format!("{} nothing stored this round", service.shown_target()),
     };
     Ok(service_section(
         &ServiceSummary {

@@ -135,7 +135,11 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<u8> {
             };
             let endpoint = client.endpoint(url).context("watch: --push")?;
             let tls = client.tls_config([url.as_str()]).context("watch: --push")?;
-            Some(push::Pusher::new(endpoint, tls))
+            let pusher = push::Pusher::new(endpoint, tls);
+            // A certificate that is not trusted would fail every push: refused now, not spooled
+            // and retried forever. A store that is down now may come up: that is retried.
+            inspect::client::check_tls(&pusher.agent, &pusher.endpoint).context("watch: --push")?;
+            Some(pusher)
         }
     };
     watch(WatchOptions {
