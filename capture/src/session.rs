@@ -22,7 +22,7 @@ use crate::{
     encode::{self, DROP_NAMES, Recording},
     libraries::Libraries,
     mappings::LiveMappings,
-    pending::PendingReader,
+    pending::{PendingReader, SnapshotState},
     plan::{self, Plan},
     symbolize::Symbolizer,
 };
@@ -262,8 +262,13 @@ impl Session {
 
     /// Reads the pending timers from the runtime's heaps into `snapshot` (the snapshot tier; the
     /// process keeps running).
-    pub fn read_pending(&self, snapshot: &mut Snapshot) {
+    pub fn read_pending(&mut self, snapshot: &mut Snapshot) {
         snapshot.pending = self.pending.read(&self.binary);
+    }
+
+    /// What the snapshot tier gave last (refused for good once the layout cannot be read).
+    pub fn snapshot_state(&self) -> SnapshotState {
+        self.pending.state()
     }
 
     /// A profile of `snapshot` covering `start` + `duration`, with `extra_comments` after the

@@ -198,7 +198,8 @@ string_enum! {
         /// single-steps the probed instruction.
         CHeapProbes => "c_heap_probes",
         /// The read of the runtime's timer heaps: `ok timers=N inconsistent=M`,
-        /// `refused: REASON` or `failed: REASON`.
+        /// `refused (probes only): REASON` (the binary's layout cannot be read; pending timers come
+        /// from the probes' `timers_live`) or `failed: REASON`.
         Snapshot => "snapshot",
     }
 }
