@@ -13,6 +13,7 @@ mod measure;
 mod probe_cost;
 mod report;
 mod servers;
+mod snapshots;
 mod startup;
 mod symbolization;
 mod watch_mode;
@@ -65,6 +66,11 @@ pub enum Benchmark {
     Servers,
     /// Row 8: the C heap probes' cost per malloc+free pair, against bpftrace memleak-style.
     CHeap,
+    /// Row 9: reading 100,000 pending timers from memory, and a server's requests/s while its
+    /// timers are read once a second.
+    Snapshot,
+    /// Row 10: reading 100,000 goroutines from memory (library and `timerscope goroutines`).
+    GoroutineSnapshot,
 }
 
 /// Settings and tools shared by the benchmarks.
@@ -197,6 +203,12 @@ pub fn run(args: &Args) -> Result<()> {
     }
     if selected(Benchmark::CHeap) {
         sections.push(c_heap::run(&bench)?);
+    }
+    if selected(Benchmark::Snapshot) {
+        sections.push(snapshots::timers(&bench)?);
+    }
+    if selected(Benchmark::GoroutineSnapshot) {
+        sections.push(snapshots::goroutines(&bench)?);
     }
 
     machine.load_at_end = report::load_average();
