@@ -200,14 +200,14 @@ pub fn timers(bench: &Bench) -> Result<Section> {
         },
         Row {
             what: "server under wrk, not snapshotted".into(),
-            median: format!("{} requests/s", rate(plain.median)),
+            median: rate(plain.median),
             range: range(plain),
             peak_memory: String::new(),
             comparison: "baseline".into(),
         },
         Row {
             what: "server under wrk, snapshotted once a second".into(),
-            median: format!("{} requests/s", rate(read_each_second.median)),
+            median: rate(read_each_second.median),
             range: range(read_each_second),
             peak_memory: String::new(),
             comparison: format!(
