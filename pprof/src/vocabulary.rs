@@ -201,6 +201,10 @@ string_enum! {
         /// `refused (probes only): REASON` (the binary's layout cannot be read; pending timers come
         /// from the probes' `timers_live`) or `failed: REASON`.
         Snapshot => "snapshot",
+        /// Timer creations the creation map forgot to make room for newer ones (least recently
+        /// created first; `--max-creations`): a pending timer whose creation was forgotten is
+        /// counted under its callback, as if created before the attach.
+        CreationsEvicted => "creations_evicted",
     }
 }
 
