@@ -33,7 +33,7 @@ impl PendingRead {
         let value = match self {
             Self::NotTaken => return None,
             Self::Ok(snapshot) => snapshot_ok(snapshot.timers.len(), snapshot.inconsistent),
-            Self::Refused(reason) => format!("refused: {reason}"),
+            Self::Refused(reason) => format!("refused (probes only): {reason}"),
             Self::Failed(reason) => format!("failed: {reason}"),
         };
         Some(CommentKey::Snapshot.comment(value))
@@ -47,27 +47,66 @@ impl PendingRead {
     }
 }
 
-/// The snapshot reader of one session: the binary's heap layout, or why it has none.
+/// What the snapshot tier gives now (metric `timerscope_snapshot_state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotState {
+    /// No read yet.
+    NotTaken,
+    Ok,
+    /// The binary's layout cannot be read: pending timers come from the probes alone.
+    Refused,
+    /// The last read failed; the next one tries again.
+    Failed,
+}
+
+impl SnapshotState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotTaken => "not_taken",
+            Self::Ok => "ok",
+            Self::Refused => "refused",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// The snapshot reader of one session: the binary's heap layout, or why it has none. A refusal
+/// is final: said once on stderr, in every later profile's comment, and no read is tried again.
 pub struct PendingReader {
     reader: Result<TimerReader, String>,
     pid: u32,
+    state: SnapshotState,
+}
+
+/// The one stderr line of a refusal, naming the fallback.
+fn say_refused(pid: u32, reason: &str) {
+    eprintln!(
+        "timerscope: snapshot of pid {pid}'s timer heaps refused: {reason}; pending timers come \
+         from the probes alone (timers_live)"
+    );
 }
 
 impl PendingReader {
-    /// Resolves the heap layout; a refusal is said once, here, on stderr.
+    /// Resolves the heap layout; a refusal is said here.
     pub fn new(binary: &GoBinary, pid: u32) -> Self {
         let reader = TimerReader::new(binary).map_err(|error| {
-            eprintln!(
-                "timerscope: snapshot of pid {pid}'s timer heaps refused: {error}; pending \
-                 timers come from the probes alone"
-            );
-            error.to_string()
+            let reason = error.to_string();
+            say_refused(pid, &reason);
+            reason
         });
-        Self { reader, pid }
+        let state = match reader {
+            Ok(_) => SnapshotState::NotTaken,
+            Err(_) => SnapshotState::Refused,
+        };
+        Self { reader, pid, state }
+    }
+
+    pub fn state(&self) -> SnapshotState {
+        self.state
     }
 
     /// Reads the pending timers now (the process keeps running).
-    pub fn read(&self, binary: &GoBinary) -> PendingRead {
+    pub fn read(&mut self, binary: &GoBinary) -> PendingRead {
         let reader = match &self.reader {
             Ok(reader) => reader,
             Err(reason) => return PendingRead::Refused(reason.clone()),
@@ -86,18 +125,21 @@ impl PendingReader {
                     snapshot.inconsistent,
                     started.elapsed()
                 );
+                self.state = SnapshotState::Ok;
                 PendingRead::Ok(snapshot)
             }
+            // The layout was known but the heaps cannot be found in this binary (an anchor
+            // function that does not decode): as final as a layout refusal.
             Err(error) if error.is_refusal() => {
-                eprintln!(
-                    "timerscope: snapshot of pid {}'s timer heaps refused: {error}; pending \
-                     timers come from the probes alone",
-                    self.pid
-                );
-                PendingRead::Refused(error.to_string())
+                let reason = error.to_string();
+                say_refused(self.pid, &reason);
+                self.reader = Err(reason.clone());
+                self.state = SnapshotState::Refused;
+                PendingRead::Refused(reason)
             }
             Err(error) => {
                 tracing::warn!("snapshot: pid {}: {error}", self.pid);
+                self.state = SnapshotState::Failed;
                 PendingRead::Failed(error.to_string())
             }
         }

@@ -26,7 +26,7 @@ use crate::{
     goroutines::{GoroutineRead, RuntimeReader},
     libraries::Libraries,
     mappings::LiveMappings,
-    pending::PendingReader,
+    pending::{PendingReader, SnapshotState},
     plan::{self, GoroutinePlan, Plan},
     symbolize::Symbolizer,
 };
@@ -378,6 +378,11 @@ impl Session {
                 .runtime
                 .memory_numbers(&self.binary, &self.runtime.goroutines(&self.binary)),
         }
+    }
+
+    /// What the snapshot tier gave last (refused for good once the layout cannot be read).
+    pub fn snapshot_state(&self) -> SnapshotState {
+        self.pending.state()
     }
 
     /// A profile of `snapshot` covering `start` + `duration`, with `extra_comments` after the

@@ -208,7 +208,8 @@ string_enum! {
         /// `failed: REASON`.
         GoroutineSnapshot => "goroutine_snapshot",
         /// The read of the runtime's timer heaps: `ok timers=N inconsistent=M`,
-        /// `refused: REASON` or `failed: REASON`.
+        /// `refused (probes only): REASON` (the binary's layout cannot be read; pending timers come
+        /// from the probes' `timers_live`) or `failed: REASON`.
         Snapshot => "snapshot",
         /// Timer creations the creation map forgot to make room for newer ones (least recently
         /// created first; `--max-creations`): a pending timer whose creation was forgotten is

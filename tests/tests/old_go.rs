@@ -23,10 +23,11 @@ use common::{read_profile, timerscope};
 use gobinary::{
     GoBinary, Pclntab,
     pclntab::{Format, SourceFrame},
+    runtime::timers,
 };
 use pprof::{
-    ResolvedProfile,
-    vocabulary::{Events, TimerFamily},
+    ResolvedProfile, SampleLabel,
+    vocabulary::{Events, TimerFamily, parse_snapshot_ok},
 };
 use timerscope_tests::{OLD_GO_BINARIES, OldGoBinary, old_go_binary};
 
@@ -121,6 +122,74 @@ fn record(
     (stderr, read_profile(&output))
 }
 
+/// `(timer address, kind)` of every sample of `sample_type`, sorted.
+fn timers_of(profile: &ResolvedProfile, sample_type: &str) -> Vec<(i64, String)> {
+    let index = profile.sample_index(Some(sample_type)).unwrap();
+    let mut timers: Vec<(i64, String)> = profile
+        .samples
+        .iter()
+        .filter(|s| s.values[index] > 0)
+        .map(|s| {
+            let address = s.labels.iter().find_map(|l| match l {
+                SampleLabel::Num { key, value, .. } if key == "timer" => Some(*value),
+                _ => None,
+            });
+            let kind = s.str_label("kind").unwrap_or_default().to_owned();
+            (address.expect("a timer label"), kind)
+        })
+        .collect();
+    timers.sort();
+    timers
+}
+
+/// The snapshot tier on old Go: `record` launched the program, so its probes saw every timer
+/// made; the pending timers read from the runtime's heaps at the end (64 buckets in Go
+/// 1.12-1.13, `p.timers` from 1.14) are the timers the probes hold live at the same moment, by
+/// address and kind, each at the stack that created it (not under `[timer created before
+/// attach]`). A program that keeps making and stopping
+/// timers (`churns`) changes some between the two reads: then only its tickers, which live as
+/// long as it does, are compared. Returns how many pending timers there were.
+fn snapshot_agrees_with_the_probes(profile: &ResolvedProfile, stderr: &str, churns: bool) -> usize {
+    let comment = format!(
+        "snapshot={}",
+        profile.comment_value("snapshot").unwrap_or("")
+    );
+    let (timers, inconsistent) = parse_snapshot_ok(&comment)
+        .unwrap_or_else(|| panic!("the snapshot was not read: {comment}; {stderr}"));
+    let pending = timers_of(profile, "timers_pending");
+    let live = timers_of(profile, "timers_live");
+    assert_eq!(pending.len() as u64, timers, "{comment}");
+    assert_eq!(inconsistent, 0, "{comment}");
+    if churns {
+        let tickers = |timers: &[(i64, String)]| {
+            (timers.iter())
+                .filter(|(_, kind)| kind == "ticker")
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            tickers(&pending),
+            tickers(&live),
+            "snapshot vs probes; {stderr}"
+        );
+        assert!(!tickers(&pending).is_empty(), "{pending:?}");
+    } else {
+        assert_eq!(pending, live, "snapshot vs probes; {stderr}");
+    }
+    let before_attach = profile
+        .samples
+        .iter()
+        .filter(|s| s.values[profile.sample_index(Some("timers_pending")).unwrap()] > 0)
+        .filter(|s| !churns || s.str_label("kind") == Some("ticker"))
+        .filter(|s| profile.stack(s).any(|f| f.function.starts_with('[')))
+        .count();
+    assert_eq!(
+        before_attach, 0,
+        "each compared timer at its creating stack"
+    );
+    pending.len()
+}
+
 /// A bazel workspace with one source file, `a.txt`, and a fake `bazel` in `bin/` that reports
 /// it to ibazel's `kind('source file', ...)` query (a `blaze_query.QueryResult` with one
 /// SOURCE_FILE target named `//:a.txt`, as protobuf bytes).
@@ -207,6 +276,8 @@ fn ibazel_debounce_timers_are_created_and_fired(name: &str, family: TimerFamily)
         "{stderr}"
     );
     assert_eq!(profile.comment_value("missing_hooks"), Some(""));
+    let pending = snapshot_agrees_with_the_probes(&profile, &stderr, false);
+    println!("{name}: {pending} pending timers");
     // Debounce timers: created by time.NewTimer in the watch loop, each firing 100 ms later,
     // counted at the stack that created it.
     let created = samples_with(&profile, "timers_created", "main.(*IBazel).iteration");
@@ -272,6 +343,67 @@ fn go_1_17_ibazel_register_arguments() {
     ibazel_debounce_timers_are_created_and_fired("ibazel-0.16.2", TimerFamily::StatusWord);
 }
 
+/// Go 1.12-1.13 keep pending timers in 64 global buckets (`runtime.timers`): while ibazel
+/// debounces a change, its `time.After(100ms)` timer is in one of them. The snapshot reads all
+/// 64 and finds it: a channel timer (`time.sendTime`) due within the debounce, right after a
+/// change, with no inconsistent read.
+fn buckets_hold_the_debounce_timer(name: &str) {
+    let binary = old_go_binary(name).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let workspace = fake_bazel_workspace(dir.path());
+    let path = std::env::var("PATH").unwrap_or_default();
+    let mut ibazel = Command::new(&binary)
+        .args(["build", "//:all"])
+        .current_dir(&workspace)
+        .env(
+            "PATH",
+            format!("{}:{path}", workspace.join("bin").display()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let target = GoBinary::open(&binary).unwrap();
+    let mut seen = None;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut edits = 0;
+    while seen.is_none() && Instant::now() < deadline {
+        edits += 1;
+        fs::write(workspace.join("a.txt"), format!("{edits}\n")).unwrap();
+        let window = Instant::now() + Duration::from_millis(300);
+        while Instant::now() < window {
+            let snapshot = timers::snapshot(&target, ibazel.id()).unwrap();
+            assert_eq!(snapshot.heaps, 64, "{name}");
+            let debounce = snapshot.timers.iter().find(|t| {
+                t.callback == "time.sendTime"
+                    && t.period == 0
+                    && (0..=100_000_000).contains(&(t.when - snapshot.now))
+            });
+            if let Some(timer) = debounce {
+                seen = Some((timer.clone(), snapshot.inconsistent));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    let _ = ibazel.kill();
+    let _ = ibazel.wait();
+    let (timer, inconsistent) = seen.unwrap_or_else(|| panic!("{name}: no debounce timer"));
+    assert!(timer.p < 64, "{timer:?}");
+    assert_eq!(inconsistent, 0, "{name}");
+}
+
+#[test]
+fn go_1_12_snapshot_reads_the_timer_buckets() {
+    buckets_hold_the_debounce_timer("ibazel-0.10.3");
+}
+
+#[test]
+fn go_1_13_snapshot_reads_the_timer_buckets() {
+    buckets_hold_the_debounce_timer("ibazel-0.11.1");
+}
+
 /// Two free loopback ports.
 fn free_ports() -> (u16, u16) {
     let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -319,6 +451,8 @@ fn go_1_16_stripped_etcd() {
     assert_eq!(profile.comment_value("timer_family"), Some("A"), "{stderr}");
     assert_eq!(profile.comment_value("struct_offsets"), Some("table"));
     assert_eq!(profile.comment_value("symbols"), Some("pclntab"));
+    let pending = snapshot_agrees_with_the_probes(&profile, &stderr, true);
+    println!("etcd: {pending} pending timers");
     // etcd's own tickers (raft, lease, WAL, ...), created while it starts: named stacks into
     // etcd's packages, fired at the stack that created them.
     let etcd_stack = |stack: &Vec<&str>| stack.iter().any(|f| f.starts_with("go.etcd.io/etcd"));

@@ -9,15 +9,16 @@ mod common;
 
 use std::{
     collections::BTreeMap,
-    io::BufReader,
-    path::Path,
+    fs,
+    io::{BufRead as _, BufReader},
+    path::{Path, PathBuf},
     process::{Command, Stdio},
 };
 
-use common::{Fixture, PidRecording, cum, read_json_line, read_profile};
+use common::{Fixture, PidRecording, cum, read_json_line, read_profile, timerscope};
 use gobinary::{GoBinary, runtime::timers};
 use pprof::vocabulary::TimerKind;
-use timerscope_tests::{GoVersion, Variant, fixture_path};
+use timerscope_tests::{GoVersion, Variant, fixture_path, go_version};
 
 fn pending_timers_match_the_fixture(go: &GoVersion) {
     for variant in Variant::ALL {
@@ -96,6 +97,111 @@ fn pending_timers_match_the_fixture(go: &GoVersion) {
 }
 
 per_go_version!(pending_timers, super::pending_timers_match_the_fixture);
+
+/// A copy of `binary` in `dir` with the one occurrence of `from` replaced by `to` (same length).
+fn patched_copy(binary: &Path, dir: &Path, from: &[u8], to: &[u8]) -> PathBuf {
+    assert_eq!(from.len(), to.len());
+    let mut bytes = fs::read(binary).unwrap();
+    let at: Vec<usize> = bytes
+        .windows(from.len())
+        .enumerate()
+        .filter(|(_, w)| *w == from)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(
+        at.len(),
+        1,
+        "{} occurrences in {}",
+        at.len(),
+        binary.display()
+    );
+    bytes[at[0]..at[0] + to.len()].copy_from_slice(to);
+    let copy = dir.join(binary.file_name().unwrap());
+    fs::write(&copy, bytes).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
+    copy
+}
+
+/// A stripped binary finds `runtime.allp` only by decoding `runtime.procresize`: with that
+/// function's name damaged in its pclntab (the program runs as before, the runtime never looks
+/// functions up by name) the snapshot cannot locate the heaps. `record` says so once, on stderr
+/// and in the profile's `snapshot` comment, and the probes carry on: the timers the fixture makes
+/// while recorded are live at their creating function.
+fn damaged_pclntab_refuses_the_snapshot(go: &GoVersion) {
+    let dir = tempfile::tempdir().unwrap();
+    let original = fixture_path("pending", go, Variant::Stripped).expect("fixture built");
+    let damaged = patched_copy(
+        &original,
+        dir.path(),
+        b"\0runtime.procresize\0",
+        b"\0runtime.procresizX\0",
+    );
+    let mut command = Command::new(&damaged);
+    command.arg("-wait-stdin");
+    let mut fixture = Fixture::from_command(command);
+    let pid = fixture.pid();
+
+    let binary = GoBinary::open(Path::new(&format!("/proc/{pid}/exe"))).unwrap();
+    let error = timers::snapshot(&binary, pid).unwrap_err();
+    assert!(error.is_refusal(), "{go}: {error}");
+    assert!(error.to_string().contains("runtime.allp"), "{error}");
+
+    let output = dir.path().join("damaged.pb.gz");
+    let mut recorder = Command::new(timerscope())
+        .args([
+            "record",
+            "--pid",
+            &pid.to_string(),
+            "--duration",
+            "3s",
+            "-o",
+        ])
+        .arg(&output)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(recorder.stderr.take().unwrap());
+    let mut first = String::new();
+    stderr.read_line(&mut first).unwrap();
+    assert!(first.contains("recording pid"), "timerscope said: {first}");
+    fixture.start_scenario_with_requests();
+    let summary = fixture.summary();
+    let rest: Vec<String> = stderr.lines().map_while(Result::ok).collect();
+    assert!(recorder.wait().unwrap().success(), "{rest:?}");
+    let refusals: Vec<&String> = rest.iter().filter(|l| l.contains("refused")).collect();
+    assert_eq!(refusals.len(), 1, "{go}: one line: {rest:?}");
+    assert!(
+        refusals[0].contains("runtime.allp") && refusals[0].contains("probes alone"),
+        "{refusals:?}"
+    );
+
+    let profile = read_profile(&output);
+    let comment = profile.comment_value("snapshot").unwrap_or_default();
+    assert!(
+        comment.starts_with("refused (probes only):") && comment.contains("runtime.allp"),
+        "{go}: {comment}"
+    );
+    assert_eq!(cum(&profile, "timers_pending", "main.armSessions", None), 0);
+    let sessions = summary["afterfunc"]["main.expireSession"].as_i64().unwrap();
+    assert!(sessions > 0, "{summary}");
+    assert_eq!(
+        cum(&profile, "timers_live", "main.armSessions", None),
+        sessions,
+        "{go}: {summary}"
+    );
+}
+
+#[test]
+fn damaged_pclntab_go1_22_refuses_the_snapshot() {
+    damaged_pclntab_refuses_the_snapshot(go_version("1.22").unwrap());
+}
+
+#[test]
+fn damaged_pclntab_go1_25_refuses_the_snapshot() {
+    damaged_pclntab_refuses_the_snapshot(go_version("1.25").unwrap());
+}
 
 /// With creation probes attached before the fixture makes its timers (`record --events create`,
 /// the tier `watch` runs by default), every pending timer the snapshot reads sits at the user

@@ -14,6 +14,7 @@ mod measure;
 mod probe_cost;
 mod report;
 mod servers;
+mod snapshots;
 mod startup;
 mod symbolization;
 mod watch_mode;
@@ -68,6 +69,11 @@ pub enum Benchmark {
     CHeap,
     /// Row 9: the goroutine probes' cost per goroutine create+exit.
     Goroutines,
+    /// Row 10: reading 100,000 pending timers from memory, and a server's requests/s while its
+    /// timers are read once a second.
+    Snapshot,
+    /// Row 11: reading 100,000 goroutines from memory (library and `timerscope goroutines`).
+    GoroutineSnapshot,
 }
 
 /// Settings and tools shared by the benchmarks.
@@ -203,6 +209,12 @@ pub fn run(args: &Args) -> Result<()> {
     }
     if selected(Benchmark::Goroutines) {
         sections.push(goroutine_probes::run(&bench)?);
+    }
+    if selected(Benchmark::Snapshot) {
+        sections.push(snapshots::timers(&bench)?);
+    }
+    if selected(Benchmark::GoroutineSnapshot) {
+        sections.push(snapshots::goroutines(&bench)?);
     }
 
     machine.load_at_end = report::load_average();

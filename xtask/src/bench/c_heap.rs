@@ -1,4 +1,4 @@
-//! Row 7: what the C heap probes add to each malloc+free pair, against BCC `memleak` semantics in
+//! Row 8: what the C heap probes add to each malloc+free pair, against BCC `memleak` semantics in
 //! bpftrace (`uprobe:libc:malloc` with `ustack`, a uretprobe for the block, `free` deleting it,
 //! only the target pid), in the same run.
 //!
@@ -280,7 +280,7 @@ fn section(runs: &[PairsRun]) -> Section {
         },
     ];
     Section {
-        title: "7. C heap probes: malloc+free pairs in a cgo program, go1.25".into(),
+        title: "8. C heap probes: malloc+free pairs in a cgo program, go1.25".into(),
         rows,
         checks,
         notes: vec![format!("Probe points (`c_heap_probes`): {probes}.")],

@@ -1,4 +1,4 @@
-//! Servers row: real Go HTTP servers saturated by `wrk` on loopback, requests per second
+//! Row 7, servers: real Go HTTP servers saturated by `wrk` on loopback, requests per second
 //! unprobed, under `timerscope watch` (its default: creation probes, 1% overhead budget), under
 //! `timerscope record` (every timer event) and under the bpftrace script of the probe-cost row
 //! (the same functions `record` hooks, `@[ustack] = count()`). The servers: the bench's net/http
@@ -95,22 +95,30 @@ pub fn run(bench: &Bench) -> Result<Section> {
     which("wrk").context("bench: wrk is missing; run `cargo xtask setup`")?;
     let dir = bench.out_dir.join("servers");
     fs::create_dir_all(&dir).with_context(|| format!("bench: creating {}", dir.display()))?;
-    let caddyfile = dir.join("Caddyfile");
+    // `caddy file-server` serves a directory without a config file (no admin endpoint, no
+    // HTTPS); HOME is a directory of ours, where caddy keeps its state.
+    let root = dir.join("caddy-root");
+    fs::create_dir_all(&root).with_context(|| format!("bench: creating {}", root.display()))?;
+    fs::write(root.join("index.html"), "ok\n")
+        .with_context(|| format!("bench: writing {}", root.display()))?;
+    let home = dir.join("caddy-home");
+    fs::create_dir_all(&home).with_context(|| format!("bench: creating {}", home.display()))?;
     let caddy_binary = caddy.clone();
-    let caddyfile_for = caddyfile.clone();
     servers.push(Server {
         name: "caddy (Debian)".to_owned(),
         binary: caddy,
         command: Box::new(move |port| {
-            let config = format!(
-                "{{\n\tadmin off\n\tauto_https off\n\tpersist_config off\n}}\n\
-                 http://127.0.0.1:{port} {{\n\trespond \"ok\"\n}}\n"
-            );
-            fs::write(&caddyfile_for, config).expect("writing the Caddyfile");
             let mut cmd = Command::new(&caddy_binary);
-            cmd.args(["run", "--adapter", "caddyfile", "--config"])
-                .arg(&caddyfile_for)
-                .env("HOME", caddyfile_for.parent().unwrap());
+            cmd.args([
+                "file-server",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--root",
+            ])
+            .arg(&root)
+            .env("HOME", &home)
+            .env("XDG_DATA_HOME", &home)
+            .env("XDG_CONFIG_HOME", &home);
             cmd
         }),
     });
@@ -195,7 +203,7 @@ pub fn run(bench: &Bench) -> Result<Section> {
         });
     }
     Ok(Section {
-        title: "Servers under wrk: requests/s with and without probes".to_owned(),
+        title: "7. Servers under wrk: requests/s with and without probes".to_owned(),
         rows,
         checks,
         notes: vec![format!(
@@ -219,7 +227,7 @@ fn which(tool: &str) -> Result<PathBuf> {
 }
 
 /// A free loopback port.
-fn free_port() -> Result<u16> {
+pub(super) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -339,7 +347,7 @@ fn measure(
 }
 
 /// `Requests/sec:  12345.67` from wrk's report.
-fn requests_per_sec(report: &str) -> Result<f64> {
+pub(super) fn requests_per_sec(report: &str) -> Result<f64> {
     report
         .lines()
         .find_map(|l| l.trim().strip_prefix("Requests/sec:"))

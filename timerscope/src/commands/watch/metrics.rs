@@ -22,7 +22,7 @@ use tokio::{
     sync::Semaphore,
 };
 
-use capture::{collect::Snapshot, encode::DROP_NAMES};
+use capture::{collect::Snapshot, encode::DROP_NAMES, pending::SnapshotState};
 use pprof::vocabulary::{CaptureTier, MemoryNumbers};
 
 /// The latest rendered page, shared with the server.
@@ -50,6 +50,8 @@ pub struct ProcessMetrics<'a> {
     pub totals: &'a Snapshot,
     /// What the probes capture now.
     pub tier: CaptureTier,
+    /// What the last read of the timer heaps from memory gave.
+    pub snapshot: SnapshotState,
     /// The probes' measured share of one CPU over the last budget window.
     pub overhead_ratio: Option<f64>,
     pub max_overhead_ratio: f64,
@@ -216,6 +218,23 @@ pub fn render(processes: &[ProcessMetrics<'_>], agent: &AgentCounters) -> String
                     "timerscope_capture_tier{{{},tier=\"{}\"}} 1",
                     labels(p),
                     p.tier
+                )
+            })
+            .collect(),
+    );
+    family(
+        "timerscope_snapshot_state",
+        "gauge",
+        "What the last read of the target's timer heaps from memory gave (1 for the current \
+         state): ok, refused (its layout cannot be read; pending timers come from the probes \
+         alone), failed (the next interval tries again), not_taken.",
+        processes
+            .iter()
+            .map(|p| {
+                format!(
+                    "timerscope_snapshot_state{{{},state=\"{}\"}} 1",
+                    labels(p),
+                    p.snapshot.as_str()
                 )
             })
             .collect(),
@@ -625,6 +644,7 @@ mod tests {
                 exe: "svc",
                 totals: &totals,
                 tier: CaptureTier::Sampled,
+                snapshot: SnapshotState::Refused,
                 overhead_ratio: Some(0.0025),
                 max_overhead_ratio: 0.01,
                 steps: 1,
@@ -640,6 +660,9 @@ mod tests {
             page.contains("timerscope_capture_tier{pid=\"42\",exe=\"svc\",tier=\"sampled\"} 1")
         );
         assert!(page.contains("timerscope_probe_overhead_ratio{pid=\"42\",exe=\"svc\"} 0.0025"));
+        assert!(
+            page.contains("timerscope_snapshot_state{pid=\"42\",exe=\"svc\",state=\"refused\"} 1")
+        );
         assert!(
             page.contains(
                 "timerscope_timer_events_total{pid=\"42\",exe=\"svc\",event=\"created\"} 7"

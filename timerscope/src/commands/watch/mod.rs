@@ -342,6 +342,7 @@ async fn capture(
                             exe,
                             totals,
                             tier: w.session.capture_tier(),
+                            snapshot: w.session.snapshot_state(),
                             overhead_ratio: w.budget.ratio(),
                             max_overhead_ratio: w.budget.max_ratio(),
                             steps: w.budget.steps_taken(),

@@ -1,0 +1,332 @@
+//! Rows 9 and 10, snapshots: what reading the runtime's own state from a live process's memory costs
+//! (`process_vm_readv`, no probes, the target never stopped).
+//! - Pending timers: the bench's net/http server with 100,000 one-hour AfterFuncs armed
+//!   (`-pending`). The time to read every pending timer (the reader timerscope's snapshot tier
+//!   uses, `gobinary::runtime::timers`), and the server's requests/s under `wrk` while it is read
+//!   once a second, against the same server not read, interleaved run by run (fresh server each).
+//! - Goroutines: the `goroutines many` fixture with 100,000 blocked goroutines. The time to read
+//!   every `g` (`gobinary::runtime::goroutines`), and `timerscope goroutines --pid` end to end
+//!   (binary opened, goroutines read and grouped by creating `go` statement).
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use gobinary::{
+    GoBinary,
+    layout::GoroutineLayout,
+    runtime::{RuntimeImage, goroutines, timers::TimerReader},
+};
+use serde::Serialize;
+use timerscope_tests::{Variant, fixture_path, reference_go};
+
+use super::measure::{Lines, Running, Spread, rotated, run_measured};
+use super::report::{Check, Row, Section, mebibytes, rate, thousands};
+use super::servers::{free_port, requests_per_sec};
+use super::{Bench, go_programs};
+
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Pending timers and goroutines in the targets.
+const PENDING: u64 = 100_000;
+const GOROUTINES: u64 = 100_000;
+/// Reads timed per row (each one a full snapshot).
+const READS: usize = 5;
+/// Target: requests/s while snapshotted once a second, as a share of not snapshotted.
+const MIN_THROUGHPUT: f64 = 0.99;
+
+/// The build the library reads ran in (xtask's profile: `cargo xtask` runs a debug build).
+fn build_profile() -> &'static str {
+    if cfg!(debug_assertions) {
+        "xtask's debug build (`cargo run --release -p xtask -- bench` for optimized reads)"
+    } else {
+        "xtask's release build"
+    }
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// A server of the bench's net/http program with [`PENDING`] AfterFuncs, once it serves.
+fn pending_server(binary: &std::path::Path) -> Result<(Running, u16)> {
+    let port = free_port()?;
+    let mut server = Running::spawn(
+        Command::new(binary)
+            .args(["-addr", &format!("127.0.0.1:{port}")])
+            .args(["-pending", &PENDING.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    )?;
+    let mut stdout = Lines::new("server", server.child.stdout.take().unwrap());
+    stdout.wait_for("\"ready\"", STEP_TIMEOUT)?;
+    Ok((server, port))
+}
+
+#[derive(Debug, Serialize)]
+struct ThroughputRun {
+    run: usize,
+    snapshotted: bool,
+    requests_per_sec: f64,
+    /// Reads made during the load, and their median time.
+    snapshots: usize,
+    snapshot_ms: Option<f64>,
+}
+
+pub fn timers(bench: &Bench) -> Result<Section> {
+    let go = reference_go();
+    let binary_path = go_programs::server(go)?;
+    let binary = GoBinary::open(&binary_path)
+        .with_context(|| format!("bench: {}", binary_path.display()))?;
+    let reader = TimerReader::new(&binary).context("bench: the server's timer heaps")?;
+
+    // Read time: every pending timer of one server, READS times.
+    let (server, _) = pending_server(&binary_path)?;
+    let image = RuntimeImage::attach(&binary, server.pid())?;
+    let mut read_ms = Vec::new();
+    let (mut found, mut idle, mut inconsistent) = (0, 0, 0);
+    for _ in 0..READS {
+        let start = Instant::now();
+        let snapshot = reader.read(&image)?;
+        read_ms.push(millis(start.elapsed()));
+        found = snapshot.timers.len();
+        idle = snapshot
+            .timers
+            .iter()
+            .filter(|t| t.function.as_deref() == Some("main.idle"))
+            .count() as u64;
+        inconsistent = snapshot.inconsistent;
+    }
+    drop(server);
+    if idle != PENDING {
+        bail!("bench: the snapshot found {idle} of the server's {PENDING} AfterFuncs");
+    }
+    let read = Spread::of(&read_ms);
+    println!(
+        "bench: snapshot: {found} pending timers read in {:.1} ms (median of {READS})",
+        read.median
+    );
+
+    // Throughput, interleaved: fresh server, wrk, with or without a read every second.
+    let load = Duration::from_secs(if bench.runs <= 2 { 4 } else { 8 });
+    let mut runs = Vec::new();
+    for run in 0..bench.runs {
+        for snapshotted in rotated(&[false, true], run) {
+            let (server, port) = pending_server(&binary_path)?;
+            let image = RuntimeImage::attach(&binary, server.pid())?;
+            thread::sleep(Duration::from_secs(1));
+            let stop = AtomicBool::new(false);
+            let (wrk, reads) = thread::scope(|scope| {
+                let reads = snapshotted.then(|| {
+                    scope.spawn(|| {
+                        let mut times = Vec::new();
+                        while !stop.load(Ordering::Relaxed) {
+                            let start = Instant::now();
+                            if reader.read(&image).is_ok() {
+                                times.push(millis(start.elapsed()));
+                            }
+                            let rest = Duration::from_secs(1).saturating_sub(start.elapsed());
+                            let until = Instant::now() + rest;
+                            while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                                thread::sleep(Duration::from_millis(20));
+                            }
+                        }
+                        times
+                    })
+                });
+                let wrk = crate::util::output(Command::new("wrk").args([
+                    "-t1",
+                    "-c32",
+                    "-d",
+                    &format!("{}s", load.as_secs()),
+                    &format!("http://127.0.0.1:{port}/"),
+                ]));
+                stop.store(true, Ordering::Relaxed);
+                (wrk, reads.map(|r| r.join().unwrap_or_default()))
+            });
+            drop(server);
+            let rps =
+                requests_per_sec(&String::from_utf8_lossy(&wrk.context("bench: wrk")?.stdout))?;
+            let reads = reads.unwrap_or_default();
+            println!(
+                "bench: snapshot run {run}, {}: {rps:.0} requests/s{}",
+                if snapshotted {
+                    "snapshotted every second"
+                } else {
+                    "not snapshotted"
+                },
+                if snapshotted {
+                    format!(", {} reads", reads.len())
+                } else {
+                    String::new()
+                }
+            );
+            runs.push(ThroughputRun {
+                run,
+                snapshotted,
+                requests_per_sec: rps,
+                snapshots: reads.len(),
+                snapshot_ms: (!reads.is_empty()).then(|| Spread::of(&reads).median),
+            });
+        }
+    }
+    let spread = |snapshotted: bool| {
+        let rates: Vec<f64> = runs
+            .iter()
+            .filter(|r| r.snapshotted == snapshotted)
+            .map(|r| r.requests_per_sec)
+            .collect();
+        Spread::of(&rates)
+    };
+    let (plain, read_each_second) = (spread(false), spread(true));
+    let ratio = read_each_second.median / plain.median;
+    let under_load: Vec<f64> = runs.iter().filter_map(|r| r.snapshot_ms).collect();
+    let range = |s: Spread| format!("{} – {}", rate(s.min), rate(s.max));
+    let rows = vec![
+        Row {
+            what: format!(
+                "read every pending timer ({} AfterFuncs + the server's own)",
+                thousands(PENDING)
+            ),
+            median: format!("{:.1} ms", read.median),
+            range: format!("{:.1} – {:.1} ms", read.min, read.max),
+            peak_memory: String::new(),
+            comparison: format!(
+                "{found} timers, {inconsistent} inconsistent; {:.2} µs per timer",
+                read.median * 1e3 / found.max(1) as f64
+            ),
+        },
+        Row {
+            what: "server under wrk, not snapshotted".into(),
+            median: rate(plain.median),
+            range: range(plain),
+            peak_memory: String::new(),
+            comparison: "baseline".into(),
+        },
+        Row {
+            what: "server under wrk, snapshotted once a second".into(),
+            median: rate(read_each_second.median),
+            range: range(read_each_second),
+            peak_memory: String::new(),
+            comparison: format!(
+                "{ratio:.3} of not snapshotted; each read {:.1} ms under load (median)",
+                Spread::of(&under_load).median
+            ),
+        },
+    ];
+    let checks = vec![Check {
+        target: format!("snapshotted once a second >= {MIN_THROUGHPUT} of not snapshotted"),
+        measured: format!("{ratio:.3}"),
+        met: ratio >= MIN_THROUGHPUT,
+    }];
+    Ok(Section {
+        title: format!(
+            "10. Snapshot of {} pending timers from memory, {go}",
+            thousands(PENDING)
+        ),
+        rows,
+        checks,
+        notes: vec![format!(
+            "Reads by timerscope's snapshot reader from the bench process (no probes), in {}. wrk -t1 \
+             -c32 for {} s per measurement on loopback; server, wrk and reader share the \
+             machine's cores. A fresh server per measurement, the two modes interleaved in a \
+             rotated order; medians of {} runs.",
+            build_profile(),
+            load.as_secs(),
+            bench.runs
+        )],
+        data: serde_json::json!({ "read_ms": read_ms, "timers": found, "runs": runs }),
+    })
+}
+
+pub fn goroutines(bench: &Bench) -> Result<Section> {
+    let go = reference_go();
+    let fixture = fixture_path("goroutines", go, Variant::Normal)?;
+    let mut target = Running::spawn(
+        Command::new(&fixture)
+            .args(["many", "-n", &GOROUTINES.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    )?;
+    let mut stdout = Lines::new("goroutines many", target.child.stdout.take().unwrap());
+    stdout.wait_for("\"summary\"", STEP_TIMEOUT)?;
+    let pid = target.pid();
+    let binary = GoBinary::open(&fixture)?;
+    let layout = GoroutineLayout::of_binary(&binary)?;
+    let image = RuntimeImage::attach(&binary, pid)?;
+    let mut read_ms = Vec::new();
+    let mut read = goroutines::Goroutines::default();
+    for _ in 0..READS {
+        let start = Instant::now();
+        read = goroutines::read(&image, &layout)?;
+        read_ms.push(millis(start.elapsed()));
+    }
+    let count = read.goroutines.len() as u64;
+    if count < GOROUTINES {
+        bail!("bench: read {count} goroutines of at least {GOROUTINES}");
+    }
+    let mut command_seconds = Vec::new();
+    let mut peak_kib = 0;
+    let mut reported = 0;
+    for _ in 0..bench.runs.max(2) {
+        let (usage, out) = run_measured(
+            Command::new(&bench.tools.timerscope).args([
+                "goroutines",
+                "--pid",
+                &pid.to_string(),
+                "--json",
+            ]),
+            None,
+        )?;
+        command_seconds.push(usage.seconds * 1e3);
+        peak_kib = peak_kib.max(usage.max_rss_kib);
+        let report: serde_json::Value = serde_json::from_slice(&out)?;
+        reported = report["total"].as_u64().unwrap_or(0);
+    }
+    target.interrupt_until_exit(STEP_TIMEOUT)?;
+    let (read_spread, command) = (Spread::of(&read_ms), Spread::of(&command_seconds));
+    let rows = vec![
+        Row {
+            what: format!("read every goroutine ({} blocked)", thousands(GOROUTINES)),
+            median: format!("{:.1} ms", read_spread.median),
+            range: format!("{:.1} – {:.1} ms", read_spread.min, read_spread.max),
+            peak_memory: String::new(),
+            comparison: format!(
+                "{count} g's, {} torn, {} unreadable; {:.2} µs per goroutine",
+                read.torn,
+                read.unreadable,
+                read_spread.median * 1e3 / count as f64
+            ),
+        },
+        Row {
+            what: "`timerscope goroutines --pid --json`, end to end".into(),
+            median: format!("{:.0} ms", command.median),
+            range: format!("{:.0} – {:.0} ms", command.min, command.max),
+            peak_memory: mebibytes(peak_kib),
+            comparison: format!("{reported} goroutines reported (the runtime's own left out)"),
+        },
+    ];
+    let checks = vec![Check {
+        target: format!("every one of the {} goroutines read", thousands(GOROUTINES)),
+        measured: format!("{reported} reported, {} torn", read.torn),
+        met: reported >= GOROUTINES,
+    }];
+    Ok(Section {
+        title: format!(
+            "11. Goroutine snapshot of {} goroutines from memory, {go}",
+            thousands(GOROUTINES)
+        ),
+        rows,
+        checks,
+        notes: vec![format!(
+            "The `goroutines many` fixture; {READS} reads by the library in {}, {} runs of the \
+             command (release).",
+            build_profile(),
+            bench.runs.max(2)
+        )],
+        data: serde_json::json!({ "read_ms": read_ms, "command_ms": command_seconds, "goroutines": count }),
+    })
+}
