@@ -22,7 +22,7 @@ use crate::{
     encode::{self, DROP_NAMES, Recording},
     libraries::Libraries,
     mappings::LiveMappings,
-    pending::PendingReader,
+    pending::{PendingRead, PendingReader},
     plan::{self, Plan},
     symbolize::Symbolizer,
 };
@@ -56,6 +56,11 @@ pub struct Session {
     pub c_heap: CHeapCapture,
     c_heap_hooks: Option<CHeapHooks>,
     pending: PendingReader,
+    /// (device, inode) of the executable at attach: another one means the target exec'd.
+    executable: Option<(u64, u64)>,
+    /// What the target exec'd, once [`Session::check_exec`] saw it: its memory is no longer
+    /// the Go program's, and nothing is read from it.
+    execed: Option<PathBuf>,
 }
 
 impl Session {
@@ -64,6 +69,7 @@ impl Session {
     /// there is a warning and `c_heap=failed`, never the end of the capture).
     pub fn attach(pid: u32, sizes: MapSizes, events: Events, c_heap: bool) -> anyhow::Result<Self> {
         let exe = process::proc_path(pid, "exe");
+        let executable = process::executable_identity(pid);
         // Read once, while the target runs: /proc/PID/exe is gone once it exits.
         let binary = Arc::new(
             GoBinary::open(&exe)
@@ -113,6 +119,8 @@ impl Session {
             c_heap,
             c_heap_hooks,
             pending,
+            executable,
+            execed: None,
         })
     }
 
@@ -213,7 +221,9 @@ impl Session {
     /// Moves completed mmap-family calls from the ring buffer into the interval map; call it
     /// often enough that the ring buffer never fills.
     pub fn drain(&mut self) {
-        self.libraries.refresh();
+        if self.execed.is_none() {
+            self.libraries.refresh();
+        }
         if let ProbeState::Attached(probe) = &mut self.probe {
             collect::drain_mmap_events(&mut probe.mmap_events, &mut self.mappings);
         }
@@ -261,9 +271,31 @@ impl Session {
     }
 
     /// Reads the pending timers from the runtime's heaps into `snapshot` (the snapshot tier; the
-    /// process keeps running).
+    /// process keeps running). Not from a process that exec'd another program.
     pub fn read_pending(&self, snapshot: &mut Snapshot) {
-        snapshot.pending = self.pending.read(&self.binary);
+        snapshot.pending = match &self.execed {
+            Some(program) => PendingRead::Failed(format!(
+                "pid {} exec'd {}: its Go runtime is gone",
+                self.pid,
+                program.display()
+            )),
+            None => self.pending.read(&self.binary),
+        };
+    }
+
+    /// The program the target now runs, when it exec'd another one since attach (same pid, new
+    /// executable): the uprobes no longer fire in it, and its memory is not the Go program's.
+    /// Sticky once seen.
+    pub fn check_exec(&mut self) -> Option<&PathBuf> {
+        if self.execed.is_none()
+            && let Some(now) = process::executable_identity(self.pid)
+            && self.executable.is_some_and(|then| then != now)
+        {
+            let program = std::fs::read_link(process::proc_path(self.pid, "exe"))
+                .unwrap_or_else(|_| PathBuf::from("another program"));
+            self.execed = Some(program);
+        }
+        self.execed.as_ref()
     }
 
     /// A profile of `snapshot` covering `start` + `duration`, with `extra_comments` after the
