@@ -14,7 +14,10 @@ mod common;
 use std::{path::Path, process::Command, time::Duration};
 
 use common::{Fixture, PidRecording, output_within, timerscope};
-use gobinary::{GoBinary, runtime::ProcessMemory};
+use gobinary::{
+    GoBinary,
+    runtime::{ProcessMemory, ReadMemory as _},
+};
 use timerscope_tests::{Variant, fixture_path, reference_go};
 
 const FIXTURE: &str = "forkexec";

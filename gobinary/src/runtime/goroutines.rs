@@ -3,7 +3,7 @@
 //! parent. A `g` whose status changes while it is read is re-read, and counted as torn when it
 //! never settles; dead `g`s (kept in `allgs` for reuse) are skipped.
 
-use super::memory::{ReadError, RuntimeImage, STABLE_ATTEMPTS};
+use super::memory::{ReadError, ReadMemory, RuntimeImage, STABLE_ATTEMPTS};
 use crate::layout::{GoroutineLayout, goroutine_status as status};
 
 /// At most this many goroutines are read (a larger `allglen` is torn or garbage).
@@ -39,7 +39,10 @@ pub struct Goroutines {
 
 /// Reads every live goroutine: `allglen` first, then `allgptr` (the runtime stores them in the
 /// other order, so the array holds at least `allglen` entries), then each `g` in one read.
-pub fn read(image: &RuntimeImage<'_>, layout: &GoroutineLayout) -> Result<Goroutines, ReadError> {
+pub fn read<M: ReadMemory>(
+    image: &RuntimeImage<'_, M>,
+    layout: &GoroutineLayout,
+) -> Result<Goroutines, ReadError> {
     let memory = &image.memory;
     let len_address = image.global("runtime.allglen")?;
     let ptr_address = image.global("runtime.allgptr")?;
@@ -71,8 +74,8 @@ pub fn read(image: &RuntimeImage<'_>, layout: &GoroutineLayout) -> Result<Gorout
     Ok(result)
 }
 
-fn read_one(
-    image: &RuntimeImage<'_>,
+fn read_one<M: ReadMemory>(
+    image: &RuntimeImage<'_, M>,
     layout: &GoroutineLayout,
     g: u64,
     buf: &mut [u8],

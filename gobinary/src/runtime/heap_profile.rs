@@ -3,7 +3,7 @@
 //! profile in memory"). Buckets are never freed, so walking the list while the process runs is
 //! safe; their counters move, and are read once per bucket with frees clamped to allocations.
 
-use super::memory::{ReadError, RuntimeImage};
+use super::memory::{ReadError, ReadMemory as _, RuntimeImage};
 use crate::GoVersion;
 
 /// A bucket header: `next, allnext, typ, hash, size, nstk` (48 bytes on every release).

@@ -9,4 +9,4 @@ pub mod heap_profile;
 pub mod memory;
 pub mod timers;
 
-pub use memory::{ProcessMemory, ReadError, RuntimeImage, SliceHeader};
+pub use memory::{BufferMemory, ProcessMemory, ReadError, ReadMemory, RuntimeImage, SliceHeader};

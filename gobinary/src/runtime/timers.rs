@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use iced_x86::{Decoder, DecoderOptions, Register};
 
-use super::memory::{ReadError, RuntimeImage, STABLE_ATTEMPTS};
+use super::memory::{ReadError, ReadMemory, RuntimeImage, STABLE_ATTEMPTS};
 use crate::{
     GoBinary,
     layout::{BUCKETS, HeapLayout, HeapLayoutError, LayoutSource, TimerHeaps, TimerLayout},
@@ -99,7 +99,10 @@ impl TimerReader {
     }
 
     /// Reads every pending timer of the process `image` runs.
-    pub fn read(&self, image: &RuntimeImage<'_>) -> Result<TimerSnapshot, SnapshotError> {
+    pub fn read<M: ReadMemory>(
+        &self,
+        image: &RuntimeImage<'_, M>,
+    ) -> Result<TimerSnapshot, SnapshotError> {
         let mut walk = Walk {
             image,
             reader: self,
@@ -156,8 +159,8 @@ const BUCKET_ANCHORS: &[&str] = &["runtime.addtimer", "runtime.timeSleepUntil"];
 /// RIP-relative operand (or the word before it, for loads of a slice's length or capacity)
 /// in one of `anchors` that lies in writable data and that `plausible` accepts in the live
 /// process. Never a guess: an address the live data does not confirm is not used.
-fn locate(
-    image: &RuntimeImage<'_>,
+fn locate<M: ReadMemory>(
+    image: &RuntimeImage<'_, M>,
     name: &'static str,
     anchors: &[&str],
     plausible: impl Fn(u64) -> bool,
@@ -206,7 +209,7 @@ fn locate(
 }
 
 /// A slice header of 1..=1024 `*p` whose every P has `p.id` equal to its index.
-fn allp_plausible(image: &RuntimeImage<'_>, address: u64, p_id: u64) -> bool {
+fn allp_plausible<M: ReadMemory>(image: &RuntimeImage<'_, M>, address: u64, p_id: u64) -> bool {
     let memory = &image.memory;
     let Ok(header) = memory.slice_header(address) else {
         return false;
@@ -226,7 +229,12 @@ fn allp_plausible(image: &RuntimeImage<'_>, address: u64, p_id: u64) -> bool {
 }
 
 /// 64 buckets whose heaps are plausible slices and whose timers point back at their bucket.
-fn buckets_plausible(image: &RuntimeImage<'_>, base: u64, stride: u32, heap: u32) -> bool {
+fn buckets_plausible<M: ReadMemory>(
+    image: &RuntimeImage<'_, M>,
+    base: u64,
+    stride: u32,
+    heap: u32,
+) -> bool {
     let memory = &image.memory;
     (0..BUCKETS).all(|bucket| {
         let address = base + u64::from(bucket * stride);
@@ -246,15 +254,15 @@ fn buckets_plausible(image: &RuntimeImage<'_>, base: u64, stride: u32, heap: u32
 }
 
 /// One walk over the heaps.
-struct Walk<'a, 'b> {
-    image: &'a RuntimeImage<'b>,
+struct Walk<'a, 'b, M> {
+    image: &'a RuntimeImage<'b, M>,
     reader: &'a TimerReader,
     snapshot: TimerSnapshot,
     /// Function names by funcval address: each callback (and AfterFunc function) read once.
     functions: HashMap<u64, Option<String>>,
 }
 
-impl Walk<'_, '_> {
+impl<M: ReadMemory> Walk<'_, '_, M> {
     /// One heap: the slice at `slice`, of `element`-byte entries whose first word is the
     /// `*timer`; `owner` is what the timers point back at (their bucket, P or `timers`).
     fn heap(&mut self, index: u32, owner: u64, slice: u64, element: u64) -> Result<(), ReadError> {
