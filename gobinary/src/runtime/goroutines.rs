@@ -92,7 +92,9 @@ fn read_one<M: ReadMemory>(
                 .expect("within read_len"),
         );
         // The status read again after the rest: a g that changed state in between is torn.
-        if image.memory.u32(g + u64::from(layout.status))? != raw || raw & status::SCAN_BIT != 0 {
+        if image.memory.u32(g.wrapping_add(u64::from(layout.status)))? != raw
+            || raw & status::SCAN_BIT != 0
+        {
             continue;
         }
         let state = raw & !status::SCAN_BIT;

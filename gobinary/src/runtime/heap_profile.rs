@@ -126,7 +126,10 @@ pub fn read(image: &RuntimeImage) -> Result<HeapProfile, ReadError> {
         }
         if header[TYP] == MEM_PROFILE {
             // The stack and the record that follows it, in one read.
-            let words = memory.words(bucket + BUCKET_HEADER, depth + layout.words() as u64)?;
+            let words = memory.words(
+                bucket.wrapping_add(BUCKET_HEADER),
+                depth + layout.words() as u64,
+            )?;
             let (stack, record) = words.split_at(depth as usize);
             let size = header[SIZE];
             let active = cycle(record, 0, layout, size);

@@ -141,8 +141,10 @@ impl TimerReader {
                 };
                 for (index, p) in ps.into_iter().enumerate() {
                     let index = index as u32;
-                    let heap_owner = p + u64::from(p_timers);
-                    walk.heap(index, heap_owner, heap_owner + heap, element)?;
+                    // Pointers read from the process are untrusted: a garbage one wraps to an unmapped
+                    // address (unreadable), never an overflow.
+                    let heap_owner = p.wrapping_add(u64::from(p_timers));
+                    walk.heap(index, heap_owner, heap_owner.wrapping_add(heap), element)?;
                 }
             }
         }
@@ -223,7 +225,7 @@ fn allp_plausible<M: ReadMemory>(image: &RuntimeImage<'_, M>, address: u64, p_id
     ps.iter().enumerate().all(|(i, &p)| {
         p != 0
             && memory
-                .u32(p + p_id)
+                .u32(p.wrapping_add(p_id))
                 .is_ok_and(|id| u64::from(id) == i as u64)
     })
 }
@@ -353,7 +355,7 @@ impl<M: ReadMemory> Walk<'_, '_, M> {
                     _ => return Ok(None),
                 }
                 // `pp` is the P, the owner is `&p.timers`.
-                if word(pp) != owner - u64::from(p_timers) {
+                if word(pp) != owner.wrapping_sub(u64::from(p_timers)) {
                     return Ok(None);
                 }
             }
