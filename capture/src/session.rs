@@ -2,6 +2,7 @@
 //! read what the probes collected (while attached, or once detached), and encode it.
 
 use std::{
+    collections::{HashMap, HashSet},
     path::PathBuf,
     sync::Arc,
     time::{Duration, SystemTime},
@@ -13,6 +14,7 @@ use pprof::{
     Profile,
     vocabulary::{CaptureTier, ChannelMode, CommentKey, Events},
 };
+use probe_common::TimerCreation;
 
 use crate::{
     attach::{MapSizes, Probe, ProbeMaps, ProgramStats},
@@ -61,6 +63,10 @@ pub struct Session {
     /// What the target exec'd, once [`Session::check_exec`] saw it: its memory is no longer
     /// the Go program's, and nothing is read from it.
     execed: Option<PathBuf>,
+    /// Set once a creation hook is detached: from then on a timer created at a reused address
+    /// no longer replaces its entry in the creation map, so only the creations joined right
+    /// after the detach are trusted, each for as long as its timer stays pending.
+    frozen_creations: Option<HashMap<u64, TimerCreation>>,
 }
 
 impl Session {
@@ -121,6 +127,7 @@ impl Session {
             pending,
             executable,
             execed: None,
+            frozen_creations: None,
         })
     }
 
@@ -185,6 +192,11 @@ impl Session {
                 .detach_hook(index)
                 .with_context(|| format!("detach: {}", self.plan.hooks[index].symbol))?;
             self.detached_hooks.push(index);
+            if self.frozen_creations.is_none() && self.plan.hooks[index].sees_creations() {
+                let mut now = Snapshot::default();
+                self.read_pending(&mut now);
+                self.frozen_creations = Some(now.creations);
+            }
         }
         Ok(())
     }
@@ -271,8 +283,9 @@ impl Session {
     }
 
     /// Reads the pending timers from the runtime's heaps into `snapshot` (the snapshot tier; the
-    /// process keeps running). Not from a process that exec'd another program.
-    pub fn read_pending(&self, snapshot: &mut Snapshot) {
+    /// process keeps running), each with where the creation hooks saw it created.
+    /// Not from a process that exec'd another program.
+    pub fn read_pending(&mut self, snapshot: &mut Snapshot) {
         snapshot.pending = match &self.execed {
             Some(program) => PendingRead::Failed(format!(
                 "pid {} exec'd {}: its Go runtime is gone",
@@ -281,6 +294,29 @@ impl Session {
             )),
             None => self.pending.read(&self.binary),
         };
+        let frozen = self.frozen_creations.as_ref();
+        let joined = match &self.probe {
+            ProbeState::Attached(probe) => collect::join_creations(&probe.ebpf, frozen, snapshot),
+            ProbeState::Detached(maps) => collect::join_creations(maps, frozen, snapshot),
+            ProbeState::Detaching => unreachable!("detach completes before anything else runs"),
+        };
+        if let Err(error) = joined {
+            // The pending timers still count, under their callbacks.
+            tracing::warn!(
+                "snapshot: pid {}: {:#}",
+                self.pid,
+                anyhow::Error::from(error)
+            );
+        }
+        if let (Some(frozen), Some(pending)) =
+            (&mut self.frozen_creations, snapshot.pending.timers())
+            && pending.inconsistent == 0
+        {
+            // A timer no longer pending may be stopped and its address reused. (A heap that
+            // kept changing under the read was skipped whole: its timers are not gone.)
+            let addresses: HashSet<u64> = pending.timers.iter().map(|t| t.address).collect();
+            frozen.retain(|address, _| addresses.contains(address));
+        }
     }
 
     /// The program the target now runs, when it exec'd another one since attach (same pid, new
@@ -351,6 +387,7 @@ impl Session {
         }
         comments.extend(snapshot.timer_worker_comments());
         comments.extend(snapshot.pending.comment());
+        comments.extend(snapshot.creations_comment());
         comments.extend_from_slice(extra_comments);
         let recording = Recording {
             start,
