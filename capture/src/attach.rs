@@ -71,11 +71,66 @@ pub enum AttachError {
         source: aya::programs::ProgramError,
     },
     #[error(
-        "cannot mount tracefs at /sys/kernel/tracing (mount it by hand: mount -t tracefs nodev /sys/kernel/tracing)"
+        "tracefs is not mounted and cannot be mounted at /sys/kernel/tracing (mount it: mount -t \
+         tracefs nodev /sys/kernel/tracing; in a container, also give it CAP_SYS_ADMIN or bind-mount \
+         the host's /sys/kernel/tracing)"
     )]
     Tracefs(#[source] std::io::Error),
+    #[error(
+        "the kernel refused memory for eBPF map {map} ({errno}): raise the memory limit timerscope \
+         runs under (its cgroup's memory.max; ulimit -l unlimited on kernels before 5.11) or lower \
+         --max-sites, --max-live, --max-stacks and --max-c-blocks"
+    )]
+    MapMemory { map: String, errno: String },
+    #[error(
+        "too many open files while attaching the probes ({errno}): each uprobe and map is a file \
+         descriptor; raise the limit (ulimit -n 65536, or LimitNOFILE= in the service unit)"
+    )]
+    OpenFiles { errno: String },
     #[error("pid 0 is not a process")]
     ZeroPid,
+}
+
+impl AttachError {
+    /// The error as the resource limit it ran into, when it is one: an exhausted descriptor
+    /// table (EMFILE, ENFILE) anywhere, or a map the kernel would not allocate (ENOMEM, E2BIG;
+    /// EPERM is the RLIMIT_MEMLOCK refusal of kernels before 5.11).
+    fn named_limit(self) -> Self {
+        let errno = |error: &std::io::Error| {
+            let code = error.raw_os_error().unwrap_or(0);
+            let name = nix::errno::Errno::from_raw(code);
+            format!("{name}")
+        };
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&self);
+        while let Some(error) = cause {
+            if let Some(io) = error.downcast_ref::<std::io::Error>()
+                && matches!(io.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+            {
+                return Self::OpenFiles { errno: errno(io) };
+            }
+            cause = error.source();
+        }
+        if let Self::Load(aya::EbpfError::MapError(aya::maps::MapError::CreateError {
+            name,
+            io_error,
+        })) = &self
+            && matches!(
+                io_error.raw_os_error(),
+                Some(libc::ENOMEM | libc::E2BIG | libc::EPERM)
+            )
+        {
+            return Self::MapMemory {
+                map: name.clone(),
+                errno: errno(io_error),
+            };
+        }
+        self
+    }
+
+    /// A resource limit of the host (memory for maps, file descriptors), not a bug or a refusal.
+    pub fn is_resource_limit(&self) -> bool {
+        matches!(self, Self::MapMemory { .. } | Self::OpenFiles { .. })
+    }
 }
 
 /// Loaded and attached probes for one target process.
@@ -117,6 +172,22 @@ impl Probe {
     /// the binary in the target (0 unless PIE). `goroutines` configures the goroutine probes,
     /// which [`Probe::attach_goroutines`] attaches.
     pub fn attach(
+        plan: &Plan,
+        cgo: Option<&CgoHooks>,
+        goroutines: Option<&GoroutinePlan>,
+        binary: &Path,
+        pid: u32,
+        bias: u64,
+        sizes: MapSizes,
+    ) -> Result<Self, AttachError> {
+        // Before anything is loaded: a failure here leaves nothing behind. Later failures drop
+        // what was loaded, which detaches it.
+        ensure_tracefs()?;
+        Self::try_attach(plan, cgo, goroutines, binary, pid, bias, sizes)
+            .map_err(AttachError::named_limit)
+    }
+
+    fn try_attach(
         plan: &Plan,
         cgo: Option<&CgoHooks>,
         goroutines: Option<&GoroutinePlan>,
@@ -205,7 +276,6 @@ impl Probe {
             }
         }
 
-        ensure_tracefs()?;
         for name in MMAP_PROGRAMS {
             let tracepoint: &mut TracePoint = program_mut(&mut ebpf, name)?;
             let program_error = |source| AttachError::Program { name, source };

@@ -34,11 +34,14 @@ pub struct LiveProcess {
     bias: u64,
     symbolizer: Symbolizer,
     libraries: Libraries,
+    /// (device, inode) of its executable when opened, to tell a read of a process that exec'd.
+    executable: Option<(u64, u64)>,
 }
 
 impl LiveProcess {
     pub fn open(pid: u32) -> anyhow::Result<Self> {
         let exe = process::proc_path(pid, "exe");
+        let executable = process::executable_identity(pid);
         let binary = Arc::new(
             GoBinary::open(&exe)
                 .with_context(|| format!("binary: pid {pid} ({})", exe.display()))?,
@@ -57,7 +60,29 @@ impl LiveProcess {
             bias,
             symbolizer,
             libraries,
+            executable,
         })
+    }
+
+    /// Fails when the process exited or exec'd another program since it was opened: a read of
+    /// its memory meanwhile was of a process that is no longer the Go program, and is dropped
+    /// whole rather than trusted.
+    fn still_the_same(&self, what: &str) -> anyhow::Result<()> {
+        let pid = self.pid;
+        if !crate::preflight::process_alive(pid) {
+            anyhow::bail!("{what}: pid {pid} exited while its memory was read: nothing to report");
+        }
+        if process::executable_identity(pid) != self.executable {
+            let program = std::fs::read_link(process::proc_path(pid, "exe")).map_or_else(
+                |_| "another program".to_owned(),
+                |p| p.display().to_string(),
+            );
+            anyhow::bail!(
+                "{what}: pid {pid} exec'd {program} while its memory was read: nothing to report \
+                 (its Go program is gone)"
+            );
+        }
+        Ok(())
     }
 
     /// The heap profile as `runtime.MemProfile` publishes it (as of the last garbage
@@ -69,8 +94,9 @@ impl LiveProcess {
             memory: gobinary::runtime::ProcessMemory::new(pid),
             bias: self.bias,
         };
-        let heap =
-            heap_profile::read(&image).with_context(|| format!("heap profile: pid {pid}"))?;
+        let heap = heap_profile::read(&image);
+        self.still_the_same("heap profile")?;
+        let heap = heap.with_context(|| format!("heap profile: pid {pid}"))?;
         if heap.rate == 0 {
             anyhow::bail!(
                 "heap profile: pid {pid} does not profile its heap (runtime.MemProfileRate is 0: \
@@ -169,8 +195,9 @@ impl LiveProcess {
             memory: gobinary::runtime::ProcessMemory::new(pid),
             bias: self.bias,
         };
-        let read =
-            goroutines::read(&image, &layout).with_context(|| format!("goroutines: pid {pid}"))?;
+        let read = goroutines::read(&image, &layout);
+        self.still_the_same("goroutines")?;
+        let read = read.with_context(|| format!("goroutines: pid {pid}"))?;
         let mut groups = std::collections::BTreeMap::<(String, &str), u64>::new();
         for g in &read.goroutines {
             if image

@@ -26,7 +26,7 @@ use crate::{
     goroutines::{GoroutineRead, RuntimeReader},
     libraries::Libraries,
     mappings::LiveMappings,
-    pending::{PendingReader, SnapshotState},
+    pending::{PendingRead, PendingReader, SnapshotState},
     plan::{self, GoroutinePlan, Plan},
     symbolize::Symbolizer,
 };
@@ -64,6 +64,11 @@ pub struct Session {
     goroutine_plan: Option<GoroutinePlan>,
     pending: PendingReader,
     runtime: RuntimeReader,
+    /// (device, inode) of the executable at attach: another one means the target exec'd.
+    executable: Option<(u64, u64)>,
+    /// What the target exec'd, once [`Session::check_exec`] saw it: its memory is no longer
+    /// the Go program's, and nothing is read from it.
+    execed: Option<PathBuf>,
     /// Set once a creation hook is detached: from then on a timer created at a reused address
     /// no longer replaces its entry in the creation map, so only the creations joined right
     /// after the detach are trusted, each for as long as its timer stays pending.
@@ -83,6 +88,7 @@ impl Session {
         goroutines: bool,
     ) -> anyhow::Result<Self> {
         let exe = process::proc_path(pid, "exe");
+        let executable = process::executable_identity(pid);
         // Read once, while the target runs: /proc/PID/exe is gone once it exits.
         let binary = Arc::new(
             GoBinary::open(&exe)
@@ -162,6 +168,8 @@ impl Session {
             goroutine_plan,
             pending,
             runtime,
+            executable,
+            execed: None,
             frozen_creations: None,
         })
     }
@@ -288,7 +296,9 @@ impl Session {
     /// Moves completed mmap-family calls from the ring buffer into the interval map; call it
     /// often enough that the ring buffer never fills.
     pub fn drain(&mut self) {
-        self.libraries.refresh();
+        if self.execed.is_none() {
+            self.libraries.refresh();
+        }
         if let ProbeState::Attached(probe) = &mut self.probe {
             collect::drain_mmap_events(&mut probe.mmap_events, &mut self.mappings);
         }
@@ -337,8 +347,16 @@ impl Session {
 
     /// Reads the pending timers from the runtime's heaps into `snapshot` (the snapshot tier; the
     /// process keeps running), each with where the creation hooks saw it created.
+    /// Not from a process that exec'd another program.
     pub fn read_pending(&mut self, snapshot: &mut Snapshot) {
-        snapshot.pending = self.pending.read(&self.binary);
+        snapshot.pending = match &self.execed {
+            Some(program) => PendingRead::Failed(format!(
+                "pid {} exec'd {}: its Go runtime is gone",
+                self.pid,
+                program.display()
+            )),
+            None => self.pending.read(&self.binary),
+        };
         let frozen = self.frozen_creations.as_ref();
         let joined = match &self.probe {
             ProbeState::Attached(probe) => collect::join_creations(&probe.ebpf, frozen, snapshot),
@@ -383,6 +401,21 @@ impl Session {
     /// What the snapshot tier gave last (refused for good once the layout cannot be read).
     pub fn snapshot_state(&self) -> SnapshotState {
         self.pending.state()
+    }
+
+    /// The program the target now runs, when it exec'd another one since attach (same pid, new
+    /// executable): the uprobes no longer fire in it, and its memory is not the Go program's.
+    /// Sticky once seen.
+    pub fn check_exec(&mut self) -> Option<&PathBuf> {
+        if self.execed.is_none()
+            && let Some(now) = process::executable_identity(self.pid)
+            && self.executable.is_some_and(|then| then != now)
+        {
+            let program = std::fs::read_link(process::proc_path(self.pid, "exe"))
+                .unwrap_or_else(|_| PathBuf::from("another program"));
+            self.execed = Some(program);
+        }
+        self.execed.as_ref()
     }
 
     /// A profile of `snapshot` covering `start` + `duration`, with `extra_comments` after the

@@ -28,6 +28,14 @@ pub fn proc_path(pid: u32, what: &str) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/{what}"))
 }
 
+/// (device, inode) of the executable process `pid` runs (what `/proc/PID/exe` names): another
+/// value later means it exec'd another program.
+pub fn executable_identity(pid: u32) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let metadata = std::fs::metadata(proc_path(pid, "exe")).ok()?;
+    Some((metadata.dev(), metadata.ino()))
+}
+
 pub fn maps(pid: u32) -> Result<Vec<MapEntry>, ProcessError> {
     let text =
         fs::read_to_string(proc_path(pid, "maps")).map_err(|e| ProcessError::Proc(pid, e))?;

@@ -5,7 +5,7 @@
 
 use analyzer::diff::DiffError;
 use analyzer::flamegraph::FlamegraphError;
-use capture::{plan::PlanError, preflight::Refusal};
+use capture::{attach::AttachError, plan::PlanError, preflight::Refusal};
 use gobinary::{BinaryError, UnsupportedGo, process::ProcessError};
 use inspect::InspectError;
 use pprof::ProfileError;
@@ -23,9 +23,10 @@ pub const NOT_GO: u8 = 12;
 pub const UNSUPPORTED_GO: u8 = 13;
 pub const KERNEL_FEATURE: u8 = 14;
 pub const OUTPUT_REFUSED: u8 = 15;
+pub const RESOURCE_LIMIT: u8 = 16;
 
 /// Every status and what it means, for `--help` (and the README's copy, which a test compares).
-pub const STATUSES: [(u8, &str); 10] = [
+pub const STATUSES: [(u8, &str); 11] = [
     (
         SUCCESS,
         "success (`record -- CMD` passes the command's own status through)",
@@ -49,11 +50,16 @@ pub const STATUSES: [(u8, &str); 10] = [
     (UNSUPPORTED_GO, "the target's Go version has no table"),
     (
         KERNEL_FEATURE,
-        "the kernel lacks a needed feature (BTF, uprobes)",
+        "the kernel lacks a needed feature (BTF, uprobes), or tracefs is not mounted and cannot be",
     ),
     (
         OUTPUT_REFUSED,
         "the output path is refused (missing directory, symlink, not a regular file)",
+    ),
+    (
+        RESOURCE_LIMIT,
+        "a resource limit of the host: memory for the eBPF maps (cgroup `memory.max`, or \
+         `--max-*` too large), or open files (`ulimit -n`)",
     ),
 ];
 
@@ -88,6 +94,14 @@ pub fn capture_status(error: &anyhow::Error) -> u8 {
                 }
                 _ => FAILURE,
             };
+        }
+        if let Some(error) = cause.downcast_ref::<AttachError>() {
+            if error.is_resource_limit() {
+                return RESOURCE_LIMIT;
+            }
+            if let AttachError::Tracefs(_) = error {
+                return KERNEL_FEATURE;
+            }
         }
         if cause.is::<ProcessError>() {
             return NO_SUCH_PROCESS;
@@ -126,6 +140,37 @@ pub fn analysis_status(error: &anyhow::Error) -> u8 {
         cause.is::<DiffError>() || cause.is::<BaselineError>() || cause.is::<ReportError>()
     });
     if bad_input { BAD_INPUT } else { FAILURE }
+}
+
+/// Open files the async runtime, the signal handlers and one binary need before anything else.
+const MIN_OPEN_FILES: u64 = 16;
+
+/// Raises the soft limit on open files to the hard one (every uprobe, map and program is a
+/// descriptor; Go's runtime raises its own the same way), and refuses a hard limit too low to
+/// start with: the one-line error and [`RESOURCE_LIMIT`].
+pub fn raise_open_files_limit() -> Result<(), String> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit for the kernel to fill, then to read.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(format!("getrlimit: {}", std::io::Error::last_os_error()));
+    }
+    let hard = limit.rlim_max;
+    if limit.rlim_cur < hard {
+        limit.rlim_cur = hard;
+        // Best effort: with the soft limit kept, an attach that runs out says so itself.
+        // SAFETY: as above.
+        let _ = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    }
+    if hard < MIN_OPEN_FILES {
+        return Err(format!(
+            "the open files limit is {hard}, timerscope needs at least {MIN_OPEN_FILES} and more \
+             for each probe: raise it (ulimit -n 65536, or LimitNOFILE= in the service unit)"
+        ));
+    }
+    Ok(())
 }
 
 /// The error as one line: verifier logs and other multi-line causes are cut to their first

@@ -4,15 +4,25 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use timerscope::cli::Cli;
+use timerscope::{cli::Cli, exit};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     timerscope::logging::init(cli.verbose, cli.quiet);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    if let Err(error) = exit::raise_open_files_limit() {
+        eprintln!("timerscope: error: {error}");
+        return ExitCode::from(exit::RESOURCE_LIMIT);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .expect("tokio runtime");
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("timerscope: error: cannot start the async runtime: {error}");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
     ExitCode::from(runtime.block_on(cli.command.run()))
 }

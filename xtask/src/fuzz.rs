@@ -2,7 +2,8 @@
 //! `--time` seconds each, starting from the seeds committed under `fuzz/seeds/<target>/`.
 //! New inputs go to `fuzz/corpus/<target>/` (not committed), crashes to
 //! `fuzz/artifacts/<target>/`; the full libFuzzer log of each run to
-//! `fuzz/target/xtask-fuzz-<target>.log`. Installs cargo-fuzz (`cargo install cargo-fuzz
+//! `fuzz/target/xtask-fuzz-<target>.log`. `runtime_image` reads a real Go binary's layouts:
+//! `TIMERSCOPE_FUZZ_GO_BINARY` is set to the reference toolchain's own `go` command. Installs cargo-fuzz (`cargo install cargo-fuzz
 //! --locked`) when it is missing; builds with the nightly toolchain that setup provides.
 
 use std::fs;
@@ -139,6 +140,10 @@ fn run_target(root: &Path, fuzz_dir: &Path, target: &str, seconds: u64) -> Resul
     // The first corpus directory receives new inputs; the seeds are only read.
     let mut cmd = Command::new("cargo");
     cmd.current_dir(root)
+        .env(
+            "TIMERSCOPE_FUZZ_GO_BINARY",
+            timerscope_tests::go_binary(timerscope_tests::reference_go()),
+        )
         .args([TOOLCHAIN, "fuzz", "run", target])
         .arg(&corpus)
         .arg(&seeds)

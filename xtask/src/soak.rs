@@ -4,6 +4,8 @@
 //! the fixture exits 0 (no crash), its own counts of timers created, reset, stopped and fired
 //! equal the profile's at its functions, and nothing was dropped.
 //!
+//! `--real` soaks a real Go server instead (see [`real`]).
+//!
 //! The checks are the integration test `soak_target_survives_with_exact_counts` in
 //! tests/tests/reliability.rs, which `cargo xtask test` runs for 60 s; this runs it for longer.
 
@@ -14,6 +16,8 @@ use anyhow::{Context, Result, bail};
 use timerscope_tests::{FIXTURES_ENV, workspace_root};
 
 use crate::{fixtures, setup, util};
+
+mod real;
 
 /// The soak test in tests/tests/reliability.rs, and its settings.
 const TEST_FILE: &str = "reliability";
@@ -29,10 +33,28 @@ pub struct Args {
     /// Go toolchain the fixture is built with (e.g. 1.19 or 1.25.5).
     #[arg(long, default_value = "1.25")]
     pub go: String,
+    /// Soak Debian's caddy under wrk, with `watch` and then `record --events all`.
+    #[arg(long)]
+    pub real: bool,
 }
 
 pub fn run(args: &Args) -> Result<()> {
     let start = Instant::now();
+    if args.real {
+        setup::run().context("soak: setup failed")?;
+        util::run(Command::new("cargo").current_dir(workspace_root()).args([
+            "build",
+            "-p",
+            "timerscope",
+        ]))
+        .context("soak: building timerscope failed")?;
+        real::run(args.duration)?;
+        println!(
+            "xtask soak --real: {:.0}s in all",
+            start.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
     let go = timerscope_tests::go_version(&args.go)
         .with_context(|| format!("soak: unknown Go version {:?}", args.go))?;
     setup::run().context("soak: setup failed")?;

@@ -5,7 +5,7 @@
 //! (or its stack) is read is re-read, and counted as torn when it never settles; dead `g`s (kept
 //! in `allgs` for reuse) are skipped.
 
-use super::memory::{ReadError, RuntimeImage, STABLE_ATTEMPTS};
+use super::memory::{ReadError, ReadMemory, RuntimeImage, STABLE_ATTEMPTS};
 use crate::layout::{GoroutineLayout, goroutine_status as status};
 
 /// At most this many goroutines are read (a larger `allglen` is torn or garbage).
@@ -66,7 +66,10 @@ pub struct Goroutines {
 
 /// Reads every live goroutine: `allglen` first, then `allgptr` (the runtime stores them in the
 /// other order, so the array holds at least `allglen` entries), then each `g` in one read.
-pub fn read(image: &RuntimeImage<'_>, layout: &GoroutineLayout) -> Result<Goroutines, ReadError> {
+pub fn read<M: ReadMemory>(
+    image: &RuntimeImage<'_, M>,
+    layout: &GoroutineLayout,
+) -> Result<Goroutines, ReadError> {
     let memory = &image.memory;
     let len_address = image.global("runtime.allglen")?;
     let ptr_address = image.global("runtime.allgptr")?;
@@ -109,8 +112,8 @@ pub fn read(image: &RuntimeImage<'_>, layout: &GoroutineLayout) -> Result<Gorout
     Ok(result)
 }
 
-fn read_one(
-    image: &RuntimeImage<'_>,
+fn read_one<M: ReadMemory>(
+    image: &RuntimeImage<'_, M>,
     layout: &GoroutineLayout,
     g: u64,
     buf: &mut [u8],
@@ -126,7 +129,7 @@ fn read_one(
         }
         if !status::is_live(state) {
             // Read again: a g being reused may say dead for a moment.
-            if image.memory.u32(g + u64::from(layout.status))? == raw {
+            if image.memory.u32(g.wrapping_add(u64::from(layout.status)))? == raw {
                 return Ok(None);
             }
             continue;
@@ -226,15 +229,15 @@ impl Registers {
 
 /// The goroutine's stack words from its saved SP up: one read for the usual small stack, single
 /// reads for frames beyond the window.
-struct StackMemory<'a> {
-    image: &'a RuntimeImage<'a>,
+struct StackMemory<'a, M: ReadMemory> {
+    image: &'a RuntimeImage<'a, M>,
     lo: u64,
     hi: u64,
     window_start: u64,
     window: Vec<u8>,
 }
 
-impl StackMemory<'_> {
+impl<M: ReadMemory> StackMemory<'_, M> {
     /// The word at `address`, which must lie in the goroutine's stack.
     fn word(&self, address: u64) -> Result<Option<u64>, ReadError> {
         if address < self.lo || address.saturating_add(8) > self.hi || !address.is_multiple_of(8) {
@@ -255,8 +258,8 @@ impl StackMemory<'_> {
 /// check) has its return address at `[sp]` and its caller's frame pointer still in `bp`. The
 /// walk ends at a zero or out-of-stack frame pointer, a frame pointer that does not move up
 /// the stack, or [`MAX_FRAMES`].
-fn walk(
-    image: &RuntimeImage<'_>,
+fn walk<M: ReadMemory>(
+    image: &RuntimeImage<'_, M>,
     registers: Registers,
     layout: &GoroutineLayout,
     g: &[u8],
@@ -298,7 +301,7 @@ fn walk(
     }
     let mut previous = registers.sp;
     while bp > previous {
-        let (Some(next), Some(ret)) = (stack.word(bp)?, stack.word(bp + 8)?) else {
+        let (Some(next), Some(ret)) = (stack.word(bp)?, stack.word(bp.wrapping_add(8))?) else {
             break;
         };
         if ret == 0 {

@@ -3,7 +3,7 @@
 //! profile in memory"). Buckets are never freed, so walking the list while the process runs is
 //! safe; their counters move, and are read once per bucket with frees clamped to allocations.
 
-use super::memory::{ReadError, RuntimeImage};
+use super::memory::{ReadError, ReadMemory as _, RuntimeImage};
 use crate::GoVersion;
 
 /// A bucket header: `next, allnext, typ, hash, size, nstk` (48 bytes on every release).
@@ -126,7 +126,10 @@ pub fn read(image: &RuntimeImage) -> Result<HeapProfile, ReadError> {
         }
         if header[TYP] == MEM_PROFILE {
             // The stack and the record that follows it, in one read.
-            let words = memory.words(bucket + BUCKET_HEADER, depth + layout.words() as u64)?;
+            let words = memory.words(
+                bucket.wrapping_add(BUCKET_HEADER),
+                depth + layout.words() as u64,
+            )?;
             let (stack, record) = words.split_at(depth as usize);
             let size = header[SIZE];
             let active = cycle(record, 0, layout, size);

@@ -69,13 +69,146 @@ pub struct ProcessMemory {
     pub pid: u32,
 }
 
+/// Reads of one process image: the live process ([`ProcessMemory`]), or a copy of one held
+/// in memory ([`BufferMemory`], for tests and fuzzing). Only [`ReadMemory::read`] is
+/// required; the typed, bounded reads are built on it.
+pub trait ReadMemory {
+    /// Fills `buf` from `address`; a short read is an unmapped range.
+    fn read(&self, address: u64, buf: &mut [u8]) -> Result<(), ReadError>;
+
+    /// `len` bytes, `len` bounded by `max` (at most [`MAX_READ`]).
+    fn bytes(&self, address: u64, len: u64, max: usize) -> Result<Vec<u8>, ReadError> {
+        let max = max.min(MAX_READ);
+        if len > max as u64 {
+            return Err(ReadError::TooLong {
+                address,
+                len,
+                max: max as u64,
+            });
+        }
+        let mut buf = vec![0; len as usize];
+        self.read(address, &mut buf)?;
+        Ok(buf)
+    }
+
+    fn array<const N: usize>(&self, address: u64) -> Result<[u8; N], ReadError> {
+        let mut buf = [0; N];
+        self.read(address, &mut buf)?;
+        Ok(buf)
+    }
+
+    fn u8(&self, address: u64) -> Result<u8, ReadError> {
+        Ok(self.array::<1>(address)?[0])
+    }
+
+    fn u32(&self, address: u64) -> Result<u32, ReadError> {
+        Ok(u32::from_le_bytes(self.array(address)?))
+    }
+
+    fn u64(&self, address: u64) -> Result<u64, ReadError> {
+        Ok(u64::from_le_bytes(self.array(address)?))
+    }
+
+    /// A pointer (amd64: a little-endian word).
+    fn pointer(&self, address: u64) -> Result<u64, ReadError> {
+        self.u64(address)
+    }
+
+    /// Consecutive words starting at `address`, `count` of them (bounded).
+    fn words(&self, address: u64, count: u64) -> Result<Vec<u64>, ReadError> {
+        let bytes = self.bytes(address, count.saturating_mul(8), MAX_READ)?;
+        Ok(bytes
+            .chunks_exact(8)
+            .map(|w| u64::from_le_bytes(w.try_into().expect("8-byte chunk")))
+            .collect())
+    }
+
+    fn slice_header(&self, address: u64) -> Result<SliceHeader, ReadError> {
+        let [ptr, len, cap] = self.array::<24>(address).map(|b| {
+            let word = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap());
+            [word(0), word(1), word(2)]
+        })?;
+        Ok(SliceHeader { ptr, len, cap })
+    }
+
+    /// A slice header read until two consecutive reads agree and it is plausible.
+    fn stable_slice_header(
+        &self,
+        address: u64,
+        what: &'static str,
+    ) -> Result<SliceHeader, ReadError> {
+        self.stable(what, || {
+            let header = self.slice_header(address)?;
+            Ok(header.is_plausible().then_some(header))
+        })
+    }
+
+    /// The elements of a slice of `element`-byte items, at most `max_len` of them; the header is
+    /// read stably first.
+    fn slice_bytes(
+        &self,
+        address: u64,
+        element: u64,
+        max_len: u64,
+        what: &'static str,
+    ) -> Result<(SliceHeader, Vec<u8>), ReadError> {
+        let header = self.stable_slice_header(address, what)?;
+        if header.len > max_len {
+            return Err(ReadError::TooLong {
+                address,
+                len: header.len,
+                max: max_len,
+            });
+        }
+        let bytes = self.bytes(header.ptr, header.len * element, MAX_READ)?;
+        Ok((header, bytes))
+    }
+
+    /// A Go string header `{ptr, len}` and its bytes, `len` bounded by `max`.
+    fn string(&self, address: u64, max: usize) -> Result<String, ReadError> {
+        let [ptr, len] = {
+            let b = self.array::<16>(address)?;
+            [
+                u64::from_le_bytes(b[..8].try_into().unwrap()),
+                u64::from_le_bytes(b[8..].try_into().unwrap()),
+            ]
+        };
+        let bytes = self.bytes(ptr, len, max)?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Reads a value until two consecutive reads are equal and `read` calls it plausible
+    /// (`Some`), at most [`STABLE_ATTEMPTS`] times: a structure the process changes under us is
+    /// never trusted from a single read.
+    fn stable<T: PartialEq>(
+        &self,
+        what: &'static str,
+        mut read: impl FnMut() -> Result<Option<T>, ReadError>,
+    ) -> Result<T, ReadError> {
+        let mut previous: Option<T> = None;
+        for _ in 0..STABLE_ATTEMPTS {
+            let current = read()?;
+            match (previous.take(), current) {
+                (Some(a), Some(b)) if a == b => return Ok(b),
+                (_, current) => previous = current,
+            }
+        }
+        Err(ReadError::Inconsistent {
+            what,
+            attempts: STABLE_ATTEMPTS,
+        })
+    }
+}
+
 impl ProcessMemory {
     pub fn new(pid: u32) -> Self {
         Self { pid }
     }
+}
 
+impl ReadMemory for ProcessMemory {
     /// Fills `buf` from `address`; a short read is an unmapped range.
-    pub fn read(&self, address: u64, buf: &mut [u8]) -> Result<(), ReadError> {
+    fn read(&self, address: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         if buf.is_empty() {
             return Ok(());
         }
@@ -113,136 +246,49 @@ impl ProcessMemory {
         }
         Ok(())
     }
+}
 
-    /// `len` bytes, `len` bounded by `max` (at most [`MAX_READ`]).
-    pub fn bytes(&self, address: u64, len: u64, max: usize) -> Result<Vec<u8>, ReadError> {
-        let max = max.min(MAX_READ);
-        if len > max as u64 {
-            return Err(ReadError::TooLong {
-                address,
-                len,
-                max: max as u64,
-            });
-        }
-        let mut buf = vec![0; len as usize];
-        self.read(address, &mut buf)?;
-        Ok(buf)
+/// A process image held in memory: regions of bytes at addresses; anything outside them is
+/// unmapped, as in a process.
+#[derive(Clone, Debug, Default)]
+pub struct BufferMemory {
+    regions: Vec<(u64, Vec<u8>)>,
+}
+
+impl BufferMemory {
+    /// Maps `bytes` at `address` (regions must not overlap; a later one is not looked at where
+    /// an earlier one covers the address).
+    pub fn map(&mut self, address: u64, bytes: Vec<u8>) {
+        self.regions.push((address, bytes));
     }
+}
 
-    pub fn array<const N: usize>(&self, address: u64) -> Result<[u8; N], ReadError> {
-        let mut buf = [0; N];
-        self.read(address, &mut buf)?;
-        Ok(buf)
-    }
-
-    pub fn u8(&self, address: u64) -> Result<u8, ReadError> {
-        Ok(self.array::<1>(address)?[0])
-    }
-
-    pub fn u32(&self, address: u64) -> Result<u32, ReadError> {
-        Ok(u32::from_le_bytes(self.array(address)?))
-    }
-
-    pub fn u64(&self, address: u64) -> Result<u64, ReadError> {
-        Ok(u64::from_le_bytes(self.array(address)?))
-    }
-
-    /// A pointer (amd64: a little-endian word).
-    pub fn pointer(&self, address: u64) -> Result<u64, ReadError> {
-        self.u64(address)
-    }
-
-    /// Consecutive words starting at `address`, `count` of them (bounded).
-    pub fn words(&self, address: u64, count: u64) -> Result<Vec<u64>, ReadError> {
-        let bytes = self.bytes(address, count.saturating_mul(8), MAX_READ)?;
-        Ok(bytes
-            .chunks_exact(8)
-            .map(|w| u64::from_le_bytes(w.try_into().expect("8-byte chunk")))
-            .collect())
-    }
-
-    pub fn slice_header(&self, address: u64) -> Result<SliceHeader, ReadError> {
-        let [ptr, len, cap] = self.array::<24>(address).map(|b| {
-            let word = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap());
-            [word(0), word(1), word(2)]
-        })?;
-        Ok(SliceHeader { ptr, len, cap })
-    }
-
-    /// A slice header read until two consecutive reads agree and it is plausible.
-    pub fn stable_slice_header(
-        &self,
-        address: u64,
-        what: &'static str,
-    ) -> Result<SliceHeader, ReadError> {
-        self.stable(what, || {
-            let header = self.slice_header(address)?;
-            Ok(header.is_plausible().then_some(header))
-        })
-    }
-
-    /// The elements of a slice of `element`-byte items, at most `max_len` of them; the header is
-    /// read stably first.
-    pub fn slice_bytes(
-        &self,
-        address: u64,
-        element: u64,
-        max_len: u64,
-        what: &'static str,
-    ) -> Result<(SliceHeader, Vec<u8>), ReadError> {
-        let header = self.stable_slice_header(address, what)?;
-        if header.len > max_len {
-            return Err(ReadError::TooLong {
-                address,
-                len: header.len,
-                max: max_len,
-            });
-        }
-        let bytes = self.bytes(header.ptr, header.len * element, MAX_READ)?;
-        Ok((header, bytes))
-    }
-
-    /// A Go string header `{ptr, len}` and its bytes, `len` bounded by `max`.
-    pub fn string(&self, address: u64, max: usize) -> Result<String, ReadError> {
-        let [ptr, len] = {
-            let b = self.array::<16>(address)?;
-            [
-                u64::from_le_bytes(b[..8].try_into().unwrap()),
-                u64::from_le_bytes(b[8..].try_into().unwrap()),
-            ]
+impl ReadMemory for BufferMemory {
+    fn read(&self, address: u64, buf: &mut [u8]) -> Result<(), ReadError> {
+        let unreadable = || ReadError::Unreadable {
+            pid: 0,
+            address,
+            len: buf.len(),
         };
-        let bytes = self.bytes(ptr, len, max)?;
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
-    }
-
-    /// Reads a value until two consecutive reads are equal and `read` calls it plausible
-    /// (`Some`), at most [`STABLE_ATTEMPTS`] times: a structure the process changes under us is
-    /// never trusted from a single read.
-    pub fn stable<T: PartialEq>(
-        &self,
-        what: &'static str,
-        mut read: impl FnMut() -> Result<Option<T>, ReadError>,
-    ) -> Result<T, ReadError> {
-        let mut previous: Option<T> = None;
-        for _ in 0..STABLE_ATTEMPTS {
-            let current = read()?;
-            match (previous.take(), current) {
-                (Some(a), Some(b)) if a == b => return Ok(b),
-                (_, current) => previous = current,
-            }
-        }
-        Err(ReadError::Inconsistent {
-            what,
-            attempts: STABLE_ATTEMPTS,
-        })
+        let end = address
+            .checked_add(buf.len() as u64)
+            .ok_or_else(unreadable)?;
+        let (start, bytes) = self
+            .regions
+            .iter()
+            .find(|(start, bytes)| *start <= address && end <= start + bytes.len() as u64)
+            .ok_or_else(unreadable)?;
+        let at = (address - start) as usize;
+        buf.copy_from_slice(&bytes[at..at + buf.len()]);
+        Ok(())
     }
 }
 
 /// A Go binary as one process maps it: the process's memory plus the load bias that turns the
 /// binary's link addresses into the process's (0 unless PIE).
-pub struct RuntimeImage<'a> {
+pub struct RuntimeImage<'a, M = ProcessMemory> {
     pub binary: &'a GoBinary,
-    pub memory: ProcessMemory,
+    pub memory: M,
     pub bias: u64,
 }
 
@@ -270,7 +316,9 @@ impl<'a> RuntimeImage<'a> {
             bias,
         })
     }
+}
 
+impl<M> RuntimeImage<'_, M> {
     /// The runtime address of a global variable (`runtime.allp`, ...), from `.symtab`.
     pub fn global(&self, name: &'static str) -> Result<u64, ReadError> {
         self.binary
@@ -317,6 +365,26 @@ impl<'a> RuntimeImage<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_buffer_image_reads_inside_its_regions_only() {
+        let mut memory = BufferMemory::default();
+        memory.map(0x1000, (0u8..32).collect());
+        assert_eq!(memory.u8(0x1005).unwrap(), 5);
+        assert_eq!(memory.bytes(0x101e, 2, 8).unwrap(), [30, 31]);
+        assert!(matches!(
+            memory.u64(0x101c),
+            Err(ReadError::Unreadable { .. })
+        ));
+        assert!(matches!(
+            memory.u8(0xfff),
+            Err(ReadError::Unreadable { .. })
+        ));
+        assert!(matches!(
+            memory.u64(u64::MAX - 3),
+            Err(ReadError::Unreadable { .. })
+        ));
+    }
 
     #[test]
     fn reads_our_own_memory_typed_and_bounded() {

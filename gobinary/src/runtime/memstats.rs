@@ -3,7 +3,7 @@
 //! are kept up to date by the runtime and read exactly; `HeapAlloc` lags by what the per-P
 //! caches have not flushed yet.
 
-use super::memory::{ReadError, RuntimeImage, STABLE_ATTEMPTS};
+use super::memory::{ReadError, ReadMemory, RuntimeImage, STABLE_ATTEMPTS};
 use crate::layout::MemStatsLayout;
 
 /// The runtime's own memory figures, bytes, as `runtime.MemStats` names them.

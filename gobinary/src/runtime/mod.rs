@@ -11,4 +11,4 @@ pub mod memory;
 pub mod memstats;
 pub mod timers;
 
-pub use memory::{ProcessMemory, ReadError, RuntimeImage, SliceHeader};
+pub use memory::{BufferMemory, ProcessMemory, ReadError, ReadMemory, RuntimeImage, SliceHeader};

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use iced_x86::{Decoder, DecoderOptions, Register};
 
-use super::memory::{ReadError, RuntimeImage, STABLE_ATTEMPTS};
+use super::memory::{ReadError, ReadMemory, RuntimeImage, STABLE_ATTEMPTS};
 use crate::{
     GoBinary,
     layout::{BUCKETS, HeapLayout, HeapLayoutError, LayoutSource, TimerHeaps, TimerLayout},
@@ -99,7 +99,10 @@ impl TimerReader {
     }
 
     /// Reads every pending timer of the process `image` runs.
-    pub fn read(&self, image: &RuntimeImage<'_>) -> Result<TimerSnapshot, SnapshotError> {
+    pub fn read<M: ReadMemory>(
+        &self,
+        image: &RuntimeImage<'_, M>,
+    ) -> Result<TimerSnapshot, SnapshotError> {
         let mut walk = Walk {
             image,
             reader: self,
@@ -138,8 +141,10 @@ impl TimerReader {
                 };
                 for (index, p) in ps.into_iter().enumerate() {
                     let index = index as u32;
-                    let heap_owner = p + u64::from(p_timers);
-                    walk.heap(index, heap_owner, heap_owner + heap, element)?;
+                    // Pointers read from the process are untrusted: a garbage one wraps to an unmapped
+                    // address (unreadable), never an overflow.
+                    let heap_owner = p.wrapping_add(u64::from(p_timers));
+                    walk.heap(index, heap_owner, heap_owner.wrapping_add(heap), element)?;
                 }
             }
         }
@@ -156,8 +161,8 @@ const BUCKET_ANCHORS: &[&str] = &["runtime.addtimer", "runtime.timeSleepUntil"];
 /// RIP-relative operand (or the word before it, for loads of a slice's length or capacity)
 /// in one of `anchors` that lies in writable data and that `plausible` accepts in the live
 /// process. Never a guess: an address the live data does not confirm is not used.
-fn locate(
-    image: &RuntimeImage<'_>,
+fn locate<M: ReadMemory>(
+    image: &RuntimeImage<'_, M>,
     name: &'static str,
     anchors: &[&str],
     plausible: impl Fn(u64) -> bool,
@@ -206,7 +211,7 @@ fn locate(
 }
 
 /// A slice header of 1..=1024 `*p` whose every P has `p.id` equal to its index.
-fn allp_plausible(image: &RuntimeImage<'_>, address: u64, p_id: u64) -> bool {
+fn allp_plausible<M: ReadMemory>(image: &RuntimeImage<'_, M>, address: u64, p_id: u64) -> bool {
     let memory = &image.memory;
     let Ok(header) = memory.slice_header(address) else {
         return false;
@@ -220,13 +225,18 @@ fn allp_plausible(image: &RuntimeImage<'_>, address: u64, p_id: u64) -> bool {
     ps.iter().enumerate().all(|(i, &p)| {
         p != 0
             && memory
-                .u32(p + p_id)
+                .u32(p.wrapping_add(p_id))
                 .is_ok_and(|id| u64::from(id) == i as u64)
     })
 }
 
 /// 64 buckets whose heaps are plausible slices and whose timers point back at their bucket.
-fn buckets_plausible(image: &RuntimeImage<'_>, base: u64, stride: u32, heap: u32) -> bool {
+fn buckets_plausible<M: ReadMemory>(
+    image: &RuntimeImage<'_, M>,
+    base: u64,
+    stride: u32,
+    heap: u32,
+) -> bool {
     let memory = &image.memory;
     (0..BUCKETS).all(|bucket| {
         let address = base + u64::from(bucket * stride);
@@ -246,15 +256,15 @@ fn buckets_plausible(image: &RuntimeImage<'_>, base: u64, stride: u32, heap: u32
 }
 
 /// One walk over the heaps.
-struct Walk<'a, 'b> {
-    image: &'a RuntimeImage<'b>,
+struct Walk<'a, 'b, M> {
+    image: &'a RuntimeImage<'b, M>,
     reader: &'a TimerReader,
     snapshot: TimerSnapshot,
     /// Function names by funcval address: each callback (and AfterFunc function) read once.
     functions: HashMap<u64, Option<String>>,
 }
 
-impl Walk<'_, '_> {
+impl<M: ReadMemory> Walk<'_, '_, M> {
     /// One heap: the slice at `slice`, of `element`-byte entries whose first word is the
     /// `*timer`; `owner` is what the timers point back at (their bucket, P or `timers`).
     fn heap(&mut self, index: u32, owner: u64, slice: u64, element: u64) -> Result<(), ReadError> {
@@ -345,7 +355,7 @@ impl Walk<'_, '_> {
                     _ => return Ok(None),
                 }
                 // `pp` is the P, the owner is `&p.timers`.
-                if word(pp) != owner - u64::from(p_timers) {
+                if word(pp) != owner.wrapping_sub(u64::from(p_timers)) {
                     return Ok(None);
                 }
             }

@@ -119,6 +119,8 @@ enum Stop {
     Duration,
     Interrupted(&'static str),
     TargetExited,
+    /// The target exec'd this program: what it ran as a Go program ended there.
+    TargetExeced(PathBuf),
 }
 
 pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
@@ -187,10 +189,15 @@ pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
     report_drops(&snapshot);
     eprintln!(
         "timerscope: {} after {:.1}s: {} events, {} live timers; profile written to {}",
-        match stop {
+        match &stop {
             Stop::Duration => "done".to_owned(),
             Stop::Interrupted(signal) => format!("stopped by {signal}"),
             Stop::TargetExited => format!("target pid {pid} exited"),
+            Stop::TargetExeced(program) => format!(
+                "target pid {pid} exec'd {} (its Go program ended there; the profile has what it \
+                 did before)",
+                program.display()
+            ),
         },
         duration.as_secs_f64(),
         snapshot.total_events(),
@@ -264,6 +271,9 @@ async fn wait_for_end(
             _ = tick.tick() => {
                 if !launched && !preflight::process_alive(session.pid) {
                     return (Stop::TargetExited, None);
+                }
+                if let Some(program) = session.check_exec() {
+                    return (Stop::TargetExeced(program.clone()), None);
                 }
                 session.drain();
                 if let Some((events, live, drops)) = session.counters() {

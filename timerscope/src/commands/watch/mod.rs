@@ -380,6 +380,22 @@ async fn capture(
                     writer.write_interval(&mut w)?;
                     eprintln!("timerscope: pid {pid} exited");
                 }
+                let execed: Vec<(u32, PathBuf)> = watched
+                    .iter_mut()
+                    .filter_map(|(&pid, w)| Some((pid, w.session.check_exec()?.clone())))
+                    .collect();
+                for (pid, program) in execed {
+                    // Its last interval ends here; with --exe, a new program that matches is
+                    // picked up again by the scan below, as a new process would be.
+                    let mut w = watched.remove(&pid).expect("listed above");
+                    w.session.detach();
+                    writer.write_interval(&mut w)?;
+                    eprintln!(
+                        "timerscope: pid {pid} exec'd {}: its Go program ended there, and so \
+                         does its recording",
+                        program.display()
+                    );
+                }
                 match matchers {
                     None if watched.is_empty() => return Ok(()),
                     None => {}
