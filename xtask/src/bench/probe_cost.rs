@@ -41,9 +41,9 @@ const MAX_ADDED_MICROS_PER_OP: f64 = 2.0;
 const MIN_CHEAPER_THAN_BPFTRACE: f64 = 4.0;
 /// Frames of the timer operations' stacks in the depth row (the probe walks at most 127).
 const STACK_DEPTHS: [usize; 3] = [8, 32, 128];
-/// Stack bytes of one recursion frame of `paced -depth` (its 192 bytes of locals, the saved
-/// frame pointer and return address, the arguments' spill slots).
-const DEPTH_FRAME_BYTES: usize = 224;
+/// Stack bytes of one recursion frame of `paced -depth`, Go 1.25: `main.descend` reserves 216
+/// bytes (`go tool objdump`: SUBQ $0xd8, SP) below the saved frame pointer and return address.
+const DEPTH_FRAME_BYTES: usize = 232;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -6,8 +6,8 @@
 //! The addresses are random instruction addresses inside the binary's functions (a random
 //! function, a random offset), the same in every run.
 //!
-//! [`growth`] runs timerscope's symbolizer and `go tool addr2line` on binaries of about 10, 50
-//! and 100 MB (the large binary with fewer generated packages).
+//! [`growth`] runs timerscope's symbolizer and `go tool addr2line` on binaries of 14.5, about 55
+//! and 102 MB (the large binary with fewer generated packages).
 
 use std::fs;
 use std::io::Write as _;
