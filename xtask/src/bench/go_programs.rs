@@ -5,8 +5,10 @@
 //!   with [`LARGE_PACKAGES`] about 100 MB, a large service's size (symbolization and start-up
 //!   rows), with Go 1.25's default DWARF 5 and again with DWARF 4 (`GOEXPERIMENT=nodwarf5`),
 //!   which binutils 2.40 reads fully; each first build takes a few minutes on two cores; with
-//!   fewer packages, the smaller binaries of the symbolization-against-size row (the packages'
-//!   compiled code is shared through Go's build cache, so these mostly link);
+//!   fewer packages, the smaller binaries of the symbolization-against-size row (each size is
+//!   its own module directory, so Go's build cache does not share the packages' compiled code
+//!   between sizes: the first run builds each, about 10 minutes for 5 packages on a loaded
+//!   machine);
 //! - `paced`: timer operations at a fixed rate or back to back, at a chosen stack depth, with
 //!   pending timers (watch-mode and growth rows);
 //! - `server`: a net/http server with deadlines (servers row), with Go 1.19 and Go 1.25.
