@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use pprof::vocabulary::{
     ChannelMode, CommentKey, LabelKey, MappingClass, MemoryNumbers, SampleType, SyntheticFrame,
-    TimerFamily, TimerKind, go_sample_type,
+    TimerFamily, TimerKind, go_sample_type, parse_snapshot_ok,
 };
 use pprof::{ResolvedFrame, ResolvedProfile, ResolvedSample};
 
@@ -448,16 +448,37 @@ enum TimerMeasure {
     Stopped,
     Fired,
     Live,
+    /// Pending in the runtime's timer heaps, read from memory (the snapshot tier).
+    Pending,
     Delay,
 }
 
-const TIMER_COLUMNS: [(TimerMeasure, SampleType); 5] = [
+const TIMER_COLUMNS: [(TimerMeasure, SampleType); 6] = [
     (TimerMeasure::Created, SampleType::TimersCreated),
     (TimerMeasure::Stopped, SampleType::TimersStopped),
     (TimerMeasure::Fired, SampleType::TimersFired),
     (TimerMeasure::Live, SampleType::TimersLive),
+    (TimerMeasure::Pending, SampleType::TimersPending),
     (TimerMeasure::Delay, SampleType::TimerFireDelay),
 ];
+
+/// Whether a profile holds a read of the runtime's timer heaps: its `timers_pending` are then
+/// what the runtime holds, where the probes' live set misses timers that were garbage-collected
+/// without being stopped (Go 1.23+ synchronous channels) or that predate the attach.
+fn has_snapshot(profile: &ResolvedProfile) -> bool {
+    profile
+        .comments
+        .iter()
+        .any(|c| parse_snapshot_ok(c).is_some())
+}
+
+/// Whether a sample sits under the frame of timers that predate the attach: it has a callback but
+/// no creation site to name.
+fn created_before_attach(profile: &ResolvedProfile, sample: &ResolvedSample) -> bool {
+    profile
+        .stack(sample)
+        .any(|f| f.function == SyntheticFrame::TimerCreatedBeforeAttach.as_str())
+}
 
 /// Key of one timer site: the rule (or fire delay), the site, and whether it is a context timer.
 type TimerKey = (FindingKind, Site, bool);
@@ -468,6 +489,9 @@ fn timer_rules(series: &[&ResolvedProfile], report: &mut ClassifyReport) {
     for (measure, column) in TIMER_COLUMNS {
         let column = column.as_str();
         let leak = per_site(series, column, |profile, sample, site| {
+            if measure == TimerMeasure::Pending && created_before_attach(profile, sample) {
+                return None;
+            }
             let (_, callees) = user_site(profile, sample)?;
             let kind = timer_leak_kind(sample, &callees)?;
             Some((kind, site, is_context_timer(sample, &callees)))
@@ -489,9 +513,34 @@ fn timer_rules(series: &[&ResolvedProfile], report: &mut ClassifyReport) {
     };
     let keys: BTreeSet<TimerKey> = measures
         .keys()
-        .filter(|(m, _)| *m == TimerMeasure::Live || *m == TimerMeasure::Delay)
+        .filter(|(m, _)| {
+            matches!(
+                m,
+                TimerMeasure::Live | TimerMeasure::Pending | TimerMeasure::Delay
+            )
+        })
         .map(|(_, key)| key.clone())
         .collect();
+    // Per profile: pending counts where the heaps were read, else the probes' live set.
+    let snapshots: Vec<bool> = series.iter().map(|p| has_snapshot(p)).collect();
+    let exact = snapshots.last().copied().unwrap_or(false);
+    let held = |key: &TimerKey| -> Option<Vec<f64>> {
+        let live = measures.get(&(TimerMeasure::Live, key.clone()));
+        let pending = measures.get(&(TimerMeasure::Pending, key.clone()));
+        if live.is_none() && pending.is_none() {
+            return None;
+        }
+        let value = |s: Option<&SiteSeries>, i: usize| {
+            s.and_then(|s| s.values.get(i).copied()).unwrap_or(0.0)
+        };
+        Some(
+            snapshots
+                .iter()
+                .enumerate()
+                .map(|(i, &snapshot)| value(if snapshot { pending } else { live }, i))
+                .collect(),
+        )
+    };
     for key in keys {
         let (kind, site, context_timer) = &key;
         if *kind == FindingKind::TimerFireDelay {
@@ -504,17 +553,19 @@ fn timer_rules(series: &[&ResolvedProfile], report: &mut ClassifyReport) {
             }
             continue;
         }
-        let Some(live) = measures.get(&(TimerMeasure::Live, key.clone())) else {
+        let Some(held) = held(&key) else {
             continue;
         };
-        let collected_anyway =
-            *kind != FindingKind::AfterfuncPending && context.fate == ChannelTimerFate::Collected;
+        let collected_anyway = !exact
+            && *kind != FindingKind::AfterfuncPending
+            && context.fate == ChannelTimerFate::Collected;
         if collected_anyway {
             // Func timers are always heaped, but channel timers and tickers are collected once
-            // unreferenced on Go ≥ 1.23, so a high live count there is not a leak by itself.
+            // unreferenced on Go ≥ 1.23, so a high live count there is not a leak by itself (a
+            // read of the heaps counts only those the runtime still holds).
             continue;
         }
-        let trend = trend::fit(&points(series, &live.values));
+        let trend = trend::fit(&points(series, &held));
         let Some(severity) = live_count_severity(&trend) else {
             continue;
         };
@@ -537,14 +588,21 @@ fn timer_rules(series: &[&ResolvedProfile], report: &mut ClassifyReport) {
             String::new()
         };
         let evidence = format!(
-            "{} ({}) has {} live {what} ({counts}) {}{growth}.",
+            "{} ({}) has {} {} {what} ({counts}) {}{growth}.",
             site.function,
             site.short_location(),
             count(trend.last),
-            if *kind == FindingKind::AfterfuncPending {
-                "each keeping its callback and what it captures alive until it fires".to_owned()
+            if exact {
+                "pending (read from the runtime's timer heaps)"
             } else {
-                context.reason.clone()
+                "live"
+            },
+            if *kind == FindingKind::AfterfuncPending {
+                "each keeping its callback and what it captures alive until it fires"
+            } else if exact && context.fate == ChannelTimerFate::Collected {
+                "still held by the runtime"
+            } else {
+                context.reason.as_str()
             },
         );
         report.findings.push(Finding {
@@ -1208,10 +1266,22 @@ mod tests {
     type TestSample<'a> = (&'a [(&'a str, i64)], SampleType, i64, Vec<SampleLabel>);
 
     fn recording(seconds: i64, samples: &[TestSample]) -> ResolvedProfile {
+        recording_with(seconds, &[], samples)
+    }
+
+    /// Like [`recording`], with the recorder's `comments`.
+    fn recording_with(
+        seconds: i64,
+        comments: &[String],
+        samples: &[TestSample],
+    ) -> ResolvedProfile {
         let mut builder = ProfileBuilder::new(&SampleType::pairs(), SampleType::DEFAULT.as_str());
         builder
             .time_nanos(1)
             .duration_nanos(seconds * 1_000_000_000);
+        for comment in comments {
+            builder.comment(comment.clone());
+        }
         for (stack, column, value, labels) in samples {
             let locations: Vec<u64> = stack
                 .iter()
@@ -1276,6 +1346,52 @@ mod tests {
         let profile = recording(8, &[blocked(500, "chan receive"), blocked(5000, "IO wait")]);
         let report = classify(&[profile]);
         assert!(report.findings.is_empty(), "{report:#?}");
+    }
+
+    #[test]
+    fn pending_counts_of_a_snapshot_replace_the_live_set_on_go_1_23_sync_channels() {
+        let after: &[(&str, i64)] = &[("time.After", 156), ("main.poll", 12)];
+        let timer = || vec![label(LabelKey::Kind, "timer")];
+        let go = [
+            CommentKey::GoVersion.comment("go1.25.5"),
+            CommentKey::TimerFamily.comment(TimerFamily::Locked),
+            CommentKey::TimerChannelMode.comment(ChannelMode::Sync),
+        ];
+        // Live counts alone prove nothing there: collected timers stay in the live set.
+        let live_only = recording_with(8, &go, &[(after, SampleType::TimersLive, 500, timer())]);
+        assert!(classify(&[live_only]).findings.is_empty());
+        // A read of the heaps counts what the runtime holds: 300 of the 5000 "live".
+        let mut with_snapshot = go.to_vec();
+        with_snapshot.push(CommentKey::Snapshot.comment(pprof::vocabulary::snapshot_ok(300, 0)));
+        let both = recording_with(
+            8,
+            &with_snapshot,
+            &[
+                (after, SampleType::TimersLive, 5000, timer()),
+                (after, SampleType::TimersPending, 300, timer()),
+            ],
+        );
+        let report = classify(&[both]);
+        let kinds: Vec<FindingKind> = report.findings.iter().map(|f| f.kind).collect();
+        assert_eq!(kinds, [FindingKind::TimerAfterInLoop], "{report:#?}");
+        let evidence = &report.findings[0].evidence;
+        assert!(evidence.contains("has 300 pending"), "{evidence}");
+        // Pending timers made before the attach have no creation site to name.
+        let before_attach: &[(&str, i64)] = &[
+            ("main.expire", 40),
+            (SyntheticFrame::TimerCreatedBeforeAttach.as_str(), 0),
+        ];
+        let unattributed = recording_with(
+            8,
+            &with_snapshot,
+            &[(
+                before_attach,
+                SampleType::TimersPending,
+                300,
+                vec![label(LabelKey::Kind, "afterfunc")],
+            )],
+        );
+        assert!(classify(&[unattributed]).findings.is_empty());
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub struct MapSizes {
     pub stacks: u32,
     /// C heap blocks tracked as live at once.
     pub c_blocks: u32,
+    /// Timer creations remembered for the snapshot (least recently created evicted first).
+    pub creations: u32,
 }
 
 impl Default for MapSizes {
@@ -35,6 +37,7 @@ impl Default for MapSizes {
             live: 65536,
             stacks: 16384,
             c_blocks: 262_144,
+            creations: 65536,
         }
     }
 }
@@ -42,7 +45,7 @@ impl Default for MapSizes {
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
     #[error(
-        "loading the eBPF programs failed (needs root or CAP_BPF+CAP_PERFMON, and a kernel with BTF)"
+        "loading the eBPF programs failed (needs root with CAP_SYS_ADMIN, and a kernel with BTF)"
     )]
     Load(#[from] aya::EbpfError),
     #[error("eBPF program {name}")]
@@ -124,6 +127,7 @@ impl Probe {
             .map_max_entries("LIVE", sizes.live)
             .map_max_entries("STACKS", sizes.stacks)
             .map_max_entries("C_HEAP_BLOCKS", sizes.c_blocks)
+            .map_max_entries("CREATIONS", sizes.creations)
             .map_max_entries("C_HEAP_SITES", sizes.sites)
             .load(crate::EBPF_OBJECT)?;
 
@@ -365,7 +369,7 @@ fn set_armed(ebpf: &mut Ebpf, armed: bool) -> Result<(), AttachError> {
 }
 
 /// Maps the probes fill, read by [`crate::collect`].
-const PROBE_MAPS: [&str; 10] = [
+const PROBE_MAPS: [&str; 12] = [
     "SITES",
     "C_HEAP_SITES",
     "C_HEAP_BLOCKS",
@@ -376,6 +380,8 @@ const PROBE_MAPS: [&str; 10] = [
     "DROPS",
     "DELAY_HIST",
     "TIMER_WORKERS",
+    "CREATIONS",
+    "CREATIONS_ADDED",
 ];
 
 /// The probe's maps, kept after its programs were detached, so a final read sees one consistent

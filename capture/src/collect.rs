@@ -9,7 +9,7 @@ use aya::{
 };
 use probe_common::{
     CHeapBlock, CHeapSite, CHeapTotals, DELAY_BUCKETS, LiveTimer, MmapEvent, NO_STACK, SiteKey,
-    SiteValue, TimerWorker, UserStack, drop, site_flag,
+    SiteValue, TimerCreation, TimerWorker, UserStack, drop, site_flag,
 };
 
 use pprof::vocabulary::CommentKey;
@@ -47,6 +47,11 @@ pub struct Snapshot {
     pub c_heap: CHeap,
     /// The pending timers read from the runtime's heaps, when a read was asked for.
     pub pending: PendingRead,
+    /// Where the creation hooks saw the pending timers created, by timer address (filled with
+    /// `pending`, by [`join_creations`]).
+    pub creations: HashMap<u64, TimerCreation>,
+    /// Creations the creation map evicted to make room for newer ones, so far.
+    pub creations_evicted: u64,
 }
 
 /// What the C heap probes saw, by allocation site.
@@ -180,6 +185,11 @@ impl Snapshot {
             timer_workers,
             c_heap: self.c_heap.since(&earlier.c_heap),
             pending: self.pending.clone(),
+            creations: self.creations.clone(),
+            // Counted from the map's size while it changes: it may lag by a few.
+            creations_evicted: self
+                .creations_evicted
+                .saturating_sub(earlier.creations_evicted),
         }
     }
 
@@ -201,6 +211,12 @@ impl Snapshot {
         self.live
             .iter_mut()
             .for_each(|(_, live)| resolve(&mut live.site));
+    }
+
+    /// The profile comment on forgotten creations; none while the map forgot nothing.
+    pub fn creations_comment(&self) -> Option<String> {
+        (self.creations_evicted > 0)
+            .then(|| CommentKey::CreationsEvicted.comment(self.creations_evicted))
     }
 }
 
@@ -344,7 +360,80 @@ pub fn snapshot(
         timer_workers,
         c_heap,
         pending: PendingRead::NotTaken,
+        creations: HashMap::new(),
+        creations_evicted: creations_evicted(ebpf)?,
     })
+}
+
+/// Keys added to the creation map less the keys it holds: what its least-recently-used
+/// eviction took (nothing else removes a key).
+fn creations_evicted(ebpf: &impl Maps) -> Result<u64, CollectError> {
+    let added: u64 = per_cpu_sums(ebpf, "CREATIONS_ADDED", 1)?.iter().sum();
+    if added == 0 {
+        return Ok(0);
+    }
+    let creations = BpfHashMap::<_, u64, TimerCreation>::try_from(map(ebpf, "CREATIONS"))
+        .map_err(err("CREATIONS"))?;
+    // An eviction under the iteration sends it back to the first key: count each key once, and
+    // stop after twice the keys ever added rather than chase a busy map.
+    let mut held = std::collections::HashSet::new();
+    for key in creations.keys().take(2 * added as usize) {
+        held.insert(key.map_err(err("CREATIONS"))?);
+    }
+    Ok(added.saturating_sub(held.len() as u64))
+}
+
+/// Looks up where each pending timer of `snapshot` was created (the creation hooks key the map
+/// by the same `*runtime.timer` address the heaps hold) and fetches those stacks; in `frozen`
+/// instead of the kernel map when given (a creation hook was detached).
+pub fn join_creations(
+    ebpf: &impl Maps,
+    frozen: Option<&HashMap<u64, TimerCreation>>,
+    snapshot: &mut Snapshot,
+) -> Result<(), CollectError> {
+    let Some(pending) = snapshot.pending.timers() else {
+        return Ok(());
+    };
+    let addresses: Vec<u64> = pending.timers.iter().map(|t| t.address).collect();
+    let creations = BpfHashMap::<_, u64, TimerCreation>::try_from(map(ebpf, "CREATIONS"))
+        .map_err(err("CREATIONS"))?;
+    let stack_map =
+        BpfHashMap::<_, u64, UserStack>::try_from(map(ebpf, "STACKS")).map_err(err("STACKS"))?;
+    let mut joined = HashMap::new();
+    for &address in &addresses {
+        let creation = match frozen {
+            Some(frozen) => match frozen.get(&address) {
+                Some(&creation) => creation,
+                None => continue,
+            },
+            None => match creations.get(&address, 0) {
+                Ok(creation) => creation,
+                Err(aya::maps::MapError::KeyNotFound) => continue,
+                Err(source) => {
+                    return Err(CollectError {
+                        name: "CREATIONS",
+                        source,
+                    });
+                }
+            },
+        };
+        if creation.stack != NO_STACK && !snapshot.stacks.contains_key(&creation.stack) {
+            // Stacks are never removed, so every key the probes wrote is there.
+            let stack = stack_map.get(&creation.stack, 0).map_err(err("STACKS"))?;
+            let len = (stack.len as usize).min(stack.frames.len());
+            snapshot
+                .stacks
+                .insert(creation.stack, stack.frames[..len].to_vec());
+        }
+        joined.insert(address, creation);
+    }
+    tracing::debug!(
+        "collect: {} of {} pending timers at their creation stacks",
+        joined.len(),
+        addresses.len()
+    );
+    snapshot.creations = joined;
+    Ok(())
 }
 
 /// The most C heap blocks the live map can be sized for (`--max-c-blocks`).

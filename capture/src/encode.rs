@@ -376,8 +376,9 @@ pub fn encode(
         labels.push(source(Source::Probe));
         encoder.builder.add_sample(&locations, &values, &labels);
     }
-    // The snapshot tier: each pending timer at the stack the probes saw create it, else at its
-    // callback under the synthetic frame of timers made before the attach.
+    // The snapshot tier: each pending timer at the stack the creation hooks saw create it (else,
+    // with every event probed, where it was first seen armed), else at its callback under the
+    // synthetic frame of timers made before the attach.
     if let Some(pending) = snapshot.pending.timers() {
         let live: HashMap<u64, &probe_common::LiveTimer> =
             snapshot.live.iter().map(|(a, l)| (*a, l)).collect();
@@ -389,8 +390,20 @@ pub fn encode(
                 .function
                 .clone()
                 .filter(|_| kind == TimerKind::Afterfunc);
-            let locations = match live.get(&timer.address) {
-                Some(live) => encoder.timer_locations(&live.site, snapshot),
+            let created_at = snapshot
+                .creations
+                .get(&timer.address)
+                .map(|creation| SiteKey {
+                    event: event::CREATED,
+                    hook: creation.hook,
+                    stack: creation.stack,
+                    caller: creation.caller,
+                    flags: creation.flags,
+                    ..SiteKey::default()
+                })
+                .or_else(|| live.get(&timer.address).map(|live| live.site));
+            let locations = match created_at {
+                Some(site) => encoder.timer_locations(&site, snapshot),
                 None => {
                     let name = user.clone().unwrap_or_else(|| timer.callback.clone());
                     let frame = Frame {

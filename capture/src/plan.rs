@@ -275,6 +275,14 @@ pub struct PlannedHook {
     pub plan: HookPlan,
 }
 
+impl PlannedHook {
+    /// Whether the hook reports creations (and so fills the creation map).
+    pub fn sees_creations(&self) -> bool {
+        self.plan.event == event::CREATED
+            || self.plan.flags & hook_flag::CREATE_IF_UNINITIALIZED != 0
+    }
+}
+
 /// Everything the probe needs for one binary.
 #[derive(Clone, Debug)]
 pub struct Plan {

@@ -7,7 +7,7 @@ use std::{fs, path::PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
     #[error(
-        "timerscope {0} needs root (CAP_BPF and CAP_PERFMON) to load eBPF programs: run it with sudo"
+        "timerscope {0} needs root (CAP_SYS_ADMIN and CAP_SYS_PTRACE) to load eBPF programs: run it with sudo"
     )]
     NotPermitted(&'static str),
     #[error("no such process: pid {0} (check the pid with `pgrep` or `ps`)")]

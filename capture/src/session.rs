@@ -2,6 +2,7 @@
 //! read what the probes collected (while attached, or once detached), and encode it.
 
 use std::{
+    collections::{HashMap, HashSet},
     path::PathBuf,
     sync::Arc,
     time::{Duration, SystemTime},
@@ -13,6 +14,7 @@ use pprof::{
     Profile,
     vocabulary::{CaptureTier, ChannelMode, CommentKey, Events},
 };
+use probe_common::TimerCreation;
 
 use crate::{
     attach::{MapSizes, Probe, ProbeMaps, ProgramStats},
@@ -56,6 +58,10 @@ pub struct Session {
     pub c_heap: CHeapCapture,
     c_heap_hooks: Option<CHeapHooks>,
     pending: PendingReader,
+    /// Set once a creation hook is detached: from then on a timer created at a reused address
+    /// no longer replaces its entry in the creation map, so only the creations joined right
+    /// after the detach are trusted, each for as long as its timer stays pending.
+    frozen_creations: Option<HashMap<u64, TimerCreation>>,
 }
 
 impl Session {
@@ -113,6 +119,7 @@ impl Session {
             c_heap,
             c_heap_hooks,
             pending,
+            frozen_creations: None,
         })
     }
 
@@ -177,6 +184,11 @@ impl Session {
                 .detach_hook(index)
                 .with_context(|| format!("detach: {}", self.plan.hooks[index].symbol))?;
             self.detached_hooks.push(index);
+            if self.frozen_creations.is_none() && self.plan.hooks[index].sees_creations() {
+                let mut now = Snapshot::default();
+                self.read_pending(&mut now);
+                self.frozen_creations = Some(now.creations);
+            }
         }
         Ok(())
     }
@@ -261,9 +273,32 @@ impl Session {
     }
 
     /// Reads the pending timers from the runtime's heaps into `snapshot` (the snapshot tier; the
-    /// process keeps running).
-    pub fn read_pending(&self, snapshot: &mut Snapshot) {
+    /// process keeps running), each with where the creation hooks saw it created.
+    pub fn read_pending(&mut self, snapshot: &mut Snapshot) {
         snapshot.pending = self.pending.read(&self.binary);
+        let frozen = self.frozen_creations.as_ref();
+        let joined = match &self.probe {
+            ProbeState::Attached(probe) => collect::join_creations(&probe.ebpf, frozen, snapshot),
+            ProbeState::Detached(maps) => collect::join_creations(maps, frozen, snapshot),
+            ProbeState::Detaching => unreachable!("detach completes before anything else runs"),
+        };
+        if let Err(error) = joined {
+            // The pending timers still count, under their callbacks.
+            tracing::warn!(
+                "snapshot: pid {}: {:#}",
+                self.pid,
+                anyhow::Error::from(error)
+            );
+        }
+        if let (Some(frozen), Some(pending)) =
+            (&mut self.frozen_creations, snapshot.pending.timers())
+            && pending.inconsistent == 0
+        {
+            // A timer no longer pending may be stopped and its address reused. (A heap that
+            // kept changing under the read was skipped whole: its timers are not gone.)
+            let addresses: HashSet<u64> = pending.timers.iter().map(|t| t.address).collect();
+            frozen.retain(|address, _| addresses.contains(address));
+        }
     }
 
     /// A profile of `snapshot` covering `start` + `duration`, with `extra_comments` after the
@@ -319,6 +354,7 @@ impl Session {
         }
         comments.extend(snapshot.timer_worker_comments());
         comments.extend(snapshot.pending.comment());
+        comments.extend(snapshot.creations_comment());
         comments.extend_from_slice(extra_comments);
         let recording = Recording {
             start,

@@ -5,10 +5,11 @@
 //! Code the pclntab does not describe (the C half of a cgo binary) comes from DWARF, loaded only
 //! then, and then from `.symtab`. Cached per address.
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use gobinary::{GoBinary, Pclntab, dwarf};
 use pprof::Frame;
+use rustc_hash::FxHashMap;
 
 /// Where a binary's Go frames come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,12 +34,11 @@ impl FrameSource {
 
 pub struct Symbolizer {
     binary: Arc<GoBinary>,
-    /// DWARF lookups, built the first time an address is not in the pclntab; `None` inside
-    /// when the binary has no DWARF.
-    dwarf: Option<Option<addr2line::Context<dwarf::Reader>>>,
+    dwarf: DwarfContext,
     /// Runtime address minus link address.
     bias: u64,
-    frames: HashMap<u64, Vec<Frame>>,
+    /// Keyed by address with a fast hash: a stack's addresses are looked up once per event.
+    frames: FxHashMap<u64, Vec<Frame>>,
 }
 
 impl Symbolizer {
@@ -47,7 +47,7 @@ impl Symbolizer {
             binary,
             dwarf: None,
             bias,
-            frames: HashMap::new(),
+            frames: FxHashMap::default(),
         }
     }
 
@@ -83,11 +83,15 @@ impl Symbolizer {
     /// Frames at a runtime address, innermost inlined frame first, the containing function last.
     /// Empty when the address is outside the binary's code.
     pub fn frames(&mut self, address: u64) -> &[Frame] {
-        if !self.frames.contains_key(&address) {
-            let frames = self.lookup(address.wrapping_sub(self.bias));
-            self.frames.insert(address, frames);
-        }
-        &self.frames[&address]
+        let Self {
+            binary,
+            dwarf,
+            bias,
+            frames,
+        } = self;
+        frames
+            .entry(address)
+            .or_insert_with(|| lookup(binary, dwarf, address.wrapping_sub(*bias)))
     }
 
     /// How many distinct addresses were looked up so far.
@@ -99,75 +103,77 @@ impl Symbolizer {
     pub fn function_name(&mut self, address: u64) -> Option<String> {
         self.frames(address).last().map(|f| f.function.clone())
     }
+}
 
-    /// The pclntab for Go code, DWARF for the rest (C code of a cgo binary), `.symtab` for what
-    /// has no debug info.
-    fn lookup(&mut self, link_address: u64) -> Vec<Frame> {
-        let mut frames: Vec<Frame> = self
-            .binary
-            .pclntab
-            .as_ref()
-            .map(|pclntab| pclntab.frames(link_address))
-            .unwrap_or_default()
-            .into_iter()
-            .map(|frame| Frame {
-                function: frame.function.to_owned(),
-                system_name: frame.function.to_owned(),
-                file: frame.file.to_owned(),
-                line: i64::from(frame.line),
-                start_line: i64::from(frame.start_line),
-            })
-            .collect();
-        if frames.is_empty() {
-            frames = self.dwarf_frames(link_address);
-        }
-        if frames.is_empty()
-            && let Some(name) = self.binary.elf.function_at(link_address)
-        {
+/// DWARF lookups, built the first time an address is not in the pclntab; `None` inside when the
+/// binary has no DWARF.
+type DwarfContext = Option<Option<addr2line::Context<dwarf::Reader>>>;
+
+/// The pclntab for Go code, DWARF for the rest (C code of a cgo binary), `.symtab` for what has
+/// no debug info.
+fn lookup(binary: &GoBinary, dwarf: &mut DwarfContext, link_address: u64) -> Vec<Frame> {
+    let mut frames: Vec<Frame> = binary
+        .pclntab
+        .as_ref()
+        .map(|pclntab| pclntab.frames(link_address))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|frame| Frame {
+            function: frame.function.to_owned(),
+            system_name: frame.function.to_owned(),
+            file: frame.file.to_owned(),
+            line: i64::from(frame.line),
+            start_line: i64::from(frame.start_line),
+        })
+        .collect();
+    if frames.is_empty() {
+        frames = dwarf_frames(binary, dwarf, link_address);
+    }
+    if frames.is_empty()
+        && let Some(name) = binary.elf.function_at(link_address)
+    {
+        frames.push(Frame {
+            function: name.to_owned(),
+            system_name: name.to_owned(),
+            ..Frame::default()
+        });
+    }
+    frames
+}
+
+fn dwarf_frames(binary: &GoBinary, dwarf: &mut DwarfContext, link_address: u64) -> Vec<Frame> {
+    let context = dwarf.get_or_insert_with(|| {
+        let context = binary.dwarf_with_lines().and_then(dwarf::Dwarf::context);
+        tracing::debug!(
+            "symbolize: DWARF lookups for code outside the pclntab: {}",
+            context.is_some()
+        );
+        context
+    });
+    let Some(context) = context else {
+        return Vec::new();
+    };
+    let mut frames = Vec::new();
+    if let Ok(mut iter) = context.find_frames(link_address).skip_all_loads() {
+        while let Ok(Some(frame)) = iter.next() {
+            let Some(function) = frame.function.as_ref().and_then(|f| f.raw_name().ok()) else {
+                continue;
+            };
+            let location = frame.location.as_ref();
             frames.push(Frame {
-                function: name.to_owned(),
-                system_name: name.to_owned(),
-                ..Frame::default()
+                function: function.to_string(),
+                system_name: function.to_string(),
+                file: location
+                    .and_then(|l| l.file)
+                    .map(go_file_name)
+                    .unwrap_or_default()
+                    .to_owned(),
+                line: location.and_then(|l| l.line).map_or(0, i64::from),
+                start_line: 0,
             });
         }
-        frames
     }
-
-    fn dwarf_frames(&mut self, link_address: u64) -> Vec<Frame> {
-        let binary = &self.binary;
-        let context = self.dwarf.get_or_insert_with(|| {
-            let context = binary.dwarf().and_then(dwarf::Dwarf::context);
-            tracing::debug!(
-                "symbolize: DWARF lookups for code outside the pclntab: {}",
-                context.is_some()
-            );
-            context
-        });
-        let Some(context) = context else {
-            return Vec::new();
-        };
-        let mut frames = Vec::new();
-        if let Ok(mut iter) = context.find_frames(link_address).skip_all_loads() {
-            while let Ok(Some(frame)) = iter.next() {
-                let Some(function) = frame.function.as_ref().and_then(|f| f.raw_name().ok()) else {
-                    continue;
-                };
-                let location = frame.location.as_ref();
-                frames.push(Frame {
-                    function: function.to_string(),
-                    system_name: function.to_string(),
-                    file: location
-                        .and_then(|l| l.file)
-                        .map(go_file_name)
-                        .unwrap_or_default()
-                        .to_owned(),
-                    line: location.and_then(|l| l.line).map_or(0, i64::from),
-                    start_line: 0,
-                });
-            }
-        }
-        frames
-    }
+    frames
 }
 
 /// A file name as Go reports it (runtime.Caller, pclntab): Go's DWARF gives files without a

@@ -18,6 +18,27 @@ pub type StructOffsets = HashMap<String, HashMap<String, u64>>;
 /// A binary's DWARF sections, parsed.
 pub struct Dwarf(Arc<gimli::Dwarf<Reader>>);
 
+/// Which sections [`Dwarf::load`] decompresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// The entries and their strings, and the line tables' headers (gimli parses a unit's with
+    /// the unit): enough for [`Dwarf::struct_offsets`].
+    Types,
+    /// Everything, for [`Dwarf::context`].
+    All,
+}
+
+impl Part {
+    const TYPES: [gimli::SectionId; 6] = [
+        gimli::SectionId::DebugInfo,
+        gimli::SectionId::DebugAbbrev,
+        gimli::SectionId::DebugStr,
+        gimli::SectionId::DebugStrOffsets,
+        gimli::SectionId::DebugLine,
+        gimli::SectionId::DebugLineStr,
+    ];
+}
+
 impl std::fmt::Debug for Dwarf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Dwarf")
@@ -26,11 +47,19 @@ impl std::fmt::Debug for Dwarf {
 
 impl Dwarf {
     /// Loads the DWARF of `image` from its debug sections; `None` without `.debug_info`.
-    pub fn load(image: &[u8], sections: &HashMap<String, CompressedFileRange>) -> Option<Self> {
+    /// `Part::Types` decompresses only what a walk of the entries needs, which is most of the
+    /// cost of attaching to a large binary: line and location tables are larger than the
+    /// entries and only symbolizing code outside the pclntab needs them.
+    pub fn load(
+        image: &[u8],
+        sections: &HashMap<String, CompressedFileRange>,
+        part: Part,
+    ) -> Option<Self> {
         sections.get(".debug_info")?;
         let load = |id: gimli::SectionId| -> Result<Reader, gimli::Error> {
             let data: Arc<[u8]> = sections
                 .get(id.name())
+                .filter(|_| part == Part::All || Part::TYPES.contains(&id))
                 .and_then(|range| range.data(image).ok()?.decompress().ok())
                 .map_or_else(|| Arc::from(&[][..]), |bytes| Arc::from(&*bytes));
             Ok(EndianArcSlice::new(data, RunTimeEndian::Little))

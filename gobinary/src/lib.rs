@@ -51,7 +51,14 @@ pub enum BinaryError {
 
 /// A binary's bytes, mapped once and shared by the readers that keep them (pclntab, DWARF).
 #[derive(Clone)]
-pub struct Image(Arc<dyn AsRef<[u8]> + Send + Sync>);
+pub struct Image(Arc<Bytes>);
+
+/// An enum rather than a trait object: the pclntab reads the image a few bytes at a time, millions
+/// of times when symbolizing, and a match inlines where a virtual call does not.
+enum Bytes {
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
 
 impl Image {
     pub fn open(path: &Path) -> Result<Self, BinaryError> {
@@ -63,20 +70,24 @@ impl Image {
         // SAFETY: the mapping is read-only; a binary being rewritten under a running process
         // is already undefined for that process.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(open_error)?;
-        Ok(Self(Arc::new(map)))
+        Ok(Self(Arc::new(Bytes::Mapped(map))))
     }
 
     /// Bytes already in memory (tests, fuzzing).
     pub fn from_bytes(bytes: Vec<u8>) -> Self {
-        Self(Arc::new(bytes))
+        Self(Arc::new(Bytes::Owned(bytes)))
     }
 }
 
 impl Deref for Image {
     type Target = [u8];
 
+    #[inline]
     fn deref(&self) -> &[u8] {
-        (*self.0).as_ref()
+        match &*self.0 {
+            Bytes::Mapped(map) => map,
+            Bytes::Owned(bytes) => bytes,
+        }
     }
 }
 
@@ -89,7 +100,10 @@ pub struct GoBinary {
     pub pclntab: Option<Pclntab>,
     /// Why `pclntab` is `None`.
     pclntab_error: Option<pclntab::PclntabError>,
+    /// Loaded on first use: [`Self::dwarf`] for struct layouts, [`Self::dwarf_with_lines`] for
+    /// symbolizing.
     dwarf: OnceLock<Option<Dwarf>>,
+    dwarf_with_lines: OnceLock<Option<Dwarf>>,
 }
 
 impl std::fmt::Debug for GoBinary {
@@ -143,6 +157,7 @@ impl GoBinary {
             pclntab,
             pclntab_error,
             dwarf: OnceLock::new(),
+            dwarf_with_lines: OnceLock::new(),
         })
     }
 
@@ -156,13 +171,25 @@ impl GoBinary {
 
     /// The binary's DWARF, loaded (and decompressed) the first time it is asked for.
     pub fn dwarf(&self) -> Option<&Dwarf> {
-        self.dwarf
-            .get_or_init(|| {
-                let dwarf = Dwarf::load(&self.image, &self.elf.debug_sections);
-                tracing::debug!("binary: DWARF loaded: {}", dwarf.is_some());
-                dwarf
-            })
-            .as_ref()
+        self.dwarf_part(&self.dwarf, dwarf::Part::Types)
+    }
+
+    /// The whole DWARF, line tables included: for frames of code the pclntab does not cover.
+    pub fn dwarf_with_lines(&self) -> Option<&Dwarf> {
+        self.dwarf_part(&self.dwarf_with_lines, dwarf::Part::All)
+    }
+
+    fn dwarf_part<'a>(
+        &'a self,
+        cell: &'a OnceLock<Option<Dwarf>>,
+        part: dwarf::Part,
+    ) -> Option<&'a Dwarf> {
+        cell.get_or_init(|| {
+            let dwarf = Dwarf::load(&self.image, &self.elf.debug_sections, part);
+            tracing::debug!("binary: DWARF ({part:?}) loaded: {}", dwarf.is_some());
+            dwarf
+        })
+        .as_ref()
     }
 
     /// A function by name: from `.symtab`, else (stripped binaries) from `.gopclntab`.

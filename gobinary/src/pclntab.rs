@@ -622,7 +622,7 @@ impl Pclntab {
 
     fn string(&self, at: usize) -> Option<&str> {
         let bytes = self.image.get(at..self.table.end)?;
-        let len = bytes.iter().position(|&b| b == 0)?;
+        let len = memchr::memchr(0, bytes)?;
         std::str::from_utf8(&bytes[..len]).ok()
     }
 
@@ -665,12 +665,13 @@ impl Pclntab {
         if table == 0 {
             return None;
         }
+        let data = &self.image[..self.table.end];
         let mut at = self.parts.pctab + table as usize;
         let mut value: i32 = -1;
         let mut current = entry;
         let mut first = true;
         loop {
-            let value_delta = read_varint(&self.image[..self.table.end], &mut at)?;
+            let value_delta = read_varint(data, &mut at)?;
             if value_delta == 0 && !first {
                 return None;
             }
@@ -680,7 +681,7 @@ impl Pclntab {
             } else {
                 (value_delta >> 1) as i32
             };
-            let pc_delta = read_varint(&self.image[..self.table.end], &mut at)?;
+            let pc_delta = read_varint(data, &mut at)?;
             current = current.checked_add(u64::from(pc_delta) * self.quantum)?;
             value = value.wrapping_add(value_delta);
             if pc < current {

@@ -200,6 +200,10 @@ string_enum! {
         /// The read of the runtime's timer heaps: `ok timers=N inconsistent=M`,
         /// `refused: REASON` or `failed: REASON`.
         Snapshot => "snapshot",
+        /// Timer creations the creation map forgot to make room for newer ones (least recently
+        /// created first; `--max-creations`): a pending timer whose creation was forgotten is
+        /// counted under its callback, as if created before the attach.
+        CreationsEvicted => "creations_evicted",
     }
 }
 

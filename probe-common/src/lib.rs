@@ -292,6 +292,23 @@ pub struct LiveTimer {
     pub goid: u64,
 }
 
+/// Value of the creation map (`CREATIONS`), keyed by the runtime timer address: where the
+/// probes saw the timer created, so a pending timer read from the runtime's heaps (the same
+/// `*runtime.timer` address) is counted at its creation stack. Kept in a least-recently-used map
+/// that no stop or fire hook touches: stopped timers age out as new ones are created.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TimerCreation {
+    /// As [`SiteKey::stack`].
+    pub stack: u64,
+    /// As [`SiteKey::caller`].
+    pub caller: u64,
+    /// The hook that saw the creation.
+    pub hook: u32,
+    /// [`site_flag`] bits of the creation's site (e.g. [`site_flag::STACK_SAMPLED_OUT`]).
+    pub flags: u32,
+}
+
 /// One timer goroutine's callback time (Go <= 1.13), the value of `TIMER_WORKERS`, keyed by
 /// [`HookPlan::worker`].
 #[repr(C)]
@@ -446,6 +463,7 @@ mod pod {
     unsafe impl aya::Pod for SiteValue {}
     unsafe impl aya::Pod for LiveTimer {}
     unsafe impl aya::Pod for TimerWorker {}
+    unsafe impl aya::Pod for TimerCreation {}
     unsafe impl aya::Pod for MmapEvent {}
     unsafe impl aya::Pod for UserStack {}
     unsafe impl aya::Pod for CHeapSite {}
@@ -465,6 +483,7 @@ mod tests {
         assert_eq!(size_of::<HookPlan>(), 8 + 7 * 8);
         assert_eq!(size_of::<TargetConfig>(), 8 * 4 + 8);
         assert_eq!(size_of::<TimerWorker>(), 24);
+        assert_eq!(size_of::<TimerCreation>(), 24);
         assert_eq!(size_of::<SiteKey>(), 4 + 4 + 8 * 4 + 4 + 4);
         assert_eq!(size_of::<SiteValue>(), 16);
         assert_eq!(size_of::<LiveTimer>(), size_of::<SiteKey>() + 24);

@@ -5,11 +5,11 @@ use aya_ebpf::{
     bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST},
     helpers::bpf_get_current_pid_tgid,
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use probe_common::{
     CHeapBlock, CHeapCall, CHeapSite, CHeapTotals, DELAY_BUCKETS, HookPlan, LiveTimer, MAX_HOOKS,
-    MmapEvent, SiteKey, SiteValue, TargetConfig, TimerWorker, drop,
+    MmapEvent, SiteKey, SiteValue, TargetConfig, TimerCreation, TimerWorker, drop,
 };
 
 /// Written by userspace before load (`EbpfLoader::set_global`); read with `config()`.
@@ -82,6 +82,17 @@ pub static SITES: PerCpuHashMap<SiteKey, SiteValue> = PerCpuHashMap::with_max_en
 /// Timers armed and not yet stopped or fired (one-shot), by runtime timer address.
 #[map]
 pub static LIVE: HashMap<u64, LiveTimer> = HashMap::with_max_entries(65536, 0);
+
+/// Where each timer seen created was created, by runtime timer address, in every tier that
+/// probes creation. Least-recently-used: no stop or fire hook removes an entry (that would put
+/// work on their hot path), so the oldest creations make room for new ones; userspace counts
+/// the evictions from `CREATIONS_ADDED` and the entries left.
+#[map]
+pub static CREATIONS: LruHashMap<u64, TimerCreation> = LruHashMap::with_max_entries(65536, 0);
+
+/// Slot 0: keys added to `CREATIONS` (a creation at an address already there replaces it).
+#[map]
+pub static CREATIONS_ADDED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// Go <= 1.13: callback time per timer goroutine, keyed by `HookPlan::worker` (at most one
 /// goroutine per timer bucket, 64 buckets).

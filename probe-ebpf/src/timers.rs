@@ -4,20 +4,21 @@
 
 use aya_ebpf::{
     EbpfContext as _,
+    bindings::BPF_NOEXIST,
     helpers::{bpf_get_attach_cookie, bpf_ktime_get_ns, bpf_probe_read_user_buf},
     macros::{map, uprobe},
     maps::PerCpuArray,
     programs::ProbeContext,
 };
 use probe_common::{
-    HookPlan, LiveTimer, NO_STACK, SiteKey, TargetConfig, TimerWorker, ValueSource, drop, event,
-    hook_flag, reg, site_flag, source,
+    HookPlan, LiveTimer, NO_STACK, SiteKey, TargetConfig, TimerCreation, TimerWorker, ValueSource,
+    drop, event, hook_flag, reg, site_flag, source,
 };
 
 use crate::{
     maps::{
-        DELAY_HIST, HOOK_HITS, HOOKS, LIVE, SITES, STACK_SAMPLING, STACKS_SAMPLED_OUT,
-        TIMER_WORKERS, bump, config, count_drop, entry, target_thread,
+        CREATIONS, CREATIONS_ADDED, DELAY_HIST, HOOK_HITS, HOOKS, LIVE, SITES, STACK_SAMPLING,
+        STACKS_SAMPLED_OUT, TIMER_WORKERS, bump, config, count_drop, entry, target_thread,
     },
     regs::{Registers, read_source, read_u64, register, try_read_u64},
     stacks::{Frames, user_stack},
@@ -150,6 +151,9 @@ impl Hit<'_> {
         let flags = if period > 0 { site_flag::PERIODIC } else { 0 };
         let site = self.site(event, funcval, arg_data, flags);
         count(&site, 0);
+        if event == event::CREATED {
+            record_creation(self.timer, &site);
+        }
         if plan.flags & hook_flag::CREATION_ONLY != 0 {
             return Some(());
         }
@@ -340,6 +344,27 @@ fn timer_worker(regs: &Registers, plan: &HookPlan) -> Option<()> {
         }
     }
     Some(())
+}
+
+/// Remembers where `timer` was created, for the snapshot of pending timers (creation is rare, so
+/// the extra map update stays off the hot reset and stop paths).
+#[inline(always)]
+fn record_creation(timer: u64, site: &SiteKey) {
+    let creation = TimerCreation {
+        stack: site.stack,
+        caller: site.caller,
+        hook: site.hook,
+        flags: site.flags,
+    };
+    if CREATIONS
+        .insert(timer, creation, BPF_NOEXIST as u64)
+        .is_ok()
+    {
+        bump(&CREATIONS_ADDED, 0);
+    } else {
+        // The address held an earlier timer: Go 1.23+ reuses a collected timer's memory.
+        let _ = CREATIONS.insert(timer, creation, 0);
+    }
 }
 
 #[inline(always)]

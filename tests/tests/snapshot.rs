@@ -14,7 +14,7 @@ use std::{
     process::{Command, Stdio},
 };
 
-use common::read_json_line;
+use common::{Fixture, PidRecording, cum, read_json_line, read_profile};
 use gobinary::{GoBinary, runtime::timers};
 use pprof::vocabulary::TimerKind;
 use timerscope_tests::{GoVersion, Variant, fixture_path};
@@ -96,3 +96,110 @@ fn pending_timers_match_the_fixture(go: &GoVersion) {
 }
 
 per_go_version!(pending_timers, super::pending_timers_match_the_fixture);
+
+/// With creation probes attached before the fixture makes its timers (`record --events create`,
+/// the tier `watch` runs by default), every pending timer the snapshot reads sits at the user
+/// function that created it: the creation hooks and the heaps agree on each `*runtime.timer`.
+fn pending_timers_land_at_their_creating_functions(go: &GoVersion) {
+    for variant in [Variant::Normal, Variant::PieStripped] {
+        let dir = tempfile::tempdir().unwrap();
+        let output = dir.path().join("pending.pb.gz");
+        let mut fixture = Fixture::spawn("pending", go, variant, &[]);
+        let recording = PidRecording::start(fixture.pid(), &output, &["--events", "create"]);
+        // Stdin stays open: the timers stay pending until the fixture is killed.
+        fixture.start_scenario_with_requests();
+        let summary = fixture.summary();
+        let status = recording.stop_with(nix::sys::signal::Signal::SIGINT);
+        assert!(status.success(), "{go} {variant}: record exits 0: {status}");
+        let profile = read_profile(&output);
+        let context = format!("{go} {variant}: {summary}");
+        assert!(
+            profile
+                .comment_value("snapshot")
+                .is_some_and(|s| s.starts_with("ok ")),
+            "{context}: {:?}",
+            profile.comments
+        );
+        let pending =
+            |function: &str, kind: &str| cum(&profile, "timers_pending", function, Some(kind));
+        let count = |key: &str| summary[key].as_i64().unwrap();
+        let afterfuncs = &summary["afterfunc"];
+        let afterfunc = |function: &str| afterfuncs[function].as_i64().unwrap();
+        assert_eq!(
+            pending("main.armSessions", "afterfunc"),
+            afterfunc("main.expireSession"),
+            "{context}"
+        );
+        assert_eq!(
+            pending("main.armRetries", "afterfunc"),
+            afterfunc("main.armRetries.func1"),
+            "{context}"
+        );
+        assert_eq!(
+            pending("main.watchTickers", "ticker"),
+            count("ticker"),
+            "{context}"
+        );
+        assert_eq!(
+            pending("main.watchTimers", "timer"),
+            count("timer"),
+            "{context}"
+        );
+        // Unwatched channel timers are in a heap only with asynchronous channels (Go <= 1.22).
+        let unwatched = if go.minor() <= 22 {
+            count("unwatched_timer")
+        } else {
+            0
+        };
+        assert_eq!(
+            pending("main.armUnwatched", "timer"),
+            unwatched,
+            "{context}"
+        );
+        assert_eq!(
+            cum(&profile, "timers_pending", "main.armStopped", None),
+            0,
+            "{context}"
+        );
+        // Every one of them came from the snapshot, and none is counted as made before the attach.
+        let index = profile.sample_index(Some("timers_pending")).unwrap();
+        let at_creation: i64 = profile
+            .samples
+            .iter()
+            .filter(|s| {
+                s.values[index] > 0
+                    && profile.stack(s).any(|f| {
+                        f.function.starts_with("main.arm") || f.function.starts_with("main.watch")
+                    })
+            })
+            .inspect(|s| assert_eq!(s.str_label("source"), Some("snapshot"), "{context}"))
+            .map(|s| s.values[index])
+            .sum();
+        assert_eq!(
+            at_creation,
+            afterfunc("main.expireSession")
+                + afterfunc("main.armRetries.func1")
+                + count("ticker")
+                + count("timer")
+                + unwatched,
+            "{context}"
+        );
+        // Sleep arms its timer without a creation hook: it keeps its callback's attribution.
+        assert_eq!(
+            cum(
+                &profile,
+                "timers_pending",
+                "[timer created before attach]",
+                Some("sleep")
+            ),
+            count("sleep"),
+            "{context}"
+        );
+        drop(fixture);
+    }
+}
+
+per_go_version!(
+    pending_timers_at_creation,
+    super::pending_timers_land_at_their_creating_functions
+);

@@ -18,7 +18,9 @@ use std::{
 
 use common::{Fixture, count, cum, read_profile, timerscope};
 use pprof::ResolvedProfile;
-use timerscope_tests::{Variant, fixture_path, reference_go};
+use timerscope_tests::{
+    Variant, cache_dir, fixture_path, fixture_sources_root, go_binary, reference_go,
+};
 
 /// A running `timerscope watch` whose stderr lines arrive on a channel.
 struct Watcher {
@@ -634,6 +636,161 @@ fn an_overhead_budget_too_small_steps_down_and_says_so_everywhere() {
         .filter_map(|(_, p)| p.comment_value("stacks_sampled_out")?.parse::<i64>().ok())
         .sum();
     assert_eq!(reported, sampled_out);
+}
+
+/// `tests/fixtures/bench/paced` (not a fixture of the matrix: the bench builds it too), built with
+/// the reference toolchain into `dir`.
+fn build_paced(dir: &Path) -> PathBuf {
+    let go = reference_go();
+    let src = dir.join("paced-src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::copy(
+        fixture_sources_root().join("bench/paced/main.go"),
+        src.join("main.go"),
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("go.mod"),
+        format!("module timerscope.bench/paced\n\ngo {}\n", go.language()),
+    )
+    .unwrap();
+    let binary = dir.join("paced");
+    let built = Command::new(go_binary(go))
+        .current_dir(&src)
+        .args(["build", "-o"])
+        .arg(&binary)
+        .arg(".")
+        .env("GOTOOLCHAIN", "local")
+        .env("CGO_ENABLED", "0")
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOCACHE", cache_dir().join("gocache").join(go.version))
+        .status()
+        .unwrap();
+    assert!(built.success(), "go build tests/fixtures/bench/paced");
+    binary
+}
+
+/// The issue's acceptance: `watch` in its default (creation) tier on a program doing 10k timer
+/// operations a second and 200 leaked AfterFuncs: the pending timers read from memory land at their
+/// creation stacks, so `classify` names the leaking line, and /metrics show the tier and the
+/// measured overhead.
+#[test]
+fn watch_by_default_on_a_busy_program_names_the_leaking_site_from_pending_timers() {
+    let dir = tempfile::tempdir().unwrap();
+    let paced = build_paced(dir.path());
+    let mut program = Command::new(&paced)
+        .args(["-ops-per-sec", "10000", "-leak-per-sec", "200"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(program.stdout.take().unwrap());
+    let ready = common::read_json_line(&mut stdout);
+    assert_eq!(ready["event"], "ready", "{ready}");
+    let pid = program.id().to_string();
+    let profiles_dir = dir.path().join("watch");
+    std::fs::create_dir(&profiles_dir).unwrap();
+    let addr = free_metrics_addr();
+    let watcher = Watcher::start(&[
+        "--pid",
+        &pid,
+        "--interval",
+        "1s",
+        "--dir",
+        profiles_dir.to_str().unwrap(),
+        "--metrics-addr",
+        &addr,
+    ]);
+    let started = watcher.wait_for(&format!("watching pid {pid}"));
+    assert!(started.contains("capture tier create"), "{started}");
+    let labels = format!("{{pid=\"{pid}\",exe=\"paced\"");
+    let page = metrics_when(&addr, |page| {
+        page.contains(&format!("timerscope_probe_overhead_ratio{labels}"))
+    });
+    // About 4000 creations a second cost close to the default budget of 1% of a CPU on two
+    // shared cores: the budget may step down (detach the creation hook), and says so.
+    let tier_prefix = format!("timerscope_capture_tier{labels},tier=\"");
+    let tier = page
+        .lines()
+        .find(|l| l.starts_with(&tier_prefix) && l.ends_with("} 1"))
+        .and_then(|l| l[tier_prefix.len()..].split('"').next())
+        .unwrap_or_else(|| panic!("no capture tier in {page}"))
+        .to_owned();
+    let steps = metric(&page, &format!("timerscope_capture_steps_total{labels}")).unwrap();
+    assert!(
+        tier == "create" || steps > 0.0,
+        "tier {tier} without a step: {page}"
+    );
+    let ratio = metric(&page, &format!("timerscope_probe_overhead_ratio{labels}")).unwrap();
+    assert!(
+        tier != "create" || ratio > 0.0,
+        "4000 creations a second cost something: {ratio}"
+    );
+    // Three more intervals, so the leak's pending count rises over the series.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let intervals = || {
+        profiles_by_pid(&profiles_dir)
+            .get(&program.id())
+            .map_or(0, Vec::len)
+    };
+    while intervals() < 4 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(200));
+    }
+    watcher.stop();
+    drop(program.stdin.take());
+    let summary = common::read_json_line(&mut stdout);
+    assert_eq!(summary["event"], "summary", "{summary}");
+    let _ = program.wait();
+    println!("paced under watch: {summary}, tier {tier}, overhead ratio {ratio}");
+    assert!(
+        summary["ops_per_sec"].as_f64().unwrap() > 9000.0,
+        "{summary}"
+    );
+
+    let profiles = profiles_by_pid(&profiles_dir)
+        .remove(&program.id())
+        .unwrap();
+    assert!(profiles.len() >= 4, "{} intervals", profiles.len());
+    let (last_path, last) = profiles.last().unwrap();
+    // The leaked timers are pending at the function that created them, read from memory (those
+    // created while the creation hook was attached: at least the first second's).
+    // (A heap that kept changing under every read is skipped whole, and counted: the most of
+    // any interval.)
+    let at_site = profiles
+        .iter()
+        .map(|(_, p)| cum(p, "timers_pending", "main.leakSessions", Some("afterfunc")))
+        .max()
+        .unwrap();
+    assert!(at_site >= 100, "{at_site} pending at main.leakSessions");
+    assert!(at_site <= summary["leaked"].as_i64().unwrap());
+    // The churn stops every timer it makes: pending there are at most the few a snapshot caught
+    // between creation and stop (a 10 ms batch makes 40).
+    let churning = cum(last, "timers_pending", "main.churn", None);
+    assert!(churning < 50, "{churning} pending at main.churn");
+
+    let paths: Vec<&Path> = profiles.iter().map(|(p, _)| p.as_path()).collect();
+    let output = Command::new(timerscope())
+        .args(["classify", "--json"])
+        .args(&paths)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("classify: {e}: {}", String::from_utf8_lossy(&output.stderr)));
+    let findings = report["findings"].as_array().unwrap();
+    let source =
+        std::fs::read_to_string(fixture_sources_root().join("bench/paced/main.go")).unwrap();
+    let line = 1 + source
+        .lines()
+        .position(|l| l.ends_with("// SITE: leak"))
+        .unwrap() as i64;
+    assert!(
+        findings.iter().any(|f| f["kind"] == "afterfunc-pending"
+            && f["function"] == "main.leakSessions"
+            && f["line"] == line),
+        "{} findings of {}: {findings:?}",
+        findings.len(),
+        last_path.display()
+    );
 }
 
 /// GETs `path` from a loopback address; the body.

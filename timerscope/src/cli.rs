@@ -4,15 +4,11 @@
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    classify::ClassifyArgs, diff::DiffArgs, flamegraph::FlamegraphArgs, goroutines::GoroutinesArgs,
-    inspect::InspectArgs, record::RecordArgs, report::ReportArgs, top::TopArgs, watch::WatchArgs,
+    classify::ClassifyArgs, completions::CompletionsArgs, diff::DiffArgs,
+    flamegraph::FlamegraphArgs, goroutines::GoroutinesArgs, inspect::InspectArgs, man::ManArgs,
+    record::RecordArgs, report::ReportArgs, top::TopArgs, watch::WatchArgs,
 };
 
-/// Exact timer and memory-mapping profiles of running Go programs, via eBPF.
-///
-/// timerscope attaches uprobes to the Go runtime's timer functions (and tracepoints to mmap) in
-/// one process, without restarting or changing it, and writes a gzip pprof profile that
-/// `go tool pprof`, Pyroscope, Parca and speedscope read.
 /// The git commit this binary was built from (by build.rs; `-dirty` with uncommitted changes).
 pub const GIT_COMMIT: &str = env!("TIMERSCOPE_GIT_COMMIT");
 
@@ -24,8 +20,14 @@ const VERSION: &str = concat!(
     ")"
 );
 
+/// Exact timer and memory-mapping profiles of running Go programs, via eBPF.
+///
+/// timerscope attaches uprobes to the Go runtime's timer functions (and tracepoints to mmap) in
+/// one process, without restarting or changing it, and writes a gzip pprof profile that
+/// `go tool pprof`, Pyroscope, Parca and speedscope read.
 #[derive(Debug, Parser)]
-#[command(name = "timerscope", version = VERSION, propagate_version = true)]
+#[command(name = "timerscope", version = VERSION, propagate_version = true,
+          after_help = crate::exit::help())]
 pub struct Cli {
     /// More log lines on stderr: -v for info, -vv for debug, -vvv for trace (RUST_LOG, when
     /// set, wins).
@@ -154,6 +156,16 @@ pub enum Command {
     ///   timerscope goroutines --pid 4242
     #[command(verbatim_doc_comment)]
     Goroutines(GoroutinesArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// Examples:
+    ///   source <(timerscope completions bash)
+    ///   timerscope completions zsh > ~/.zfunc/_timerscope
+    #[command(verbatim_doc_comment)]
+    Completions(CompletionsArgs),
+    /// Write the man pages (`cargo xtask man` runs this).
+    #[command(hide = true)]
+    Man(ManArgs),
 }
 
 impl Command {
@@ -196,6 +208,14 @@ impl Command {
             Command::Goroutines(args) => (
                 crate::commands::goroutines::run(args),
                 crate::exit::capture_status,
+            ),
+            Command::Completions(args) => (
+                crate::commands::completions::run(args),
+                crate::exit::analysis_status,
+            ),
+            Command::Man(args) => (
+                crate::commands::man::run(args),
+                crate::exit::analysis_status,
             ),
         };
         result.unwrap_or_else(|error| {

@@ -1,18 +1,7 @@
 //! Every exit status timerscope uses, defined here once; each kind of refusal has its own, so
 //! scripts can tell them apart (README, "Exit statuses").
 //!
-//! | status | meaning |
-//! |---|---|
-//! | 0 | success (a launched command's own status is passed through instead) |
-//! | 1 | any other failure |
-//! | 2 | unusable input: a profile, targets file, store or round (`diff`, `classify`, `flamegraph`, `inspect`) |
-//! | 3 | `--fail-on` matched a finding (`classify`, `inspect`) |
-//! | 10 | not permitted: needs root / CAP_BPF + CAP_PERFMON |
-//! | 11 | no such process |
-//! | 12 | the target is not a Go program (or not linux/amd64) |
-//! | 13 | the target's Go version has no hook table |
-//! | 14 | the kernel lacks a needed feature (BTF, uprobes) |
-//! | 15 | the output path is refused (missing directory, symlink, not a regular file) |
+//! The table is [`STATUSES`]; `--help` and the README show it.
 
 use analyzer::diff::DiffError;
 use analyzer::flamegraph::FlamegraphError;
@@ -34,6 +23,48 @@ pub const NOT_GO: u8 = 12;
 pub const UNSUPPORTED_GO: u8 = 13;
 pub const KERNEL_FEATURE: u8 = 14;
 pub const OUTPUT_REFUSED: u8 = 15;
+
+/// Every status and what it means, for `--help` (and the README's copy, which a test compares).
+pub const STATUSES: [(u8, &str); 10] = [
+    (
+        SUCCESS,
+        "success (`record -- CMD` passes the command's own status through)",
+    ),
+    (FAILURE, "any other failure"),
+    (
+        BAD_INPUT,
+        "unusable input: a profile, targets file, store or round (`diff`, `classify`, \
+         `flamegraph`, `inspect`)",
+    ),
+    (
+        FINDINGS,
+        "`--fail-on` matched a finding (`classify`, `inspect`)",
+    ),
+    (
+        NOT_PERMITTED,
+        "not permitted: needs root (uid 0 with CAP_SYS_ADMIN and CAP_SYS_PTRACE)",
+    ),
+    (NO_SUCH_PROCESS, "no such process"),
+    (NOT_GO, "the target is not a Go program for linux/amd64"),
+    (UNSUPPORTED_GO, "the target's Go version has no table"),
+    (
+        KERNEL_FEATURE,
+        "the kernel lacks a needed feature (BTF, uprobes)",
+    ),
+    (
+        OUTPUT_REFUSED,
+        "the output path is refused (missing directory, symlink, not a regular file)",
+    ),
+];
+
+/// The `Exit statuses:` section of `--help`.
+pub fn help() -> String {
+    let mut text = String::from("Exit statuses:");
+    for (status, meaning) in STATUSES {
+        text.push_str(&format!("\n  {status:>2}  {meaning}"));
+    }
+    text
+}
 
 /// 3 when `--fail-on` matched, else 0.
 pub fn findings_status(failed: bool) -> u8 {

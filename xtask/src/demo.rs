@@ -1,9 +1,10 @@
-//! `cargo xtask demo`: the main job on a bundled leaky Go service. Builds timerscope and
-//! `demo/leaky` (with Go 1.25), runs the service, records it for 10 s with
+//! `cargo xtask demo`: the main job on a bundled leaky Go service. Installs only what it needs
+//! (rust-src, bpf-linker, Go 1.25; no fixture matrix), builds timerscope and `demo/leaky`, runs the service, records it for 10 s with
 //! `timerscope record --pid`, and shows where its live timers come from: `timerscope classify`'s
 //! findings and `go tool pprof -top`.
 
 use std::process::{Command, Stdio};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use timerscope_tests::{cache_dir, go_binary, reference_go, workspace_root};
@@ -13,6 +14,9 @@ use crate::util;
 const RECORD_SECONDS: u32 = 10;
 
 pub fn run() -> Result<()> {
+    let started = Instant::now();
+    let go = reference_go();
+    crate::setup::run_for_demo(go)?;
     let root = workspace_root();
     let out_dir = root.join("target/demo");
     std::fs::create_dir_all(&out_dir).context("demo: creating target/demo")?;
@@ -25,7 +29,6 @@ pub fn run() -> Result<()> {
     )?;
     let timerscope = root.join("target/debug/timerscope");
 
-    let go = reference_go();
     let service = out_dir.join("leaky");
     println!("demo: building demo/leaky with Go {}", go.version);
     util::run(
@@ -64,6 +67,7 @@ pub fn run() -> Result<()> {
     util::run(&mut classify)?;
 
     let profile = profile.display();
+    let ready = started.elapsed();
     println!("\ndemo: the profile, as `go tool pprof` reads it (live timers by cumulative count):");
     util::run(
         Command::new(go_binary(go))
@@ -83,6 +87,10 @@ pub fn run() -> Result<()> {
          go tool pprof -http=localhost:8080 {profile}\n  \
          go tool pprof -traces -sample_index=timers_live {profile}\n  \
          go tool pprof -top -sample_index=timers_created {profile}"
+    );
+    println!(
+        "demo: set up, built, recorded and classified in {:.1}s",
+        ready.as_secs_f64()
     );
     Ok(())
 }

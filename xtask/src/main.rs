@@ -4,6 +4,7 @@ mod bench;
 mod demo;
 mod fixtures;
 mod fuzz;
+mod man;
 mod setup;
 mod soak;
 mod test;
@@ -28,8 +29,10 @@ enum Command {
     Fixtures(fixtures::Args),
     /// setup, fixtures, cargo fmt --check, cargo clippy -D warnings, cargo test.
     Test,
-    /// setup, fixtures, then the end-to-end demo.
+    /// The end-to-end demo, installing only what it needs (rust-src, bpf-linker, one Go).
     Demo,
+    /// Man pages generated from timerscope's command line (default: target/man/man1).
+    Man(man::Args),
     /// setup, fixtures, then the benchmarks (needs root; see BENCHMARKS.md).
     Bench(bench::Args),
     /// setup, the soak fixture, then the target-safety soak (default 10 minutes; not in `test`).
@@ -44,9 +47,8 @@ fn main() -> ExitCode {
         Command::Setup => setup::run(),
         Command::Fixtures(args) => fixtures::run(&args).map(|_| ()),
         Command::Test => test::run(),
-        Command::Demo => setup::run()
-            .and_then(|()| fixtures::run(&fixtures::Args::default()))
-            .and_then(|_| demo::run()),
+        Command::Demo => demo::run(),
+        Command::Man(args) => man::run(&args),
         Command::Bench(args) => setup::run()
             .and_then(|()| fixtures::run(&fixtures::Args::default()))
             .and_then(|_| bench::run(&args)),

@@ -32,7 +32,15 @@ const APT_PACKAGES: &[&str] = &[
     "prometheus",
     // `timerscope top` is driven in a real terminal by its test.
     "tmux",
+    // systemd-analyze checks contrib/'s unit; man renders the generated man pages.
+    "systemd",
+    "man-db",
 ];
+/// The unprivileged user `record --user` runs its test's target as.
+const TEST_USER: &str = "timerscope-test";
+/// What the demo needs of them: LLVM 22 and zstd to build bpf-linker; its one Go toolchain is
+/// installed from PyPI, not Debian.
+const DEMO_APT_PACKAGES: &[&str] = &["llvm-22-dev", "libzstd-dev"];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
 
@@ -42,7 +50,7 @@ pub fn run() -> Result<()> {
     fs::create_dir_all(&cache)
         .with_context(|| format!("setup: creating cache {}", cache.display()))?;
     println!("setup: cache {}", cache.display());
-    apt()?;
+    apt(APT_PACKAGES)?;
     rust_src()?;
     bpf_linker()?;
     for go in GO_VERSIONS {
@@ -51,7 +59,46 @@ pub fn run() -> Result<()> {
     for binary in OLD_GO_BINARIES {
         old_go_binary(binary)?;
     }
+    test_user()?;
     println!("setup: done in {:.1}s", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Only what `cargo xtask demo` needs: rust-src, bpf-linker and the one Go toolchain `go`.
+pub fn run_for_demo(go: &GoVersion) -> Result<()> {
+    let start = Instant::now();
+    let cache = cache_dir();
+    fs::create_dir_all(&cache)
+        .with_context(|| format!("setup: creating cache {}", cache.display()))?;
+    println!("setup: cache {}", cache.display());
+    apt(DEMO_APT_PACKAGES)?;
+    rust_src()?;
+    bpf_linker()?;
+    go_toolchain(go)?;
+    println!("setup: done in {:.1}s", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// The test user (tests/tests/packaging.rs), with a home and a supplementary group.
+fn test_user() -> Result<()> {
+    let what = format!("user {TEST_USER}");
+    if util::stdout_if_ok(Command::new("id").args(["-u", TEST_USER])).is_some() {
+        step(&what, "already present");
+        return Ok(());
+    }
+    if !is_root() {
+        bail!("setup: creating {what} needs root: sudo cargo xtask setup");
+    }
+    util::run(Command::new("useradd").args([
+        "--create-home",
+        "--shell",
+        "/bin/sh",
+        "--groups",
+        "users",
+        TEST_USER,
+    ]))
+    .with_context(|| format!("setup: creating {what}"))?;
+    step(&what, "created");
     Ok(())
 }
 
@@ -68,8 +115,8 @@ fn is_root() -> bool {
     util::stdout_if_ok(Command::new("id").arg("-u")).is_some_and(|s| s.trim() == "0")
 }
 
-fn apt() -> Result<()> {
-    let mut wanted: Vec<&str> = APT_PACKAGES.to_vec();
+fn apt(packages: &[&str]) -> Result<()> {
+    let mut wanted: Vec<&str> = packages.to_vec();
     // pip installs the Go toolchains; only ask Debian for it if python3 has none.
     if util::stdout_if_ok(Command::new("python3").args(["-m", "pip", "--version"])).is_none() {
         wanted.extend(["python3", "python3-pip"]);

@@ -1,10 +1,12 @@
 //! One module per subcommand: its clap arguments and what it does with them.
 
 pub mod classify;
+pub mod completions;
 pub mod diff;
 pub mod flamegraph;
 pub mod goroutines;
 pub mod inspect;
+pub mod man;
 pub mod record;
 pub mod report;
 pub mod top;
@@ -59,6 +61,11 @@ pub struct MapSizeArgs {
     #[arg(long, default_value_t = MapSizes::default().c_blocks,
           value_parser = clap::value_parser!(u32).range(1..=i64::from(capture::collect::MAX_C_BLOCKS)))]
     pub max_c_blocks: u32,
+    /// Timer creations remembered so pending timers read from memory land at their creation
+    /// stacks (about 100 bytes of kernel memory each; the oldest are evicted first, counted).
+    #[arg(long, default_value_t = MapSizes::default().creations,
+          value_parser = clap::value_parser!(u32).range(1..=(1 << 24)))]
+    pub max_creations: u32,
 }
 
 impl From<&MapSizeArgs> for MapSizes {
@@ -68,6 +75,7 @@ impl From<&MapSizeArgs> for MapSizes {
             live: args.max_live,
             stacks: args.max_stacks,
             c_blocks: args.max_c_blocks,
+            creations: args.max_creations,
         }
     }
 }

@@ -11,7 +11,7 @@ use std::{
 use capture::{
     attach::MapSizes,
     collect::Snapshot,
-    launch::Launched,
+    launch::{Launched, RunAs},
     preflight,
     session::{Session, report_drops},
 };
@@ -46,6 +46,10 @@ pub struct RecordArgs {
     /// links libc: allocation-heavy C code pays about a microsecond per call for them.
     #[arg(long)]
     pub no_c_heap: bool,
+    /// Run the launched command as this user, with their groups and the environment
+    /// `sudo -u USER` would give it (HOME, USER, LOGNAME, SHELL, PATH; the rest reset).
+    #[arg(long, value_name = "USER", requires = "command")]
+    pub user: Option<String>,
     /// Command to launch and record.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -54,7 +58,13 @@ pub struct RecordArgs {
 pub async fn run(args: RecordArgs) -> anyhow::Result<u8> {
     let target = match args.pid {
         Some(pid) => RecordTarget::Pid(pid),
-        None => RecordTarget::Command(args.command),
+        None => {
+            let run_as = args.user.as_deref().map(RunAs::user).transpose()?;
+            if run_as.is_none() {
+                warn_if_started_through_sudo();
+            }
+            RecordTarget::Command(args.command, run_as)
+        }
     };
     let outcome = record(RecordOptions {
         target,
@@ -73,8 +83,8 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<u8> {
 pub enum RecordTarget {
     /// A running process.
     Pid(u32),
-    /// A command to launch and record from its first instruction.
-    Command(Vec<OsString>),
+    /// A command to launch and record from its first instruction, as this user if given.
+    Command(Vec<OsString>, Option<RunAs>),
 }
 
 pub struct RecordOptions {
@@ -111,8 +121,8 @@ pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
     preflight::require_kernel_features()?;
     let (pid, mut launched) = match &options.target {
         RecordTarget::Pid(pid) => (preflight::require_process(*pid)?, None),
-        RecordTarget::Command(argv) => {
-            let child = Launched::start(argv)?;
+        RecordTarget::Command(argv, run_as) => {
+            let child = Launched::start(argv, run_as.as_ref())?;
             (child.pid(), Some(child))
         }
     };
@@ -188,6 +198,18 @@ pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
         snapshot,
         command_status,
     })
+}
+
+/// A command launched by `sudo timerscope record -- CMD` runs as root, which its user may not
+/// expect: say so, and how to run it as themselves.
+fn warn_if_started_through_sudo() {
+    if let Some(user) = std::env::var_os("SUDO_USER").filter(|u| !u.is_empty() && *u != "root") {
+        let user = user.to_string_lossy();
+        eprintln!(
+            "timerscope: note: the command runs as root (timerscope was started through sudo); \
+             to run it as {user}, add --user {user}: sudo timerscope record --user {user} -- CMD"
+        );
+    }
 }
 
 /// `timerscope-PID-YYYYmmddTHHMMSS.pb.gz`, local time.
