@@ -300,11 +300,14 @@ pub fn classify(profiles: &[ResolvedProfile]) -> ClassifyReport {
         }
     }
     // RSS growing outside the Go heap is the finding of last resort: a site that allocates
-    // the memory is the better answer.
+    // the memory is the better answer, and so are goroutines piling up (each holds a stack).
     let explained = report.findings.iter().any(|f| {
         matches!(
             f.kind,
-            FindingKind::MmapGrowth | FindingKind::CHeapGrowth | FindingKind::HeapGrowth
+            FindingKind::MmapGrowth
+                | FindingKind::CHeapGrowth
+                | FindingKind::HeapGrowth
+                | FindingKind::GoroutineLeak
         )
     });
     if !explained {
@@ -1025,13 +1028,30 @@ fn rss_outside_heap(series: &[&ResolvedProfile]) -> Option<Finding> {
     let growth = |f: fn(&MemoryNumbers) -> Option<u64>| -> Option<f64> {
         Some(f(&end)? as f64 - f(&start)? as f64)
     };
-    let rss = growth(|n| n.rss);
-    let sys = growth(|n| n.sys);
+    // The Go heap's own spans are not outside it, even while HeapAlloc, sampled at two
+    // moments of a GC sawtooth, looks flat: what grew beyond HeapInuse (RSS) or HeapSys (Sys).
+    let outside = |total: Option<f64>, heap: Option<f64>, plain, less| match (total, heap) {
+        (Some(total), Some(heap)) => Some((less, total - heap)),
+        (Some(total), None) => Some((plain, total)),
+        (None, _) => None,
+    };
+    let rss = outside(
+        growth(|n| n.rss),
+        growth(|n| n.heap_inuse),
+        "RSS",
+        "RSS less HeapInuse",
+    );
+    let sys = outside(
+        growth(|n| n.sys),
+        growth(|n| n.heap_sys),
+        "Sys",
+        "Sys less HeapSys",
+    );
     let heap = growth(|n| n.heap_alloc)?;
     let (what, grown) = match (rss, sys) {
-        (Some(r), Some(s)) if s > r => ("Sys", s),
-        (Some(r), _) => ("RSS", r),
-        (None, Some(s)) => ("Sys", s),
+        (Some(r), Some(s)) if s.1 > r.1 => s,
+        (Some(r), _) => r,
+        (None, Some(s)) => s,
         (None, None) => return None,
     };
     if span <= 0.0 || grown / span <= BYTES_SLOPE_LEAK || heap >= grown / 4.0 {
@@ -1484,6 +1504,22 @@ mod tests {
         // The heap grew as much: that is heap growth, not memory outside it.
         let profile = with_memory(recording(8, &[]), (10 * mib, 4 * mib), (80 * mib, 70 * mib));
         assert!(classify(&[profile]).findings.is_empty());
+        // Sys grew with HeapSys (a churning heap's reserve) while HeapAlloc, caught at two
+        // points of the GC sawtooth, looks flat: not outside the heap either.
+        let mut churn = recording(8, &[]);
+        let figures = |sys, heap_sys| MemoryNumbers {
+            heap_alloc: Some(3 * mib),
+            heap_sys: Some(heap_sys),
+            sys: Some(sys),
+            ..MemoryNumbers::default()
+        };
+        churn
+            .comments
+            .push(figures(20 * mib, 16 * mib).comment(CommentKey::MemoryStart));
+        churn
+            .comments
+            .push(figures(37 * mib, 33 * mib).comment(CommentKey::MemoryEnd));
+        assert!(classify(&[churn]).findings.is_empty());
         // A C heap site explains it: that finding is the answer, not the process-wide one.
         let site: &[(&str, i64)] = &[("runtime.cgocall", 1), ("main.leakC", 44)];
         let profile = with_memory(

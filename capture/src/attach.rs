@@ -11,9 +11,13 @@ use aya::{
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope},
     },
 };
-use probe_common::{HookPlan, TargetConfig};
+use probe_common::{GoroutineHook, HookPlan, TargetConfig};
 
-use crate::{cgo::CgoHooks, cheap::CHeapHooks, plan::Plan};
+use crate::{
+    cgo::CgoHooks,
+    cheap::CHeapHooks,
+    plan::{GoroutinePlan, Plan},
+};
 
 /// Sizes of the kernel maps; every overflow is counted as a drop, never silent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +32,8 @@ pub struct MapSizes {
     pub c_blocks: u32,
     /// Timer creations remembered for the snapshot (least recently created evicted first).
     pub creations: u32,
+    /// Goroutines created while recorded tracked until their exit.
+    pub goroutines: u32,
 }
 
 impl Default for MapSizes {
@@ -38,6 +44,7 @@ impl Default for MapSizes {
             stacks: 16384,
             c_blocks: 262_144,
             creations: 65536,
+            goroutines: 65_536,
         }
     }
 }
@@ -78,6 +85,8 @@ pub struct Probe {
     pub mmap_events: RingBuf<MapData>,
     /// Each timer hook's uprobe link, by hook index; `None` once detached.
     links: Vec<Option<UProbeLinkId>>,
+    /// The goroutine hooks' programs are loaded and attached.
+    goroutines_attached: bool,
     /// The uprobe programs loaded (their run time is the target's).
     uprobe_programs: Vec<&'static str>,
 }
@@ -105,10 +114,12 @@ const MMAP_PROGRAMS: [&str; 6] = [
 impl Probe {
     /// Loads the programs for `pid` with `plan`, and attaches the timer hooks to `binary` (a path
     /// that names the target's executable, e.g. `/proc/PID/exe`). `bias` is the load bias of
-    /// the binary in the target (0 unless PIE).
+    /// the binary in the target (0 unless PIE). `goroutines` configures the goroutine probes,
+    /// which [`Probe::attach_goroutines`] attaches.
     pub fn attach(
         plan: &Plan,
         cgo: Option<&CgoHooks>,
+        goroutines: Option<&GoroutinePlan>,
         binary: &Path,
         pid: u32,
         bias: u64,
@@ -119,6 +130,7 @@ impl Probe {
             tgid: pid.get(),
             go_func_pc: plan.go_func.map_or(0, |f| f.wrapping_add(bias)),
             timer_fields_end: plan.config.fields_end(),
+            g_gopc: goroutines.map_or(0, |g| g.g_gopc),
             ..plan.config
         };
         let mut ebpf = EbpfLoader::new()
@@ -129,6 +141,7 @@ impl Probe {
             .map_max_entries("C_HEAP_BLOCKS", sizes.c_blocks)
             .map_max_entries("CREATIONS", sizes.creations)
             .map_max_entries("C_HEAP_SITES", sizes.sites)
+            .map_max_entries("GOROUTINES", sizes.goroutines)
             .load(crate::EBPF_OBJECT)?;
 
         let mut hooks: Array<_, HookPlan> = Array::try_from(
@@ -212,6 +225,7 @@ impl Probe {
             ebpf,
             mmap_events,
             links,
+            goroutines_attached: false,
             uprobe_programs,
         })
     }
@@ -351,6 +365,90 @@ impl Probe {
                 let _ = program.unload();
             }
         }
+    }
+}
+
+/// The goroutine programs, indexed by `probe_common::goroutine_hook`.
+const GOROUTINE_PROGRAMS: [&str; probe_common::goroutine_hook::COUNT as usize] =
+    ["goroutine_created", "goroutine_exited"];
+
+impl Probe {
+    /// Attaches the goroutine probes of `plan` to `binary` as one group, which
+    /// [`Probe::detach_goroutines`] removes again. On error the group is left detached.
+    pub fn attach_goroutines(
+        &mut self,
+        plan: &GoroutinePlan,
+        binary: &Path,
+        pid: u32,
+    ) -> Result<(), AttachError> {
+        let result = self.try_attach_goroutines(plan, binary, pid);
+        if result.is_err() {
+            self.detach_goroutines();
+        }
+        result
+    }
+
+    fn try_attach_goroutines(
+        &mut self,
+        plan: &GoroutinePlan,
+        binary: &Path,
+        pid: u32,
+    ) -> Result<(), AttachError> {
+        let pid = NonZeroU32::new(pid).ok_or(AttachError::ZeroPid)?;
+        let map_error = |source| AttachError::Map {
+            name: "GOROUTINE_HOOKS",
+            source,
+        };
+        let mut hooks: Array<_, GoroutineHook> = Array::try_from(
+            self.ebpf
+                .map_mut("GOROUTINE_HOOKS")
+                .expect("GOROUTINE_HOOKS is defined in probe-ebpf"),
+        )
+        .map_err(map_error)?;
+        for (index, hook) in plan.hooks.iter().enumerate() {
+            hooks.set(index as u32, hook.hook, 0).map_err(map_error)?;
+        }
+        // They trap in the target like the timer hooks: the overhead budget counts them.
+        self.uprobe_programs.extend(GOROUTINE_PROGRAMS);
+        self.goroutines_attached = true;
+        for (&name, hook) in GOROUTINE_PROGRAMS.iter().zip(&plan.hooks) {
+            let program: &mut UProbe = program_mut(&mut self.ebpf, name)?;
+            program
+                .load()
+                .map_err(|source| AttachError::Program { name, source })?;
+            let location = UProbeAttachLocation::AbsoluteOffset(hook.file_offset);
+            program
+                .attach(location, binary, UProbeScope::OneProcess(pid))
+                .map_err(|source| AttachError::Uprobe {
+                    symbol: hook.symbol,
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Detaches the goroutine probes (unloading their programs) together: an exit hook without
+    /// its creation hook, or the reverse, would count goroutines as piling up or vanishing.
+    /// What they collected stays in the maps.
+    pub fn detach_goroutines(&mut self) {
+        self.goroutines_attached = false;
+        self.uprobe_programs
+            .retain(|name| !GOROUTINE_PROGRAMS.contains(name));
+        for name in GOROUTINE_PROGRAMS {
+            if let Ok(program) = program_mut::<UProbe>(&mut self.ebpf, name) {
+                let _ = program.unload();
+            }
+        }
+    }
+
+    /// Hits of the goroutine hooks so far (creations and exits seen), while they are attached.
+    pub fn goroutine_hits(&self) -> Option<u64> {
+        if !self.goroutines_attached {
+            return None;
+        }
+        crate::collect::goroutine_hits(&self.ebpf)
+            .ok()
+            .map(|hits| hits.iter().sum())
     }
 }
 

@@ -1,10 +1,12 @@
 //! `watch --max-overhead`: the target's CPU time in timerscope's probes, measured, and the steps
 //! down when it exceeds the budget. The cost is the uprobe programs' own run time from the
 //! kernel's BPF statistics plus their runs (one per hit) times the trap cost measured once at
-//! start ([`crate::calibrate`]). Over budget, one step per check: first the busiest reset or
-//! stop hook walks its stack at one hit in [`SAMPLED_STACK_RATE`] (events still counted, at
-//! the immediate caller), and once every such hook is sampled, the busiest hook is detached.
-//! Steps are never undone while the process is watched.
+//! start ([`crate::calibrate`]). Over budget, one step per check, losing the least first: the C
+//! heap probes go (an opt-in extra); then the busiest reset or stop hook walks its stack at one
+//! hit in [`SAMPLED_STACK_RATE`] (events still counted, at the immediate caller); once every
+//! such hook is sampled, the goroutine probes go together (when they were hit in the window:
+//! a goroutine per request makes them as hot as the requests); then the busiest timer hook is
+//! detached. Steps are never undone while the process is watched.
 
 use std::{
     os::fd::OwnedFd,
@@ -15,7 +17,9 @@ use anyhow::Context as _;
 use pprof::vocabulary::CommentKey;
 use probe_common::{event, hook_flag};
 
-use crate::{attach::ProgramStats, cheap::CHeapCapture, session::Session};
+use crate::{
+    attach::ProgramStats, cheap::CHeapCapture, goroutine_probes::GoroutineCapture, session::Session,
+};
 
 /// One stack walk in this many hits of a sampled hook.
 pub const SAMPLED_STACK_RATE: u32 = 64;
@@ -28,6 +32,8 @@ struct Reading {
     at: Instant,
     stats: ProgramStats,
     hits: Vec<u64>,
+    /// Goroutine creations and exits seen.
+    goroutine_hits: u64,
 }
 
 pub struct OverheadBudget {
@@ -89,6 +95,7 @@ impl OverheadBudget {
             at: Instant::now(),
             stats,
             hits,
+            goroutine_hits: session.goroutine_hits().unwrap_or(0),
         };
         let Some(last) = &self.last else {
             self.last = Some(now);
@@ -109,17 +116,18 @@ impl OverheadBudget {
             .enumerate()
             .map(|(i, n)| n.saturating_sub(last.hits.get(i).copied().unwrap_or(0)))
             .collect();
+        let goroutines_busy = now.goroutine_hits.saturating_sub(last.goroutine_hits);
         self.last = Some(now);
         if ratio <= self.max_ratio {
             return Ok(None);
         }
-        let step = self.step_down(session, &busy)?;
+        let step = self.step_down(session, &busy, goroutines_busy)?;
         let Some(what) = step else {
             if !self.exhausted {
                 self.exhausted = true;
                 return Ok(Some(Step(format!(
-                    "probe overhead {} over the budget of {}, and no timer hook is left to \
-                     sample or detach",
+                    "probe overhead {} over the budget of {}, and no hook is left to sample or \
+                     detach",
                     percent(ratio),
                     percent(self.max_ratio)
                 ))));
@@ -136,6 +144,7 @@ impl OverheadBudget {
             at: Instant::now(),
             stats,
             hits,
+            goroutine_hits: session.goroutine_hits().unwrap_or(0),
         });
         Ok(Some(Step(format!(
             "probe overhead {} over the budget of {}: {what}; capture tier now {}",
@@ -145,8 +154,14 @@ impl OverheadBudget {
         ))))
     }
 
-    /// Takes one step; `None` when nothing is left to take.
-    fn step_down(&self, session: &mut Session, busy: &[u64]) -> anyhow::Result<Option<String>> {
+    /// Takes one step; `None` when nothing is left to take. `busy`: hits per timer hook in the
+    /// last window; `goroutines_busy`: goroutine hook hits.
+    fn step_down(
+        &self,
+        session: &mut Session,
+        busy: &[u64],
+        goroutines_busy: u64,
+    ) -> anyhow::Result<Option<String>> {
         // Allocation-heavy C code makes the C heap probes the likeliest cost, and they are an
         // opt-in extra of watch: they go first, whole.
         if session.c_heap == CHeapCapture::On {
@@ -176,6 +191,13 @@ impl OverheadBudget {
                 "walking the stack of {} at one hit in {SAMPLED_STACK_RATE} ({} hits in the last window)",
                 session.hook_name(hook),
                 busy[hook]
+            )));
+        }
+        if session.goroutines == GoroutineCapture::On && goroutines_busy > 0 {
+            session.detach_goroutines();
+            return Ok(Some(format!(
+                "detached the goroutine probes ({goroutines_busy} goroutine creations and exits \
+                 in the last window)"
             )));
         }
         if let Some(hook) = busiest(&|_| true) {

@@ -14,7 +14,7 @@ use probe_common::{
 
 use pprof::vocabulary::CommentKey;
 
-use crate::{mappings::LiveMappings, pending::PendingRead};
+use crate::{goroutines::GoroutineRead, mappings::LiveMappings, pending::PendingRead};
 
 #[derive(Debug, thiserror::Error)]
 #[error("reading eBPF map {name}")]
@@ -47,6 +47,8 @@ pub struct Snapshot {
     pub c_heap: CHeap,
     /// The pending timers read from the runtime's heaps, when a read was asked for.
     pub pending: PendingRead,
+    /// The goroutines read from the runtime, when a read was asked for.
+    pub goroutines: GoroutineRead,
     /// Where the creation hooks saw the pending timers created, by timer address (filled with
     /// `pending`, by [`join_creations`]).
     pub creations: HashMap<u64, TimerCreation>,
@@ -185,6 +187,7 @@ impl Snapshot {
             timer_workers,
             c_heap: self.c_heap.since(&earlier.c_heap),
             pending: self.pending.clone(),
+            goroutines: self.goroutines.clone(),
             creations: self.creations.clone(),
             // Counted from the map's size while it changes: it may lag by a few.
             creations_evicted: self
@@ -258,6 +261,11 @@ pub fn live_count(ebpf: &impl Maps) -> usize {
 /// Probe hits per hook so far.
 pub fn hook_hits(ebpf: &impl Maps, hooks: usize) -> Result<Vec<u64>, CollectError> {
     per_cpu_sums(ebpf, "HOOK_HITS", hooks as u32)
+}
+
+/// Hits of each goroutine hook so far (`probe_common::goroutine_hook`).
+pub fn goroutine_hits(ebpf: &impl Maps) -> Result<Vec<u64>, CollectError> {
+    per_cpu_sums(ebpf, "GOROUTINE_HITS", probe_common::goroutine_hook::COUNT)
 }
 
 /// Probe hits and drops alone, for the status line.
@@ -360,6 +368,7 @@ pub fn snapshot(
         timer_workers,
         c_heap,
         pending: PendingRead::NotTaken,
+        goroutines: GoroutineRead::NotTaken,
         creations: HashMap::new(),
         creations_evicted: creations_evicted(ebpf)?,
     })

@@ -6,6 +6,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use gobinary::runtime::goroutines::GoroutineStack;
 use pprof::{
     Frame, MappingSpec, Profile, ProfileBuilder, SampleLabel,
     vocabulary::{
@@ -14,7 +15,13 @@ use pprof::{
 };
 use probe_common::{CHeapSite, SiteKey, drop, event, site_flag};
 
-use crate::{collect::Snapshot, libraries::Libraries, mappings::Origin, symbolize::Symbolizer};
+use crate::{
+    collect::Snapshot,
+    goroutines::{self as goroutine_read, GoroutineSnapshot},
+    libraries::Libraries,
+    mappings::Origin,
+    symbolize::Symbolizer,
+};
 
 type Values = [i64; SampleType::ALL.len()];
 
@@ -31,6 +38,7 @@ pub const DROP_NAMES: [&str; drop::COUNT as usize] = [
     "c_heap_blocks_full",
     "c_heap_calls_full",
     "c_heap_sites_full",
+    "goroutine_map_full",
 ];
 
 /// Facts about the recording that go into the profile's header and comments.
@@ -82,16 +90,14 @@ fn site_frames(site: &SiteKey, snapshot: &Snapshot) -> Vec<u64> {
         .collect()
 }
 
-/// CLOCK_MONOTONIC in nanoseconds: the clock of the runtime's `when`.
-fn monotonic_now() -> i64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes only the timespec it is given.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    now.tv_sec * 1_000_000_000 + now.tv_nsec
-}
+/// The runtime's code between a `go` statement and the goroutine probe (which sits in newproc's
+/// closure on the system stack): left out of creation stacks, which then start at the `go`
+/// statement.
+const GOROUTINE_CREATION_FRAMES: [&str; 3] = [
+    "runtime.newproc.func1",
+    "runtime.systemstack",
+    "runtime.newproc",
+];
 
 pub(crate) struct Encoder<'a> {
     pub(crate) builder: ProfileBuilder,
@@ -132,6 +138,43 @@ impl<'a> Encoder<'a> {
                 let address = if depth == 0 { pc } else { pc.saturating_sub(1) };
                 self.location(address)
             })
+            .collect()
+    }
+
+    /// The locations of a goroutine's creation site: its creating stack from the `go`
+    /// statement on (the runtime's creation code that the probe sits in is left out), or, for
+    /// a goroutine created before the attach, its `gopc` under a synthetic frame.
+    fn goroutine_creation_locations(&mut self, site: &SiteKey, snapshot: &Snapshot) -> Vec<u64> {
+        if site.flags & site_flag::UNKNOWN_ORIGIN != 0 {
+            // gopc is a return address: the `go` statement is the call before it.
+            let mut locations: Vec<u64> = (site.caller != 0)
+                .then(|| self.location(site.caller - 1))
+                .into_iter()
+                .collect();
+            locations.extend(self.synthetic(SyntheticFrame::GoroutineCreatedBeforeAttach));
+            return locations;
+        }
+        let pcs = snapshot
+            .stacks
+            .get(&site.stack)
+            .map_or(&[][..], Vec::as_slice);
+        let runtime_frames = pcs
+            .iter()
+            .enumerate()
+            .take_while(|&(depth, &pc)| {
+                let address = if depth == 0 { pc } else { pc.saturating_sub(1) };
+                self.symbolizer
+                    .frames(address)
+                    .last()
+                    .is_some_and(|f| GOROUTINE_CREATION_FRAMES.contains(&f.function.as_str()))
+            })
+            .count();
+        let from_go_statement = &pcs[runtime_frames..];
+        let from_go_statement = &from_go_statement[..self.goroutine_root_end(from_go_statement)];
+        // All of them return addresses now.
+        from_go_statement
+            .iter()
+            .map(|&pc| self.location(pc.saturating_sub(1)))
             .collect()
     }
 
@@ -198,6 +241,46 @@ impl<'a> Encoder<'a> {
             ..Frame::default()
         };
         vec![self.builder.location(0, 0, &[frame])]
+    }
+
+    /// A goroutine's current stack, as Go's goroutine profile shows it: the compiler's wrappers
+    /// (the `go f(x)` one, `f.gowrapN` or `f.funcN`) left out, as Go's unwinder elides them
+    /// (by `funcID`, else by the `gowrapN` name), and `runtime.goexit` too, as runtime/pprof
+    /// stops there; a synthetic frame for a goroutine whose stack is not in memory.
+    fn goroutine_locations(&mut self, stack: &GoroutineStack) -> Vec<u64> {
+        let pcs = match stack {
+            GoroutineStack::Running => return self.synthetic(SyntheticFrame::GoroutineRunning),
+            GoroutineStack::Syscall { pc } => {
+                let mut locations = self.stack(&[pc.saturating_sub(1)]);
+                locations.extend(self.synthetic(SyntheticFrame::SyscallNotWalked));
+                return locations;
+            }
+            GoroutineStack::Walked { pcs, .. } => pcs,
+        };
+        let pcs = &pcs[..self.goroutine_root_end(pcs)];
+        let mut locations = Vec::with_capacity(pcs.len());
+        for (depth, &pc) in pcs.iter().enumerate() {
+            // The reader gave the innermost pc as Go looks it up; the rest are return addresses.
+            let address = if depth == 0 { pc } else { pc.saturating_sub(1) };
+            if !(self.mapping.start..self.mapping.limit).contains(&address) {
+                locations.push(self.location(address));
+                continue;
+            }
+            let wrapper = self.symbolizer.is_wrapper(address);
+            let mut frames = self.symbolizer.frames(address).to_vec();
+            // The physical function is the last frame; inlined calls into it stay.
+            if wrapper == Some(true) {
+                frames.pop();
+            }
+            frames.retain(|f| {
+                f.function != "runtime.goexit"
+                    && (wrapper.is_some() || !goroutine_read::is_go_statement_wrapper(&f.function))
+            });
+            if !frames.is_empty() {
+                locations.push(self.builder.location(self.mapping_id, address, &frames));
+            }
+        }
+        locations
     }
 
     fn timer_locations(&mut self, site: &SiteKey, snapshot: &Snapshot) -> Vec<u64> {
@@ -347,7 +430,8 @@ pub fn encode(
     }
     // Each live timer is its own sample, with what the runtime holds for it; views aggregate
     // them by stack as usual.
-    let now = monotonic_now();
+    // CLOCK_MONOTONIC: the clock of the runtime's `when`.
+    let now = crate::goroutines::monotonic_now();
     for (address, live) in &snapshot.live {
         let mut values: Values = [0; SampleType::ALL.len()];
         values[SampleType::TimersLive.column()] = 1;
@@ -375,6 +459,19 @@ pub fn encode(
         labels.extend(details);
         labels.push(source(Source::Probe));
         encoder.builder.add_sample(&locations, &values, &labels);
+    }
+    for (site, value) in &snapshot.sites {
+        let sample_type = match site.event {
+            event::GOROUTINE_CREATED => SampleType::GoroutinesCreated,
+            event::GOROUTINE_EXITED => SampleType::GoroutinesExited,
+            _ => continue,
+        };
+        let mut values: Values = [0; SampleType::ALL.len()];
+        values[sample_type.column()] = value.count as i64;
+        let locations = encoder.goroutine_creation_locations(site, snapshot);
+        encoder
+            .builder
+            .add_sample(&locations, &values, &[source(Source::Probe)]);
     }
     // The snapshot tier: each pending timer at the stack the creation hooks saw create it (else,
     // with every event probed, where it was first seen armed), else at its callback under the
@@ -442,6 +539,10 @@ pub fn encode(
         }
     }
 
+    if let Some(read) = snapshot.goroutines.snapshot() {
+        goroutine_samples(&mut encoder, read);
+    }
+
     let live_bytes = snapshot.mappings.live_bytes();
     let origins: BTreeSet<Origin> = snapshot
         .mappings
@@ -495,6 +596,48 @@ pub fn encode(
         profile.function.len()
     );
     Ok(profile)
+}
+
+/// One `goroutines` sample per current stack, state, creation site and time waited (label
+/// `source=snapshot`), its value the number of goroutines so.
+fn goroutine_samples(encoder: &mut Encoder<'_>, read: &GoroutineSnapshot) {
+    let mut creators: HashMap<u64, String> = HashMap::new();
+    let mut groups: std::collections::BTreeMap<(&GoroutineStack, &str, String, Option<i64>), i64> =
+        std::collections::BTreeMap::new();
+    for g in &read.goroutines {
+        let created_by = creators
+            .entry(g.gopc)
+            .or_insert_with(|| goroutine_read::created_by(encoder.symbolizer, g))
+            .clone();
+        // `waitsince` is set by GC stack scans only: 0 until one saw the goroutine blocked.
+        let waited = (g.waitsince > 0 && g.state != "running")
+            .then(|| (read.now - g.waitsince).max(0) / 1_000_000_000);
+        *groups
+            .entry((&g.stack, g.state, created_by, waited))
+            .or_insert(0) += 1;
+    }
+    for ((stack, state, created_by, waited), count) in groups {
+        let mut values: Values = [0; SampleType::ALL.len()];
+        values[SampleType::Goroutines.column()] = count;
+        let locations = encoder.goroutine_locations(stack);
+        let text = |key: LabelKey, value: String| SampleLabel::Str {
+            key: key.to_string(),
+            value,
+        };
+        let mut labels = vec![text(LabelKey::WaitReason, state.to_owned())];
+        if !created_by.is_empty() {
+            labels.push(text(LabelKey::CreatedBy, created_by));
+        }
+        if let Some(seconds) = waited {
+            labels.push(SampleLabel::Num {
+                key: LabelKey::WaitSeconds.to_string(),
+                value: seconds,
+                unit: "seconds".into(),
+            });
+        }
+        labels.push(text(LabelKey::Source, Source::Snapshot.to_string()));
+        encoder.builder.add_sample(&locations, &values, &labels);
+    }
 }
 
 #[cfg(test)]

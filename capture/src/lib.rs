@@ -13,6 +13,8 @@ pub mod cgo;
 pub mod cheap;
 pub mod collect;
 pub mod encode;
+pub mod goroutine_probes;
+pub mod goroutines;
 pub mod launch;
 pub mod libraries;
 pub mod mappings;

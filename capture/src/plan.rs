@@ -4,10 +4,14 @@
 //! per version. The hook tables are docs/go-runtime.md, "Hooks".
 
 use gobinary::{
-    GoBinary, GoVersion, RuntimeLayout, Symbol, UnsupportedGo, body, layout::LayoutSource, prologue,
+    GoBinary, GoVersion, RuntimeLayout, Symbol, UnsupportedGo, body,
+    layout::{GoroutineLayout, LayoutSource},
+    prologue,
 };
 use pprof::vocabulary::{ChannelMode, Events, TimerFamily};
-use probe_common::{HookPlan, TargetConfig, ValueSource, event, hook_flag, reg};
+use probe_common::{
+    GoroutineHook, HookPlan, TargetConfig, ValueSource, event, goroutine_hook, hook_flag, reg,
+};
 
 /// Where in its function a hook's probe goes, and what decoding that function fills into the
 /// hook's plan.
@@ -315,6 +319,8 @@ pub enum PlanError {
         symbol: &'static str,
         what: &'static str,
     },
+    #[error("goroutine probes need Go 1.17 or later (the register ABI), not {0}")]
+    GoroutinesNeedRegisterAbi(GoVersion),
 }
 
 impl Plan {
@@ -401,11 +407,7 @@ fn place(
         .ok_or(PlanError::MissingSymbol(spec.symbol))?;
     let (entry_offset, plan) = match spec.placement {
         Placement::AfterStackCheck => {
-            let code = target
-                .code(symbol, 64)
-                .ok_or(PlanError::UnrecognizedPrologue(spec.symbol))?;
-            let point = prologue::probe_point(code, symbol.address)
-                .ok_or(PlanError::UnrecognizedPrologue(spec.symbol))?;
+            let point = after_stack_check(target, spec.symbol, symbol)?;
             let mut plan = spec.plan;
             if point.on_stack_check {
                 plan.flags |= hook_flag::SKIP_IF_MORESTACK;
@@ -431,6 +433,43 @@ fn place(
         file_offset,
         plan,
     })
+}
+
+/// The probe point right after `symbol`'s stack check (`name` is its name, for errors).
+fn after_stack_check(
+    target: &GoBinary,
+    name: &'static str,
+    symbol: Symbol,
+) -> Result<prologue::ProbePoint, PlanError> {
+    let code = target
+        .code(symbol, 64)
+        .ok_or(PlanError::UnrecognizedPrologue(name))?;
+    prologue::probe_point(code, symbol.address).ok_or(PlanError::UnrecognizedPrologue(name))
+}
+
+/// Offset in `symbol` of its only direct call of `callee`, where that call's arguments are in
+/// place (the `CALL` is emulated by the kernel, not single-stepped).
+fn at_call_of(
+    target: &GoBinary,
+    name: &'static str,
+    symbol: Symbol,
+    callee: &'static str,
+) -> Result<u64, PlanError> {
+    let unrecognized = PlanError::UnrecognizedBody {
+        symbol: name,
+        what: "exactly one direct call of the hooked callee",
+    };
+    let callee = target
+        .function(callee)
+        .ok_or(PlanError::MissingSymbol(callee))?;
+    let code = usize::try_from(symbol.size)
+        .ok()
+        .and_then(|size| target.code(symbol, size))
+        .ok_or(PlanError::UnrecognizedBody {
+            symbol: name,
+            what: "the function's code",
+        })?;
+    body::only_direct_call_to(code, symbol.address, callee.address).ok_or(unrecognized)
 }
 
 /// Decodes a function's body for an in-body hook: the probe's offset, and the plan with the
@@ -469,13 +508,7 @@ fn place_in_body(
             plan.timer = ValueSource::register(store.timer_register);
             store.offset
         }
-        Placement::AtCallOf(callee) => {
-            let callee = target
-                .function(callee)
-                .ok_or(PlanError::MissingSymbol(callee))?;
-            body::only_direct_call_to(code, entry, callee.address)
-                .ok_or(unrecognized("exactly one direct call of the hooked callee"))?
-        }
+        Placement::AtCallOf(callee) => at_call_of(target, spec.symbol, symbol, callee)?,
         Placement::AtCallbackCall | Placement::AfterCallbackCall => {
             let call = body::only_indirect_call(code, entry)
                 .ok_or(unrecognized("exactly one call through a register"))?;
@@ -493,6 +526,123 @@ fn place_in_body(
         }
     };
     Ok((offset, plan))
+}
+
+/// Where a goroutine hook's probe goes in its function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GoroutinePlacement {
+    AfterStackCheck,
+    /// On the function's only direct call of this function.
+    AtCallOf(&'static str),
+}
+
+/// One goroutine hook: where its probe goes and where it finds the `g`.
+struct GoroutineHookSpec {
+    symbol: &'static str,
+    placement: GoroutinePlacement,
+    hook: GoroutineHook,
+}
+
+/// Goroutine creation and exit in the register ABI (Go 1.17+), indexed by `goroutine_hook`;
+/// the same in every release from 1.19 to 1.27 (docs/go-runtime.md, "Goroutine hooks").
+const GOROUTINE_HOOKS: [GoroutineHookSpec; goroutine_hook::COUNT as usize] = [
+    // `go` calls newproc, whose closure runs on the system stack: `newg := newproc1(...)`, then
+    // `runqput(pp, newg, true)`. At that call the new g is runqput's second argument and on no
+    // run queue yet, so its exit cannot come first.
+    GoroutineHookSpec {
+        symbol: "runtime.newproc.func1",
+        placement: GoroutinePlacement::AtCallOf("runtime.runqput"),
+        hook: GoroutineHook {
+            g: reg(reg::RBX),
+            flags: hook_flag::IN_BODY,
+            _pad: 0,
+        },
+    },
+    // Every goroutine's function returns into runtime.goexit, which calls goexit1 (as does
+    // runtime.Goexit), on the exiting goroutine: g is R14.
+    GoroutineHookSpec {
+        symbol: "runtime.goexit1",
+        placement: GoroutinePlacement::AfterStackCheck,
+        hook: GoroutineHook {
+            g: reg(reg::R14),
+            flags: 0,
+            _pad: 0,
+        },
+    },
+];
+
+/// One goroutine hook placed in a binary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedGoroutineHook {
+    pub symbol: &'static str,
+    /// Offset of the probe from the function entry.
+    pub entry_offset: u64,
+    /// File offset, what the uprobe attaches to.
+    pub file_offset: u64,
+    pub hook: GoroutineHook,
+}
+
+/// The goroutine hooks of a binary, indexed by `goroutine_hook`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GoroutinePlan {
+    pub hooks: Vec<PlannedGoroutineHook>,
+    /// Offset of `runtime.g.gopc`.
+    pub g_gopc: u32,
+}
+
+impl GoroutinePlan {
+    /// The goroutine hooks of `binary`, or why it has none.
+    pub fn for_binary(binary: &GoBinary) -> Result<Self, PlanError> {
+        let version = binary.version();
+        if Abi::of(version) != Abi::Register {
+            return Err(PlanError::GoroutinesNeedRegisterAbi(version));
+        }
+        let layout = GoroutineLayout::of_binary(binary)?;
+        let hooks = GOROUTINE_HOOKS
+            .iter()
+            .map(|spec| {
+                let symbol = binary
+                    .function(spec.symbol)
+                    .ok_or(PlanError::MissingSymbol(spec.symbol))?;
+                let mut hook = spec.hook;
+                let entry_offset = match spec.placement {
+                    GoroutinePlacement::AfterStackCheck => {
+                        let point = after_stack_check(binary, spec.symbol, symbol)?;
+                        if point.on_stack_check {
+                            hook.flags |= hook_flag::SKIP_IF_MORESTACK;
+                        }
+                        point.offset
+                    }
+                    GoroutinePlacement::AtCallOf(callee) => {
+                        at_call_of(binary, spec.symbol, symbol, callee)?
+                    }
+                };
+                let file_offset = binary
+                    .elf
+                    .file_offset(symbol.address + entry_offset)
+                    .ok_or(PlanError::MissingSymbol(spec.symbol))?;
+                Ok(PlannedGoroutineHook {
+                    symbol: spec.symbol,
+                    entry_offset,
+                    file_offset,
+                    hook,
+                })
+            })
+            .collect::<Result<_, PlanError>>()?;
+        Ok(Self {
+            hooks,
+            g_gopc: layout.gopc,
+        })
+    }
+
+    /// `runtime.newproc.func1+53,runtime.goexit1+4` (comment `goroutine_hooks`).
+    pub fn describe(&self) -> String {
+        self.hooks
+            .iter()
+            .map(|h| format!("{}+{}", h.symbol, h.entry_offset))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
 /// The channel mode of a process: the process's own GODEBUG wins over the binary's default.

@@ -130,20 +130,7 @@ impl LiveProcess {
             {
                 continue;
             }
-            // `gopc` is the return address of the `go` statement's call: look up the call.
-            let call = g.gopc.saturating_sub(1);
-            let frames = self.symbolizer.frames(call);
-            let created_by = match (frames.first(), frames.last()) {
-                (Some(inner), Some(outer))
-                    if goroutines::shows_creator(g.goid, &outer.function) =>
-                {
-                    // As Go's dumps print it: the physical function, and the line of the
-                    // innermost (inlined) code at the call.
-                    let file = inner.file.rsplit('/').next().unwrap_or(&inner.file);
-                    format!("{} ({file}:{})", outer.function, inner.line)
-                }
-                _ => String::new(),
-            };
+            let created_by = crate::goroutines::created_by(&mut self.symbolizer, g);
             *groups.entry((created_by, g.state)).or_insert(0) += 1;
         }
         let mut groups: Vec<GoroutineGroup> = groups

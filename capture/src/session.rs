@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use gobinary::{GoBinary, process};
 use pprof::{
     Profile,
-    vocabulary::{CaptureTier, ChannelMode, CommentKey, Events},
+    vocabulary::{CaptureTier, ChannelMode, CommentKey, Events, MemoryNumbers},
 };
 use probe_common::TimerCreation;
 
@@ -22,10 +22,12 @@ use crate::{
     cheap::{CHeapCapture, CHeapHooks},
     collect::{self, Snapshot},
     encode::{self, DROP_NAMES, Recording},
+    goroutine_probes::GoroutineCapture,
+    goroutines::{GoroutineRead, RuntimeReader},
     libraries::Libraries,
     mappings::LiveMappings,
     pending::PendingReader,
-    plan::{self, Plan},
+    plan::{self, GoroutinePlan, Plan},
     symbolize::Symbolizer,
 };
 
@@ -57,7 +59,11 @@ pub struct Session {
     /// Whether the C heap probes run, and where they sit.
     pub c_heap: CHeapCapture,
     c_heap_hooks: Option<CHeapHooks>,
+    /// Whether the goroutine probes run, and where they sit.
+    pub goroutines: GoroutineCapture,
+    goroutine_plan: Option<GoroutinePlan>,
     pending: PendingReader,
+    runtime: RuntimeReader,
     /// Set once a creation hook is detached: from then on a timer created at a reused address
     /// no longer replaces its entry in the creation map, so only the creations joined right
     /// after the detach are trusted, each for as long as its timer stays pending.
@@ -66,9 +72,16 @@ pub struct Session {
 
 impl Session {
     /// Inspects the process's binary, plans the hooks of tier `events` for its Go version and
-    /// attaches; with `c_heap`, also the C heap probes when the target links libc (a failure
-    /// there is a warning and `c_heap=failed`, never the end of the capture).
-    pub fn attach(pid: u32, sizes: MapSizes, events: Events, c_heap: bool) -> anyhow::Result<Self> {
+    /// attaches; with `c_heap`, also the C heap probes when the target links libc, with
+    /// `goroutines` the goroutine probes (a failure of either is a warning and `failed` in the
+    /// profile, never the end of the capture).
+    pub fn attach(
+        pid: u32,
+        sizes: MapSizes,
+        events: Events,
+        c_heap: bool,
+        goroutines: bool,
+    ) -> anyhow::Result<Self> {
         let exe = process::proc_path(pid, "exe");
         // Read once, while the target runs: /proc/PID/exe is gone once it exits.
         let binary = Arc::new(
@@ -85,13 +98,39 @@ impl Session {
         let channel_mode = plan::channel_mode(&binary, plan.family, godebug.as_deref());
         let symbolizer = Symbolizer::new(Arc::clone(&binary), bias);
         let cgo = CgoHooks::for_binary(&binary).with_context(|| format!("plan: pid {pid}"))?;
-        let mut probe = Probe::attach(&plan, cgo.as_ref(), &exe, pid, bias, sizes)
-            .with_context(|| format!("attach: pid {pid}"))?;
+        let (mut goroutine_capture, goroutine_plan) = if goroutines {
+            match GoroutinePlan::for_binary(&binary) {
+                Ok(plan) => (GoroutineCapture::On, Some(plan)),
+                Err(error) => {
+                    tracing::warn!("goroutine probes: pid {pid}: {error}; recording without them");
+                    (GoroutineCapture::Failed(error.to_string()), None)
+                }
+            }
+        } else {
+            (GoroutineCapture::Off, None)
+        };
+        let mut probe = Probe::attach(
+            &plan,
+            cgo.as_ref(),
+            goroutine_plan.as_ref(),
+            &exe,
+            pid,
+            bias,
+            sizes,
+        )
+        .with_context(|| format!("attach: pid {pid}"))?;
         let (c_heap, c_heap_hooks) = if c_heap {
             attach_c_heap(&mut probe, pid, &binary)
         } else {
             (CHeapCapture::Off, None)
         };
+        if let Some(goroutine_plan) = &goroutine_plan
+            && let Err(error) = probe.attach_goroutines(goroutine_plan, &exe, pid)
+        {
+            let error = anyhow::Error::from(error);
+            tracing::warn!("goroutine probes: pid {pid}: {error:#}; recording without them");
+            goroutine_capture = GoroutineCapture::Failed(format!("{error:#}"));
+        }
         tracing::debug!(
             "attach: pid {pid}: {} hooks{}, load bias {bias:#x}",
             plan.hooks.len(),
@@ -103,6 +142,7 @@ impl Session {
         mappings.start_program_break(pid);
         let libraries = Libraries::new(pid, &text_map.path);
         let pending = PendingReader::new(&binary, pid);
+        let runtime = RuntimeReader::new(&binary, pid);
         Ok(Self {
             pid,
             binary,
@@ -118,9 +158,32 @@ impl Session {
             stack_sampling: Vec::new(),
             c_heap,
             c_heap_hooks,
+            goroutines: goroutine_capture,
+            goroutine_plan,
             pending,
+            runtime,
             frozen_creations: None,
         })
+    }
+
+    /// Detaches the goroutine probes alone (e.g. over an overhead budget); the rest keeps
+    /// running, and profiles say `goroutine_probes=detached`.
+    pub fn detach_goroutines(&mut self) {
+        if self.goroutines != GoroutineCapture::On {
+            return;
+        }
+        if let ProbeState::Attached(probe) = &mut self.probe {
+            probe.detach_goroutines();
+        }
+        self.goroutines = GoroutineCapture::Detached;
+    }
+
+    /// Goroutine creations and exits seen so far, while the goroutine probes are attached.
+    pub fn goroutine_hits(&self) -> Option<u64> {
+        match &self.probe {
+            ProbeState::Attached(probe) => probe.goroutine_hits(),
+            _ => None,
+        }
     }
 
     /// Detaches the C heap probes alone (e.g. over an overhead budget); the rest keeps
@@ -301,6 +364,22 @@ impl Session {
         }
     }
 
+    /// Reads every goroutine at its current stack into `snapshot` (the process keeps running).
+    pub fn read_goroutines(&self, snapshot: &mut Snapshot) {
+        snapshot.goroutines = self.runtime.goroutines(&self.binary);
+    }
+
+    /// RSS, the runtime's memory figures and the goroutine count of `goroutines` (read now
+    /// when `None`), for the `memory_start`/`memory_end` comments.
+    pub fn memory_numbers(&self, goroutines: Option<&GoroutineRead>) -> MemoryNumbers {
+        match goroutines {
+            Some(read) => self.runtime.memory_numbers(&self.binary, read),
+            None => self
+                .runtime
+                .memory_numbers(&self.binary, &self.runtime.goroutines(&self.binary)),
+        }
+    }
+
     /// A profile of `snapshot` covering `start` + `duration`, with `extra_comments` after the
     /// session's own (Go version, timer family, channel mode, offsets, symbols, hooks).
     pub fn encode(
@@ -336,7 +415,16 @@ impl Session {
             CommentKey::Pid.comment(self.pid),
             CommentKey::CaptureTier.comment(self.capture_tier()),
             CommentKey::CHeap.comment(&self.c_heap),
+            CommentKey::GoroutineProbes.comment(&self.goroutines),
         ];
+        if let Some(plan) = self.goroutine_plan.as_ref().filter(|_| {
+            matches!(
+                self.goroutines,
+                GoroutineCapture::On | GoroutineCapture::Detached
+            )
+        }) {
+            comments.push(CommentKey::GoroutineHooks.comment(plan.describe()));
+        }
         if !detached.is_empty() {
             comments.push(CommentKey::DetachedHooks.comment(detached));
         }
@@ -354,6 +442,7 @@ impl Session {
         }
         comments.extend(snapshot.timer_worker_comments());
         comments.extend(snapshot.pending.comment());
+        comments.extend(snapshot.goroutines.comment());
         comments.extend(snapshot.creations_comment());
         comments.extend_from_slice(extra_comments);
         let recording = Recording {

@@ -94,6 +94,12 @@ impl Symbolizer {
             .or_insert_with(|| lookup(binary, dwarf, address.wrapping_sub(*bias)))
     }
 
+    /// Whether a runtime address is in a compiler-generated wrapper (Go's unwinder elides
+    /// those); `None` when the binary does not tell.
+    pub fn is_wrapper(&self, address: u64) -> Option<bool> {
+        self.binary.is_wrapper(address.wrapping_sub(self.bias))
+    }
+
     /// How many distinct addresses were looked up so far.
     pub fn addresses(&self) -> usize {
         self.frames.len()

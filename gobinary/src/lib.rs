@@ -169,6 +169,27 @@ impl GoBinary {
         self.buildinfo.version
     }
 
+    /// Whether the function containing a link address is code the compiler generated around
+    /// user code (`funcID` wrapper: method and `go f(x)` wrappers), which Go's unwinder leaves
+    /// out of stacks; `None` when the release's numbering is not known or `runtime.goexit`
+    /// does not carry the number it should (docs/go-runtime.md, "Goroutines in memory").
+    pub fn is_wrapper(&self, pc: u64) -> Option<bool> {
+        let pclntab = self.pclntab.as_ref()?;
+        let version = self.version();
+        // (goexit, wrapper): src runtime/symtab.go (1.19 - 1.20), internal/abi/symtab.go.
+        let (goexit, wrapper) = match (version.major, version.minor) {
+            (1, 19..=21) => (7, 21),
+            (1, 22..=24) => (8, 22),
+            (1, 25..=27) => (8, 23),
+            _ => return None,
+        };
+        let goexit_entry = pclntab.function("runtime.goexit")?.entry;
+        if pclntab.func_id(goexit_entry)? != goexit {
+            return None;
+        }
+        Some(pclntab.func_id(pc)? == wrapper)
+    }
+
     /// The binary's DWARF, loaded (and decompressed) the first time it is asked for.
     pub fn dwarf(&self) -> Option<&Dwarf> {
         self.dwarf_part(&self.dwarf, dwarf::Part::Types)

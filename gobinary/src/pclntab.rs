@@ -451,6 +451,24 @@ impl Pclntab {
         self.function_at_index(self.index_containing(pc)?)
     }
 
+    /// The `funcID` of the function containing a link address (the byte four before the end
+    /// of its `_func` record in every format): nonzero for the runtime's special functions and
+    /// compiler wrappers, whose values each release numbers anew.
+    pub fn func_id(&self, pc: u64) -> Option<u8> {
+        let func = self.func(self.index_containing(pc)?)?;
+        self.image
+            .get(func.at + self.format.func_size() - 4)
+            .copied()
+    }
+
+    /// How far the stack pointer is below the function's entry SP at a link address (the
+    /// `pcsp` table; 0 before the frame is set up, as at the entry or in the prologue's
+    /// stack check); `None` outside the table's functions.
+    pub fn sp_delta(&self, pc: u64) -> Option<i32> {
+        let func = self.func(self.index_containing(pc)?)?;
+        self.pc_value(self.field(func, 4)?, func.entry, pc)
+    }
+
     /// Source frames at a link address, innermost inlined call first, the function itself last;
     /// empty outside the table's functions.
     pub fn frames(&self, pc: u64) -> Vec<SourceFrame<'_>> {
@@ -594,7 +612,7 @@ impl Pclntab {
 
     // --- _func ---
 
-    /// `_func` field `n` (1 = nameOff, 5 = pcfile, 6 = pcln, 7 = npcdata, 8 = cuOffset,
+    /// `_func` field `n` (1 = nameOff, 4 = pcsp, 5 = pcfile, 6 = pcln, 7 = npcdata, 8 = cuOffset,
     /// 9 = startLine): 32-bit fields after the entry.
     fn field(&self, func: Func, n: usize) -> Option<u32> {
         read_u32(

@@ -71,6 +71,15 @@ pub fn text_mapping(pid: u32, text: &Segment) -> Result<(MapEntry, u64), Process
     Ok((entry, bias))
 }
 
+/// Resident set size of `pid` from /proc/PID/statm (second field, in pages).
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let statm = std::fs::read_to_string(proc_path(pid, "statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
+}
+
 /// `GODEBUG` from the target's environment at exec time.
 pub fn godebug(pid: u32) -> Option<String> {
     let environ = fs::read(proc_path(pid, "environ")).ok()?;

@@ -197,6 +197,16 @@ string_enum! {
         /// The probed libc and its probe points, `symbol+offset`, `(stepped)` where the kernel
         /// single-steps the probed instruction.
         CHeapProbes => "c_heap_probes",
+        /// Whether the goroutine probes (goroutines created and exited, by creating stack) ran:
+        /// `on`, `off` (not asked for), `detached` (removed while running, over the overhead
+        /// budget), `failed` (e.g. Go <= 1.16).
+        GoroutineProbes => "goroutine_probes",
+        /// The goroutine probe points, `symbol+offset`: creation, then exit.
+        GoroutineHooks => "goroutine_hooks",
+        /// The read of the goroutines (`goroutines` samples): `ok goroutines=N running=N
+        /// syscall_unwalked=N torn=N unreadable=N truncated=N`, `refused: REASON` or
+        /// `failed: REASON`.
+        GoroutineSnapshot => "goroutine_snapshot",
         /// The read of the runtime's timer heaps: `ok timers=N inconsistent=M`,
         /// `refused: REASON` or `failed: REASON`.
         Snapshot => "snapshot",
@@ -416,6 +426,13 @@ string_enum! {
         /// Events of a hook whose stack walks the overhead budget sampled: only the immediate
         /// caller is known.
         StackSampledOut => "[stack sampled out]",
+        /// Exits of goroutines created before the attach: only their `go` statement is known.
+        GoroutineCreatedBeforeAttach => "[goroutine created before attach]",
+        /// A goroutine running on a thread when read: its stack is in that thread's registers.
+        GoroutineRunning => "[goroutine running: stack not in memory]",
+        /// A goroutine in a system call on Go < 1.23, which saves no frame pointer for it: only
+        /// the pc where it entered the call is known.
+        SyscallNotWalked => "[in syscall: stack not walked]",
     }
 }
 

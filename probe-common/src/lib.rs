@@ -22,8 +22,12 @@ pub mod event {
     pub const CALLBACK_BEGIN: u32 = 5;
     /// Go <= 1.13: the callback returned to `runtime.timerproc`; stops the busy clock.
     pub const CALLBACK_END: u32 = 6;
+    /// A goroutine was created (a `go` statement), at the creating stack.
+    pub const GOROUTINE_CREATED: u32 = 7;
+    /// A goroutine exited, at the stack that created it.
+    pub const GOROUTINE_EXITED: u32 = 8;
     /// Number of event kinds.
-    pub const COUNT: u32 = 7;
+    pub const COUNT: u32 = 9;
 }
 
 /// Where a hook reads a value at the probed instruction.
@@ -86,7 +90,8 @@ pub mod site_flag {
     /// The timer is periodic (a ticker).
     pub const PERIODIC: u32 = 1;
     /// The timer was not seen being created or armed while we watched (it predates the attach),
-    /// so the stack is the one at this event, not its creation stack.
+    /// so the stack is the one at this event, not its creation stack. On a goroutine exit: the
+    /// goroutine's creation was not seen; `caller` holds its `gopc`, and there is no stack.
     pub const UNKNOWN_ORIGIN: u32 = 2;
     /// `callback` holds the address of the funcval, which the probe could not read (a static
     /// funcval on a page the target has not touched yet); userspace reads it from the binary.
@@ -127,8 +132,11 @@ pub mod drop {
     pub const C_HEAP_CALLS_FULL: u32 = 9;
     /// The per-site C heap totals map was full: an allocation's bytes are not counted.
     pub const C_HEAP_SITES_FULL: u32 = 10;
+    /// The map of goroutines created while recorded was full: a creation is counted, but its
+    /// exit will count as that of a goroutine created before the attach.
+    pub const GOROUTINE_MAP_FULL: u32 = 11;
     /// Number of drop reasons.
-    pub const COUNT: u32 = 11;
+    pub const COUNT: u32 = 12;
 }
 
 /// Most hooks one target can have; sizes the `HOOKS` and `HOOK_HITS` arrays.
@@ -202,6 +210,27 @@ pub struct HookPlan {
     pub worker: ValueSource,
 }
 
+/// The goroutine hooks, indices into the `GOROUTINE_HOOKS` and `GOROUTINE_HITS` arrays.
+pub mod goroutine_hook {
+    /// A new goroutine, about to be made runnable: its `g` is known, nothing runs it yet.
+    pub const CREATED: u32 = 0;
+    /// A goroutine about to exit (`runtime.goexit1`).
+    pub const EXITED: u32 = 1;
+    /// Number of goroutine hooks.
+    pub const COUNT: u32 = 2;
+}
+
+/// Where one goroutine hook finds the `*runtime.g` it is about (userspace writes one per hook).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GoroutineHook {
+    /// The new goroutine's `g` (creation), or the exiting one's.
+    pub g: ValueSource,
+    /// [`hook_flag`] bits: [`hook_flag::SKIP_IF_MORESTACK`], [`hook_flag::IN_BODY`].
+    pub flags: u32,
+    pub _pad: u32,
+}
+
 /// Offsets of the runtime structures the probes read, plus the target process. One per load,
 /// set as a global before the programs are loaded.
 #[repr(C)]
@@ -226,6 +255,10 @@ pub struct TargetConfig {
     pub timer_fields_end: u32,
     /// Runtime address of `time.goFunc`: for AfterFunc timers the user's closure is `*arg.data`.
     pub go_func_pc: u64,
+    /// `runtime.g.gopc` (the `go` statement's return address), read at the exit of a goroutine
+    /// created before the attach.
+    pub g_gopc: u32,
+    pub _pad: u32,
 }
 
 impl TargetConfig {
@@ -470,6 +503,7 @@ mod pod {
     unsafe impl aya::Pod for CHeapTotals {}
     unsafe impl aya::Pod for CHeapBlock {}
     unsafe impl aya::Pod for CHeapCall {}
+    unsafe impl aya::Pod for GoroutineHook {}
 }
 
 #[cfg(test)]
@@ -481,7 +515,8 @@ mod tests {
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<ValueSource>(), 8);
         assert_eq!(size_of::<HookPlan>(), 8 + 7 * 8);
-        assert_eq!(size_of::<TargetConfig>(), 8 * 4 + 8);
+        assert_eq!(size_of::<TargetConfig>(), 8 * 4 + 8 + 8);
+        assert_eq!(size_of::<GoroutineHook>(), 16);
         assert_eq!(size_of::<TimerWorker>(), 24);
         assert_eq!(size_of::<TimerCreation>(), 24);
         assert_eq!(size_of::<SiteKey>(), 4 + 4 + 8 * 4 + 4 + 4);

@@ -6,6 +6,7 @@
 mod calibrate;
 mod cgo;
 mod cheap;
+mod goroutines;
 mod maps;
 mod mmap;
 mod regs;

@@ -8,8 +8,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use probe_common::{
-    CHeapBlock, CHeapCall, CHeapSite, CHeapTotals, DELAY_BUCKETS, HookPlan, LiveTimer, MAX_HOOKS,
-    MmapEvent, SiteKey, SiteValue, TargetConfig, TimerCreation, TimerWorker, drop,
+    CHeapBlock, CHeapCall, CHeapSite, CHeapTotals, DELAY_BUCKETS, GoroutineHook, HookPlan,
+    LiveTimer, MAX_HOOKS, MmapEvent, SiteKey, SiteValue, TargetConfig, TimerCreation, TimerWorker,
+    drop, goroutine_hook,
 };
 
 /// Written by userspace before load (`EbpfLoader::set_global`); read with `config()`.
@@ -24,6 +25,8 @@ static CONFIG: TargetConfig = TargetConfig {
     timer_unarmed_marker: 0,
     timer_fields_end: 0,
     go_func_pc: 0,
+    g_gopc: 0,
+    _pad: 0,
 };
 
 #[inline(always)]
@@ -123,6 +126,23 @@ pub static C_HEAP_CALLS: HashMap<u32, CHeapCall> = HashMap::with_max_entries(409
 #[map]
 pub static C_HEAP_SITES: PerCpuHashMap<CHeapSite, CHeapTotals> =
     PerCpuHashMap::with_max_entries(16384, 0);
+
+/// The goroutine hooks' plans, indexed by `probe_common::goroutine_hook`.
+#[map]
+pub static GOROUTINE_HOOKS: Array<GoroutineHook> =
+    Array::with_max_entries(goroutine_hook::COUNT, 0);
+
+/// Goroutine hook hits, indexed like `GOROUTINE_HOOKS`.
+#[map]
+pub static GOROUTINE_HITS: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(goroutine_hook::COUNT, 0);
+
+/// Goroutines created while the probes were armed and not exited since: their creating stack
+/// (a `STACKS` key), by `g` address (a `g` is reused only after its goroutine exited).
+/// Preallocated (userspace sets the size): a creation or exit, on the hot path of a server
+/// that starts a goroutine per request, calls no allocator.
+#[map]
+pub static GOROUTINES: HashMap<u64, u64> = HashMap::with_max_entries(65_536, 0);
 
 /// Completed mmap-family calls, for userspace's interval map.
 #[map]

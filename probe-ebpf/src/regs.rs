@@ -59,6 +59,14 @@ pub fn register(regs: &Registers, slot: u32) -> Option<u64> {
     })
 }
 
+/// At a stack-check `JBE`: the branch to morestack is taken when CF or ZF is set.
+#[inline(always)]
+pub fn morestack_branch_taken(regs: &Registers) -> bool {
+    const CARRY: u64 = 1 << 0;
+    const ZERO: u64 = 1 << 6;
+    register(regs, reg::EFLAGS).is_some_and(|flags| flags & (CARRY | ZERO) != 0)
+}
+
 /// The value `src` names, or `None` when the plan has no such value or it cannot be read.
 #[inline(always)]
 pub fn read_source(regs: &Registers, src: ValueSource) -> Option<u64> {

@@ -20,7 +20,7 @@ use crate::{
         CREATIONS, CREATIONS_ADDED, DELAY_HIST, HOOK_HITS, HOOKS, LIVE, SITES, STACK_SAMPLING,
         STACKS_SAMPLED_OUT, TIMER_WORKERS, bump, config, count_drop, entry, target_thread,
     },
-    regs::{Registers, read_source, read_u64, register, try_read_u64},
+    regs::{Registers, morestack_branch_taken, read_source, read_u64, register, try_read_u64},
     stacks::{Frames, user_stack},
 };
 
@@ -61,14 +61,6 @@ fn on_timer_hook(ctx: &ProbeContext) -> Option<()> {
         event::STOPPED => hit.stopped(),
         _ => hit.armed(),
     }
-}
-
-/// At a stack-check `JBE`: the branch to morestack is taken when CF or ZF is set.
-#[inline(always)]
-fn morestack_branch_taken(regs: &Registers) -> bool {
-    const CARRY: u64 = 1 << 0;
-    const ZERO: u64 = 1 << 6;
-    register(regs, reg::EFLAGS).is_some_and(|flags| flags & (CARRY | ZERO) != 0)
 }
 
 /// One hit of a hook on one timer.

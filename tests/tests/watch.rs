@@ -930,3 +930,49 @@ fn which_promtool() -> Result<PathBuf, String> {
         None => Err("promtool not installed".into()),
     }
 }
+
+/// The goroutine probes are on in watch and obey the budget: over it (with no timer hook to
+/// sample in the creation tier), they are detached together, and the profiles say so.
+#[test]
+fn goroutine_probes_are_detached_over_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    // Rounds of 100 goroutines that exit at once, for longer than the test needs.
+    let mut fixture = Fixture::spawn(
+        "goroutines",
+        reference_go(),
+        Variant::Normal,
+        &["churn", "-n", "100", "-exit", "100", "-repeat", "1000000"],
+    );
+    let pid = fixture.pid().to_string();
+    let watcher = Watcher::start(&[
+        "--pid",
+        &pid,
+        "--max-overhead",
+        "0.01",
+        "--interval",
+        "1s",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    watcher.wait_for(&format!("watching pid {pid}"));
+    fixture.start_scenario();
+    let step = watcher.wait_for("detached the goroutine probes");
+    assert!(step.contains("over the budget of 0.010%"), "{step}");
+    // One more interval, written after the step.
+    thread::sleep(Duration::from_millis(1500));
+    watcher.stop();
+    let profiles = profiles_by_pid(dir.path()).remove(&fixture.pid()).unwrap();
+    let (_, last) = profiles.last().unwrap();
+    assert_eq!(last.comment_value("goroutine_probes"), Some("detached"));
+    assert!(
+        last.comments
+            .iter()
+            .any(|c| c.starts_with("capture_step=") && c.contains("goroutine probes")),
+        "{:?}",
+        last.comments
+    );
+    // Counted while they ran, at the `go` statement; nothing after.
+    let created = |p: &ResolvedProfile| cum(p, "goroutines_created", "main.spawnChurn", None);
+    assert!(profiles.iter().any(|(_, p)| created(p) > 0));
+    assert_eq!(created(last), 0);
+}

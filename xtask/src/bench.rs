@@ -8,6 +8,7 @@
 mod analyzer_diff;
 mod c_heap;
 mod go_programs;
+mod goroutine_probes;
 mod hooks;
 mod measure;
 mod plot;
@@ -66,6 +67,8 @@ pub enum Benchmark {
     Servers,
     /// Row 8: the C heap probes' cost per malloc+free pair, against bpftrace memleak-style.
     CHeap,
+    /// Row 9: the goroutine probes' cost per goroutine create+exit.
+    Goroutines,
     /// How cost grows: probe cost per timer event against stack depth (8, 32, 128 frames).
     ProbeDepth,
     /// How cost grows: the agent's CPU and memory in `watch` against pending timers (1k,
@@ -212,6 +215,9 @@ pub fn run(args: &Args) -> Result<()> {
     }
     if selected(Benchmark::CHeap) {
         sections.push(c_heap::run(&bench)?);
+    }
+    if selected(Benchmark::Goroutines) {
+        sections.push(goroutine_probes::run(&bench)?);
     }
     let mut growth = Vec::new();
     if selected(Benchmark::ProbeDepth) {

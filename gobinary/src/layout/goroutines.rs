@@ -9,6 +9,10 @@ use crate::{GoBinary, GoVersion};
 /// Members of `runtime.g` a goroutine reader needs, as offsets from the start of the `g`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GoroutineLayout {
+    /// `stack.lo`, `stack.hi`: the bounds of the goroutine's stack (`g.stack` is its first
+    /// member in every release).
+    pub stack_lo: u32,
+    pub stack_hi: u32,
     /// `atomicstatus` (uint32).
     pub status: u32,
     pub goid: u32,
@@ -39,6 +43,8 @@ impl GoroutineLayout {
     /// Bytes of a `g` that cover every member read (one read per goroutine).
     pub fn read_len(&self) -> u32 {
         [
+            self.stack_lo + 8,
+            self.stack_hi + 8,
             self.status + 4,
             self.goid + 8,
             self.waitsince + 8,
@@ -64,6 +70,8 @@ impl GoroutineLayout {
         let (status, parent_goid, gopc, startpc, syscall_sp, syscall_bp, sched_bp) =
             lookup(G_TABLE, version)?;
         Ok(Self {
+            stack_lo: 0,
+            stack_hi: 8,
             status,
             // goid, waitsince and waitreason sit at +8, +24, +32 in every release.
             goid: status + 8,
@@ -89,9 +97,11 @@ impl GoroutineLayout {
         Ok(binary
             .dwarf()
             .and_then(|dwarf| {
-                let offsets = dwarf.struct_offsets(&["runtime.g", "runtime.gobuf"]);
+                let offsets =
+                    dwarf.struct_offsets(&["runtime.g", "runtime.gobuf", "runtime.stack"]);
                 let g = offsets.get("runtime.g")?;
                 let gobuf = offsets.get("runtime.gobuf")?;
+                let bounds = offsets.get("runtime.stack")?;
                 let member = |name: &str| g.get(name).and_then(|&o| u32::try_from(o).ok());
                 let sched = member("sched")?;
                 let in_sched = |name: &str| {
@@ -104,7 +114,16 @@ impl GoroutineLayout {
                     Some(_) => member(name).map(Some),
                     None => Some(None),
                 };
+                let stack = member("stack")?;
+                let in_stack = |name: &str| {
+                    bounds
+                        .get(name)
+                        .and_then(|&o| u32::try_from(o).ok())
+                        .map(|o| stack + o)
+                };
                 Some(Self {
+                    stack_lo: in_stack("lo")?,
+                    stack_hi: in_stack("hi")?,
                     status: member("atomicstatus")?,
                     goid: member("goid")?,
                     waitsince: member("waitsince")?,

@@ -286,6 +286,24 @@ impl<'a> RuntimeImage<'a> {
         runtime.wrapping_sub(self.bias)
     }
 
+    /// The `pcsp` value at a runtime code address (0 before the function set up its frame).
+    pub fn sp_delta(&self, runtime_pc: u64) -> Option<i32> {
+        self.binary
+            .pclntab
+            .as_ref()?
+            .sp_delta(self.link_address(runtime_pc))
+    }
+
+    /// The runtime entry address of the function containing a runtime code address.
+    pub fn function_entry(&self, runtime_pc: u64) -> Option<u64> {
+        let function = self
+            .binary
+            .pclntab
+            .as_ref()?
+            .function_containing(self.link_address(runtime_pc))?;
+        Some(function.entry.wrapping_add(self.bias))
+    }
+
     /// The function containing a runtime code address, by its pclntab (else symtab) name.
     pub fn function_name(&self, runtime_pc: u64) -> Option<String> {
         let pc = self.link_address(runtime_pc);

@@ -66,6 +66,12 @@ pub struct MapSizeArgs {
     #[arg(long, default_value_t = MapSizes::default().creations,
           value_parser = clap::value_parser!(u32).range(1..=(1 << 24)))]
     pub max_creations: u32,
+    /// Goroutines created while recorded that are tracked until they exit, so their exits
+    /// count at their creating stack (about 64 bytes of kernel memory each, allocated up
+    /// front).
+    #[arg(long, default_value_t = MapSizes::default().goroutines,
+          value_parser = clap::value_parser!(u32).range(1..=(1 << 20)))]
+    pub max_goroutines: u32,
 }
 
 impl From<&MapSizeArgs> for MapSizes {
@@ -76,6 +82,7 @@ impl From<&MapSizeArgs> for MapSizes {
             stacks: args.max_stacks,
             c_blocks: args.max_c_blocks,
             creations: args.max_creations,
+            goroutines: args.max_goroutines,
         }
     }
 }

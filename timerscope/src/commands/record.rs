@@ -50,6 +50,11 @@ pub struct RecordArgs {
     /// `sudo -u USER` would give it (HOME, USER, LOGNAME, SHELL, PATH; the rest reset).
     #[arg(long, value_name = "USER", requires = "command")]
     pub user: Option<String>,
+    /// Leave out the goroutine probes, which count goroutines created and exited by the stack
+    /// of their `go` statement (`goroutines_created`, `goroutines_exited`): a program that
+    /// starts goroutines at a high rate pays about two uprobe hits per goroutine.
+    #[arg(long)]
+    pub no_goroutine_probes: bool,
     /// Command to launch and record.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -73,6 +78,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<u8> {
         events: args.events,
         sizes: (&args.sizes).into(),
         c_heap: !args.no_c_heap,
+        goroutines: !args.no_goroutine_probes,
     })
     .await?;
     println!("{}", outcome.output.display());
@@ -95,6 +101,8 @@ pub struct RecordOptions {
     pub sizes: MapSizes,
     /// Attach the C heap probes when the target links libc.
     pub c_heap: bool,
+    /// Attach the goroutine probes.
+    pub goroutines: bool,
 }
 
 /// How a recording ended.
@@ -131,7 +139,20 @@ pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
         .clone()
         .unwrap_or_else(|| default_output(pid));
     pprof::check_output_path(&output)?;
-    let mut session = Session::attach(pid, options.sizes, options.events, options.c_heap)?;
+    let mut session = Session::attach(
+        pid,
+        options.sizes,
+        options.events,
+        options.c_heap,
+        options.goroutines,
+    )?;
+    // A launched command is stopped at exec, before its runtime exists: its figures at the
+    // start would be zeros, and everything the runtime sets up would look like growth.
+    let memory_start = matches!(options.target, RecordTarget::Pid(_)).then(|| {
+        session
+            .memory_numbers(None)
+            .comment(CommentKey::MemoryStart)
+    });
     let start = SystemTime::now();
     let started = Instant::now();
     let exited = launched.take().map(Launched::resume).transpose()?;
@@ -155,13 +176,13 @@ pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
     session.detach();
     let mut snapshot = session.snapshot()?;
     session.read_pending(&mut snapshot);
+    session.read_goroutines(&mut snapshot);
+    let memory_end = session.memory_numbers(Some(&snapshot.goroutines));
     let duration = started.elapsed();
-    let profile = session.encode(
-        &snapshot,
-        start,
-        duration,
-        &[CommentKey::StoppedBy.comment(format_args!("{stop:?}"))],
-    )?;
+    let mut comments = vec![CommentKey::StoppedBy.comment(format_args!("{stop:?}"))];
+    comments.extend(memory_start);
+    comments.push(memory_end.comment(CommentKey::MemoryEnd));
+    let profile = session.encode(&snapshot, start, duration, &comments)?;
     pprof::write_atomic(&output, &profile)?;
     report_drops(&snapshot);
     eprintln!(

@@ -210,15 +210,6 @@ fn site_rows(
     out
 }
 
-/// Resident set size of `pid` from /proc/PID/statm (second field, in pages).
-fn rss_bytes(pid: u32) -> Option<u64> {
-    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages * u64::try_from(page).ok()?)
-}
-
 /// The attached process and what `top` keeps between refreshes.
 struct Live {
     session: Session,
@@ -255,7 +246,7 @@ impl Live {
         self.last_at = at;
         Ok(Measurement {
             types: site_rows(&resolved, seconds, &mut self.previous),
-            rss_bytes: rss_bytes(self.session.pid),
+            rss_bytes: gobinary::process::rss_bytes(self.session.pid),
             drops,
             drops_total: self.drops_total,
             overhead: self.budget.ratio(),
@@ -385,7 +376,7 @@ pub async fn run(args: TopArgs) -> anyhow::Result<u8> {
     let pid = preflight::require_process(args.pid)?;
     let budget = OverheadBudget::new(args.max_overhead)?;
     // The C heap probes are watch's opt-in extra; top shows timers and mappings.
-    let mut session = Session::attach(pid, (&args.sizes).into(), args.events, false)?;
+    let mut session = Session::attach(pid, (&args.sizes).into(), args.events, false, false)?;
     let last = session.snapshot()?;
     let session_line = format!(
         "{} ({})",

@@ -23,7 +23,7 @@ use tokio::{
 };
 
 use capture::{collect::Snapshot, encode::DROP_NAMES};
-use pprof::vocabulary::CaptureTier;
+use pprof::vocabulary::{CaptureTier, MemoryNumbers};
 
 /// The latest rendered page, shared with the server.
 pub type Page = Arc<Mutex<String>>;
@@ -55,7 +55,16 @@ pub struct ProcessMetrics<'a> {
     pub max_overhead_ratio: f64,
     /// Steps down the overhead budget took.
     pub steps: usize,
+    /// The process's memory figures at the latest interval boundary.
+    pub memory: &'a MemoryNumbers,
 }
+
+/// A gauge of the memory figures: name, help, the figure.
+type MemoryGauge = (
+    &'static str,
+    &'static str,
+    fn(&MemoryNumbers) -> Option<u64>,
+);
 
 /// Histogram buckets reported: fires late by at most 2^b ns, for b in this range (1 µs .. 34 s).
 const DELAY_BUCKET_RANGE: std::ops::RangeInclusive<usize> = 10..=35;
@@ -143,6 +152,37 @@ pub fn render(processes: &[ProcessMetrics<'_>], agent: &AgentCounters) -> String
             })
             .collect(),
     );
+    let memory_gauges: [MemoryGauge; 3] = [
+        (
+            "timerscope_go_heap_alloc_bytes",
+            "Bytes of live and not yet swept Go heap objects (runtime.MemStats.HeapAlloc, read \
+             from the target's memory at the latest interval boundary; lags the per-P caches).",
+            |m| m.heap_alloc,
+        ),
+        (
+            "timerscope_go_sys_bytes",
+            "Bytes the Go runtime obtained from the OS (runtime.MemStats.Sys, read from the \
+             target's memory at the latest interval boundary).",
+            |m| m.sys,
+        ),
+        (
+            "timerscope_goroutines",
+            "User goroutines in the target (the runtime's own left out), read from its memory at \
+             the latest interval boundary.",
+            |m| m.goroutines,
+        ),
+    ];
+    for (name, help, value) in memory_gauges {
+        family(
+            name,
+            "gauge",
+            help,
+            processes
+                .iter()
+                .filter_map(|p| Some(format!("{name}{{{}}} {}", labels(p), value(p.memory)?)))
+                .collect(),
+        );
+    }
     family(
         "timerscope_dropped_total",
         "counter",
@@ -588,6 +628,11 @@ mod tests {
                 overhead_ratio: Some(0.0025),
                 max_overhead_ratio: 0.01,
                 steps: 1,
+                memory: &MemoryNumbers {
+                    heap_alloc: Some(4096),
+                    goroutines: Some(12),
+                    ..MemoryNumbers::default()
+                },
             }],
             &AgentCounters::default(),
         );
@@ -608,6 +653,11 @@ mod tests {
             page.contains("timerscope_timer_fire_delay_seconds_sum{pid=\"42\",exe=\"svc\"} 0.003")
         );
         assert!(page.contains("# TYPE process_resident_memory_bytes gauge"));
+        assert!(page.contains("timerscope_go_heap_alloc_bytes{pid=\"42\",exe=\"svc\"} 4096"));
+        assert!(page.contains("timerscope_goroutines{pid=\"42\",exe=\"svc\"} 12"));
+        // A figure that could not be read is left out, not written as 0.
+        assert!(page.contains("# TYPE timerscope_go_sys_bytes gauge"));
+        assert!(!page.contains("timerscope_go_sys_bytes{"));
         assert!(!page.contains("reason=\"stack_truncated\""));
         assert!(page.contains("timerscope_stacks_truncated_total{pid=\"42\",exe=\"svc\"} 0"));
         let (cpu, rss, start) = agent_usage();

@@ -26,7 +26,7 @@ use capture::{
     session::{Session, report_drops},
 };
 use clap::Args;
-use pprof::vocabulary::Events;
+use pprof::vocabulary::{CommentKey, Events, MemoryNumbers};
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::{MapSizeArgs, StopSignals, events_parser};
@@ -91,6 +91,10 @@ pub struct WatchArgs {
     /// libc. Off by default: allocation-heavy C code pays about a microsecond per call.
     #[arg(long)]
     pub c_heap: bool,
+    /// Leave out the goroutine probes (goroutines created and exited, by the stack of their
+    /// `go` statement). They obey --max-overhead: over it, they are detached together.
+    #[arg(long)]
+    pub no_goroutine_probes: bool,
 }
 
 fn parse_percent(text: &str) -> Result<f64, String> {
@@ -148,6 +152,7 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<u8> {
         max_overhead: args.max_overhead,
         sizes: (&args.sizes).into(),
         c_heap: args.c_heap,
+        goroutines: !args.no_goroutine_probes,
     })
     .await?;
     Ok(crate::exit::SUCCESS)
@@ -177,6 +182,8 @@ pub struct WatchOptions {
     pub sizes: MapSizes,
     /// Attach the C heap probes to targets that link libc.
     pub c_heap: bool,
+    /// Attach the goroutine probes.
+    pub goroutines: bool,
 }
 
 /// One watched process.
@@ -190,6 +197,8 @@ struct Watched {
     /// Cumulative state at the end of the previous interval.
     previous: Snapshot,
     interval_start: SystemTime,
+    /// Memory figures at the start of this interval (the end of the previous one).
+    memory: MemoryNumbers,
 }
 
 /// How often new processes of `--exe` are looked for and exits noticed.
@@ -332,6 +341,7 @@ async fn capture(
                             overhead_ratio: w.budget.ratio(),
                             max_overhead_ratio: w.budget.max_ratio(),
                             steps: w.budget.steps_taken(),
+                            memory: &w.memory,
                         }
                     })
                     .collect();
@@ -393,8 +403,15 @@ async fn capture(
 
 fn start_watching(pid: u32, options: &WatchOptions) -> anyhow::Result<Watched> {
     let budget = OverheadBudget::new(options.max_overhead)?;
-    let mut session = Session::attach(pid, options.sizes, options.events, options.c_heap)?;
+    let mut session = Session::attach(
+        pid,
+        options.sizes,
+        options.events,
+        options.c_heap,
+        options.goroutines,
+    )?;
     let previous = session.snapshot()?;
+    let memory = session.memory_numbers(None);
     let exe = session.binary_path().file_name().map_or_else(
         || "unknown".to_owned(),
         |n| n.to_string_lossy().into_owned(),
@@ -421,6 +438,7 @@ fn start_watching(pid: u32, options: &WatchOptions) -> anyhow::Result<Watched> {
         labels,
         previous,
         interval_start: SystemTime::now(),
+        memory,
     })
 }
 
@@ -511,12 +529,17 @@ impl IntervalWriter<'_> {
     fn write_interval(&self, w: &mut Watched) -> anyhow::Result<PathBuf> {
         let mut now = w.session.snapshot()?;
         w.session.read_pending(&mut now);
+        w.session.read_goroutines(&mut now);
+        let memory_end = w.session.memory_numbers(Some(&now.goroutines));
         let delta = now.since(&w.previous);
         let end = SystemTime::now();
         let duration = end.duration_since(w.interval_start).unwrap_or_default();
+        let mut comments = w.budget.comments();
+        comments.push(w.memory.comment(CommentKey::MemoryStart));
+        comments.push(memory_end.comment(CommentKey::MemoryEnd));
         let profile = w
             .session
-            .encode(&delta, w.interval_start, duration, &w.budget.comments())?;
+            .encode(&delta, w.interval_start, duration, &comments)?;
         let stem = format!(
             "{}-{}-{}",
             w.exe,
@@ -559,6 +582,7 @@ impl IntervalWriter<'_> {
         .with_context(|| format!("watch: retention in {}", dir.display()))?;
         w.previous = now;
         w.interval_start = end;
+        w.memory = memory_end;
         Ok(path)
     }
 
