@@ -11,6 +11,7 @@ mod go_programs;
 mod goroutine_probes;
 mod hooks;
 mod measure;
+mod plot;
 mod probe_cost;
 mod report;
 mod servers;
@@ -28,7 +29,7 @@ use anyhow::{Context, Result, bail};
 use timerscope_tests::{go_binary, reference_go, workspace_root};
 
 use crate::util;
-use go_programs::Dwarf;
+use go_programs::{Dwarf, LARGE_PACKAGES};
 use report::{CpuAccount, Machine, Results};
 
 #[derive(clap::Args)]
@@ -74,6 +75,15 @@ pub enum Benchmark {
     Snapshot,
     /// Row 11: reading 100,000 goroutines from memory (library and `timerscope goroutines`).
     GoroutineSnapshot,
+    /// How cost grows: probe cost per timer event against stack depth (8, 32, 128 frames).
+    ProbeDepth,
+    /// How cost grows: the agent's CPU and memory in `watch` against pending timers (1k,
+    /// 100k, 1M) and watched processes (1, 10, 50).
+    WatchLoad,
+    /// How cost grows: symbolization against binary size (14.5, about 55 and 102 MB).
+    SymbolizeSize,
+    /// How cost grows: `timerscope diff` against profile size (25k, 250k, 1M stacks).
+    DiffSize,
 }
 
 /// Settings and tools shared by the benchmarks.
@@ -89,6 +99,8 @@ pub struct Bench {
     pub addresses: usize,
     /// Stacks in each synthetic profile of the analyzer row.
     pub profile_samples: usize,
+    /// How long each measured window of the watch-load row lasts.
+    pub growth_window: Duration,
     /// `target/bench`: inputs, profiles, results.
     pub out_dir: PathBuf,
     pub tools: Tools,
@@ -176,6 +188,7 @@ pub fn run(args: &Args) -> Result<()> {
         churn: Duration::from_secs(if args.quick { 1 } else { 3 }),
         addresses: if args.quick { 20_000 } else { 100_000 },
         profile_samples: if args.quick { 20_000 } else { 250_000 },
+        growth_window: Duration::from_secs(if args.quick { 3 } else { 10 }),
         out_dir,
         tools,
     };
@@ -187,19 +200,21 @@ pub fn run(args: &Args) -> Result<()> {
     }
     if selected(Benchmark::Symbolize) {
         for dwarf in [Dwarf::V5, Dwarf::V4] {
-            let binary = go_programs::large(dwarf)?;
+            let binary = go_programs::large(dwarf, LARGE_PACKAGES)?;
             sections.push(symbolization::run(&bench, &binary, dwarf)?);
         }
     }
     if selected(Benchmark::Analyzer) {
         sections.push(analyzer_diff::run(&bench)?);
-        sections.push(analyzer_diff::growth(&bench)?);
     }
     if selected(Benchmark::Watch) {
         sections.push(watch_mode::run(&bench, &go_programs::paced()?)?);
     }
     if selected(Benchmark::Startup) {
-        sections.push(startup::run(&bench, &go_programs::large(Dwarf::V5)?)?);
+        sections.push(startup::run(
+            &bench,
+            &go_programs::large(Dwarf::V5, LARGE_PACKAGES)?,
+        )?);
     }
     if selected(Benchmark::Servers) {
         sections.push(servers::run(&bench)?);
@@ -216,6 +231,23 @@ pub fn run(args: &Args) -> Result<()> {
     if selected(Benchmark::GoroutineSnapshot) {
         sections.push(snapshots::goroutines(&bench)?);
     }
+    let mut growth = Vec::new();
+    if selected(Benchmark::ProbeDepth) {
+        growth.push(probe_cost::depth(&bench)?);
+    }
+    if selected(Benchmark::WatchLoad) {
+        growth.extend(watch_mode::growth(&bench, &go_programs::paced()?)?);
+    }
+    if selected(Benchmark::SymbolizeSize) {
+        let mut binaries = Vec::new();
+        for packages in SYMBOLIZE_SIZE_PACKAGES {
+            binaries.push((packages, go_programs::large(Dwarf::V5, packages)?));
+        }
+        growth.push(symbolization::growth(&bench, &binaries)?);
+    }
+    if selected(Benchmark::DiffSize) {
+        growth.push(analyzer_diff::growth(&bench)?);
+    }
 
     machine.load_at_end = report::load_average();
     machine.others_cpu_percent = CpuAccount::now().others_percent_since(&cpu_at_start);
@@ -230,20 +262,38 @@ pub fn run(args: &Args) -> Result<()> {
         quick: args.quick,
         machine,
         sections,
+        growth,
     };
     let markdown = results.markdown();
-    println!("\n{markdown}");
+    let growth_markdown = results.growth_markdown();
+    println!("\n{markdown}\n{growth_markdown}");
+    let plots = results.plot(&bench.out_dir)?;
     let json = bench.out_dir.join("results.json");
     results.write_json(&json)?;
     println!("bench: wrote {}", json.display());
     if !args.quick && args.only.is_empty() && !args.no_build {
         let doc = root.join("BENCHMARKS.md");
-        report::update_benchmarks_md(&doc, &markdown)?;
-        println!("bench: updated {}", doc.display());
+        report::update_benchmarks_md(&doc, &markdown, &growth_markdown)?;
+        let plot_dir = root.join(report::PLOT_DIR);
+        fs::create_dir_all(&plot_dir)
+            .with_context(|| format!("bench: creating {}", plot_dir.display()))?;
+        for plot in &plots {
+            let to = plot_dir.join(plot.file_name().unwrap());
+            fs::copy(plot, &to).with_context(|| format!("bench: writing {}", to.display()))?;
+        }
+        println!(
+            "bench: updated {} and {}",
+            doc.display(),
+            plot_dir.display()
+        );
     }
     println!("bench: done in {:.1} min", results.seconds / 60.0);
     Ok(())
 }
+
+/// Generated packages of the symbolization-against-size row's binaries: 14.5, about 55 and
+/// 102 MB (the standard-library part alone is 14.5 MB).
+const SYMBOLIZE_SIZE_PACKAGES: [usize; 3] = [0, 5, LARGE_PACKAGES];
 
 /// Cargo's target directory (`CARGO_TARGET_DIR` or `target/` in the workspace).
 fn target_dir() -> PathBuf {

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::Bench;
 use super::measure::{Spread, Usage, rotated, run_measured};
-use super::report::{Row, Section, file_size, mebibytes, seconds, thousands};
+use super::report::{Growth, Row, Section, file_size, linearity, mebibytes, seconds, thousands};
 use crate::util;
 
 const TOP: &str = "20";
@@ -85,7 +85,7 @@ fn write_profiles(
 /// How `timerscope diff`'s time and memory grow with the profiles' size: a tenth, the same and
 /// four times the stacks of the comparison with `go tool pprof` (timerscope only: pprof would
 /// take minutes at the largest size).
-pub fn growth(bench: &Bench) -> Result<Section> {
+pub fn growth(bench: &Bench) -> Result<Growth> {
     let dir = bench.out_dir.join("profiles");
     std::fs::create_dir_all(&dir)?;
     let sizes = [
@@ -96,6 +96,7 @@ pub fn growth(bench: &Bench) -> Result<Section> {
     let mut data = Vec::new();
     let mut rows = Vec::new();
     let mut first: Option<(f64, f64)> = None;
+    let (mut time_points, mut memory_points) = (Vec::new(), Vec::new());
     for samples in sizes {
         let (base, new) = write_profiles(bench, &dir, samples)?;
         let mut usages = Vec::new();
@@ -128,22 +129,30 @@ pub fn growth(bench: &Bench) -> Result<Section> {
                 rss.median / rss0
             ),
         });
+        time_points.push((samples as f64, time.median));
+        memory_points.push((samples as f64, rss.median));
         data.push(serde_json::json!({ "samples": samples, "usages": usages }));
         for path in [&base, &new] {
             std::fs::remove_file(path).ok();
         }
     }
-    Ok(Section {
-        title: "4. Analyzer: how `timerscope diff` grows with profile size".into(),
-        rows,
-        checks: Vec::new(),
-        notes: vec![
-            "One profile is read at a time and only per-function sums are kept, so memory \
-             follows the larger decompressed profile (the protobuf bytes, walked in place) plus \
-             its locations; time follows the stacks' total depth."
-                .into(),
-        ],
-        data: serde_json::json!({ "sizes": data }),
+    Ok(Growth {
+        section: Section {
+            title: "`timerscope diff` against profile size".into(),
+            rows,
+            checks: Vec::new(),
+            notes: vec![
+                "Two synthetic profiles as in row 4, `timerscope diff --top 20` alone. One \
+                 profile is read at a time and only per-function sums are kept, so memory \
+                 follows the larger decompressed profile (the protobuf bytes, walked in place) \
+                 plus its locations; time follows the stacks' total depth."
+                    .into(),
+                linearity(&time_points, ("stack", "stacks"), "Time"),
+                linearity(&memory_points, ("stack", "stacks"), "Peak memory"),
+            ],
+            data: serde_json::json!({ "sizes": data }),
+        },
+        plot: None,
     })
 }
 

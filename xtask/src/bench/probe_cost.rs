@@ -6,6 +6,10 @@
 //! record --pid`, or bpftrace with `@[ustack] = count()` on the same hook functions (at their
 //! entry, the only place bpftrace can put a uprobe), then lets it churn. The runs of the three
 //! interleave. From the medians: µs added per operation = 1/probed rate − 1/unprobed rate.
+//!
+//! [`depth`] measures the same cost (unprobed against `timerscope record`) at several stack
+//! depths, with the `paced` bench program doing the same loop back to back, a chosen number of
+//! calls deeper.
 
 use std::fs;
 use std::io::Write as _;
@@ -18,11 +22,13 @@ use serde::{Deserialize, Serialize};
 use timerscope_tests::{GoVersion, Variant, fixture_path, go_version};
 
 use super::Bench;
+use super::go_programs;
 use super::hooks::{
     BPFTRACE_READY, CountsAtExit, TIMERSCOPE_READY, bpftrace_script, hooked_functions,
 };
 use super::measure::{Lines, Running, Spread, rotated};
-use super::report::{Check, Row, Section, rate, thousands};
+use super::plot::Plot;
+use super::report::{Check, Growth, Row, Section, linearity, rate, thousands};
 use crate::util;
 
 const GO_VERSIONS: [&str; 2] = ["1.19", "1.25"];
@@ -33,6 +39,11 @@ const CHURN_FUNCTION: &str = "main.churn";
 /// Targets: the added cost per timer operation, and the advantage over bpftrace.
 const MAX_ADDED_MICROS_PER_OP: f64 = 2.0;
 const MIN_CHEAPER_THAN_BPFTRACE: f64 = 4.0;
+/// Frames of the timer operations' stacks in the depth row (the probe walks at most 127).
+const STACK_DEPTHS: [usize; 3] = [8, 32, 128];
+/// Stack bytes of one recursion frame of `paced -depth`, Go 1.25: `main.descend` reserves 216
+/// bytes (`go tool objdump`: SUBQ $0xd8, SP) below the saved frame pointer and return address.
+const DEPTH_FRAME_BYTES: usize = 232;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -67,11 +78,14 @@ struct ProfileCounts {
     /// created + reset + stopped + fired, everywhere.
     events: u64,
     drops: u64,
+    /// Frames of the deepest stack through main.churn.
+    churn_stack_frames: usize,
 }
 
 #[derive(Debug, Serialize)]
 struct ChurnRun {
-    go: &'static str,
+    /// [`Target::label`].
+    target: String,
     probing: Probing,
     run: usize,
     summary: ChurnSummary,
@@ -85,6 +99,35 @@ struct Target {
     go: &'static GoVersion,
     binary: PathBuf,
     hooks: Vec<String>,
+    workload: Workload,
+    /// Tells the target's runs apart: the Go version, and the depth.
+    label: String,
+}
+
+/// The timer loop the target runs.
+#[derive(Clone, Copy, Debug)]
+enum Workload {
+    /// The timers fixture's `churn` scenario.
+    Churn,
+    /// `paced -ops-per-sec 0`: the same loop, `calls` calls deeper than main.run.
+    Deep { calls: usize },
+}
+
+impl Workload {
+    /// The target's arguments for a run of `duration`, started by a line on stdin.
+    fn args(self, duration: &str) -> Vec<String> {
+        let args = match self {
+            Workload::Churn => vec!["churn", "-n", "0", "-duration", duration, "-wait-stdin"],
+            Workload::Deep { .. } => {
+                vec!["-ops-per-sec", "0", "-duration", duration, "-wait-stdin"]
+            }
+        };
+        let mut args: Vec<String> = args.into_iter().map(str::to_owned).collect();
+        if let Workload::Deep { calls } = self {
+            args.extend(["-depth".to_owned(), calls.to_string()]);
+        }
+        args
+    }
 }
 
 /// Runs rows 1 and 2: a probe-cost section per Go version, then the fidelity section.
@@ -95,18 +138,35 @@ pub fn run(bench: &Bench) -> Result<Vec<Section>> {
         let binary = fixture_path("timers", go, Variant::Normal)?;
         let hooks = hook_functions(bench, go, &binary)?;
         println!("bench: probe cost, {go}: hooks {}", hooks.join(", "));
-        targets.push(Target { go, binary, hooks });
+        targets.push(Target {
+            go,
+            binary,
+            hooks,
+            workload: Workload::Churn,
+            label: go.to_string(),
+        });
     }
+    let runs = interleaved(bench, &targets, &Probing::ALL)?;
+    let mut sections: Vec<Section> = targets
+        .iter()
+        .map(|target| cost_section(target, &runs))
+        .collect();
+    sections.push(fidelity_section(&targets, &runs));
+    Ok(sections)
+}
+
+/// Runs every target under every probing `bench.runs` times, interleaved.
+fn interleaved(bench: &Bench, targets: &[Target], probings: &[Probing]) -> Result<Vec<ChurnRun>> {
     let mut runs = Vec::new();
     for run in 0..bench.runs {
         for (t, target) in targets.iter().enumerate() {
-            for probing in rotated(&Probing::ALL, run + t) {
+            for probing in rotated(probings, run + t) {
                 let result = churn(bench, target, probing, run).with_context(|| {
-                    format!("bench: churn {probing:?} {}, run {run}", target.go)
+                    format!("bench: churn {probing:?} {}, run {run}", target.label)
                 })?;
                 println!(
                     "bench: probe cost {} run {}/{}: {probing:?} {}",
-                    target.go,
+                    target.label,
                     run + 1,
                     bench.runs,
                     rate(result.summary.ops_per_sec)
@@ -115,12 +175,124 @@ pub fn run(bench: &Bench) -> Result<Vec<Section>> {
             }
         }
     }
-    let mut sections: Vec<Section> = targets
+    Ok(runs)
+}
+
+/// How the cost per timer event grows with the depth of the stack the probe walks: `paced`
+/// back to back at [`STACK_DEPTHS`] frames, unprobed and under `timerscope record`.
+pub fn depth(bench: &Bench) -> Result<Growth> {
+    let binary = go_programs::paced()?;
+    let go = timerscope_tests::reference_go();
+    // The frames the loop's stacks have without extra calls, from a warm-up recording.
+    let shallow = Target {
+        go,
+        binary: binary.clone(),
+        hooks: Vec::new(),
+        workload: Workload::Deep { calls: 0 },
+        label: "depth warm-up".into(),
+    };
+    let warm_up = churn(bench, &shallow, Probing::Timerscope, 0).context("bench: warm-up")?;
+    let base = warm_up
+        .profile
+        .map(|p| p.churn_stack_frames)
+        .filter(|&frames| frames > 0)
+        .context("bench: the warm-up profile has no stack through main.churn")?;
+    let targets: Vec<Target> = STACK_DEPTHS
         .iter()
-        .map(|target| cost_section(target, &runs))
+        .map(|&frames| Target {
+            go,
+            binary: binary.clone(),
+            hooks: Vec::new(),
+            workload: Workload::Deep {
+                calls: frames.saturating_sub(base),
+            },
+            label: format!("{frames} frames"),
+        })
         .collect();
-    sections.push(fidelity_section(&targets, &runs));
-    Ok(sections)
+    let runs = interleaved(bench, &targets, &[Probing::Unprobed, Probing::Timerscope])?;
+
+    let mut rows = Vec::new();
+    let mut points = Vec::new();
+    let mut data = Vec::new();
+    for (target, frames) in targets.iter().zip(STACK_DEPTHS) {
+        let Workload::Deep { calls } = target.workload else {
+            unreachable!("depth targets are paced")
+        };
+        let unprobed: Vec<&ChurnRun> = runs_of(&runs, target, Probing::Unprobed).collect();
+        let probed: Vec<&ChurnRun> = runs_of(&runs, target, Probing::Timerscope).collect();
+        // Each run's added cost per event, against the unprobed run of the same round.
+        let added: Vec<f64> = unprobed
+            .iter()
+            .zip(&probed)
+            .map(|(u, p)| {
+                let events = p.profile.map_or(0, |c| c.events) as f64 / p.summary.ops as f64;
+                (1e6 / p.summary.ops_per_sec - 1e6 / u.summary.ops_per_sec) / events
+            })
+            .collect();
+        let added = Spread::of(&added);
+        let recorded = probed
+            .iter()
+            .filter_map(|r| r.profile)
+            .map(|p| p.churn_stack_frames)
+            .max()
+            .unwrap_or(0);
+        let drops: u64 = probed
+            .iter()
+            .filter_map(|r| r.profile)
+            .map(|p| p.drops)
+            .sum();
+        let (first_frames, first_cost) = *points.first().unwrap_or(&(frames as f64, added.median));
+        rows.push(Row {
+            what: format!(
+                "{frames} frames ({calls} recursive calls, {:.1} KiB of stack)",
+                (calls * DEPTH_FRAME_BYTES) as f64 / 1024.0
+            ),
+            median: format!("+{:.2} µs per event", added.median),
+            range: format!("{:.2} – {:.2} µs", added.min, added.max),
+            peak_memory: String::new(),
+            comparison: format!(
+                "{:.2}x the cost per event of {first_frames:.0} frames; {recorded} frames in                  the recorded stacks; unprobed {}, recorded {}; {drops} drops",
+                added.median / first_cost,
+                rate(rates(&runs, target, Probing::Unprobed).median),
+                rate(rates(&runs, target, Probing::Timerscope).median),
+            ),
+        });
+        points.push((frames as f64, added.median));
+        data.push(serde_json::json!({
+            "frames": frames,
+            "calls": calls,
+            "recorded_frames": recorded,
+            "added_micros_per_event": added,
+            "runs": unprobed.iter().chain(&probed).collect::<Vec<_>>(),
+        }));
+    }
+    let notes = vec![
+        format!(
+            "`paced -ops-per-sec 0 -depth N` (Go 1.25): the churn loop of row 1, N calls deeper; \
+             each call's frame holds 192 bytes of locals. Frames counted as in the profile (the \
+             loop has {base} without extra calls; the probe walks at most 127). Added cost per \
+             event = (1/recorded rate − 1/unprobed rate) / profile events per operation, each \
+             recorded run against the unprobed run of its round."
+        ),
+        linearity(&points, ("frame", "frames"), "Added cost"),
+    ];
+    Ok(Growth {
+        section: Section {
+            title: "Probe cost per timer event against stack depth".into(),
+            rows,
+            checks: Vec::new(),
+            notes,
+            data: serde_json::json!({ "base_frames": base, "depths": data }),
+        },
+        plot: Some(Plot {
+            file: "probe-depth.svg".into(),
+            title: "Probe cost per timer event against stack depth".into(),
+            x_label: "frames in the stack".into(),
+            y_label: "µs added per event".into(),
+            log_x: false,
+            points,
+        }),
+    })
 }
 
 /// The functions timerscope hooks in `binary`, from a short recording (which also warms up both
@@ -149,16 +321,17 @@ fn churn(bench: &Bench, target: &Target, probing: Probing, run: usize) -> Result
     let duration = format!("{}ms", bench.churn.as_millis());
     let mut fixture = Running::spawn(
         Command::new(&target.binary)
-            .args(["churn", "-n", "0", "-duration", &duration, "-wait-stdin"])
+            .args(target.workload.args(&duration))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped()),
     )?;
     let mut fixture_out = Lines::new("timers churn", fixture.child.stdout.take().unwrap());
     fixture_out.wait_for("\"ready\"", STEP_TIMEOUT)?;
     let pid = fixture.pid().to_string();
-    let profile_path = bench
-        .out_dir
-        .join(format!("churn-{}-run{run}.pb.gz", target.go));
+    let profile_path = bench.out_dir.join(format!(
+        "churn-{}-run{run}.pb.gz",
+        target.label.replace(' ', "-")
+    ));
     let mut attached = match probing {
         Probing::Unprobed => None,
         Probing::Timerscope => {
@@ -226,7 +399,7 @@ fn churn(bench: &Bench, target: &Target, probing: Probing, run: usize) -> Result
         }
     }
     Ok(ChurnRun {
-        go: target.go.version,
+        target: target.label.clone(),
         probing,
         run,
         summary,
@@ -273,14 +446,14 @@ fn profile_counts(path: &Path) -> Result<ProfileCounts> {
         stopped_at_churn: 0,
         events: 0,
         drops: 0,
+        churn_stack_frames: 0,
     };
     for sample in &profile.samples {
         let value = |column: usize| u64::try_from(sample.values[column]).unwrap_or(0);
         counts.events += value(created) + value(reset) + value(stopped) + value(fired);
-        if profile
-            .stack(sample)
-            .any(|frame| frame.function == CHURN_FUNCTION)
-        {
+        let frames: Vec<_> = profile.stack(sample).collect();
+        if frames.iter().any(|frame| frame.function == CHURN_FUNCTION) {
+            counts.churn_stack_frames = counts.churn_stack_frames.max(frames.len());
             counts.created_at_churn += value(created);
             counts.reset_at_churn += value(reset);
             counts.stopped_at_churn += value(stopped);
@@ -307,9 +480,9 @@ fn runs_of<'a>(
     target: &Target,
     probing: Probing,
 ) -> impl Iterator<Item = &'a ChurnRun> + use<'a> {
-    let go = target.go.version;
+    let label = target.label.clone();
     runs.iter()
-        .filter(move |r| r.go == go && r.probing == probing)
+        .filter(move |r| r.target == label && r.probing == probing)
 }
 
 fn rates(runs: &[ChurnRun], target: &Target, probing: Probing) -> Spread {

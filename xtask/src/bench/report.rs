@@ -3,17 +3,23 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
+use super::plot::Plot;
 use crate::util;
 
 /// Where `cargo xtask bench` writes in BENCHMARKS.md: everything between these lines.
 const RESULTS_BEGIN: &str = "<!-- bench-results:begin (written by cargo xtask bench) -->";
 const RESULTS_END: &str = "<!-- bench-results:end -->";
+/// The same for the growth tables, in the section "How cost grows".
+const GROWTH_BEGIN: &str = "<!-- bench-growth:begin (written by cargo xtask bench) -->";
+const GROWTH_END: &str = "<!-- bench-growth:end -->";
+/// Where a full run writes the growth plots, relative to the workspace (next to BENCHMARKS.md).
+pub const PLOT_DIR: &str = "docs/bench";
 
 /// One benchmark's results: table rows, checks against targets, notes, and its raw numbers.
 #[derive(Debug, Serialize)]
@@ -181,6 +187,13 @@ pub fn load_average() -> String {
         .unwrap_or_default()
 }
 
+/// A growth table, and the plot drawn from it, if it is one of the plotted series.
+#[derive(Debug, Serialize)]
+pub struct Growth {
+    pub section: Section,
+    pub plot: Option<Plot>,
+}
+
 /// Everything one `cargo xtask bench` run found.
 #[derive(Debug, Serialize)]
 pub struct Results {
@@ -192,6 +205,8 @@ pub struct Results {
     pub quick: bool,
     pub machine: Machine,
     pub sections: Vec<Section>,
+    /// The tables of "How cost grows".
+    pub growth: Vec<Growth>,
 }
 
 impl Results {
@@ -224,34 +239,44 @@ impl Results {
             m.tools.join("; ")
         );
         for section in &self.sections {
-            let _ = writeln!(md, "### {}\n", section.title);
-            md.push_str("| Measured | Median | Range | Peak memory | Comparison |\n");
-            md.push_str("|---|---:|---:|---:|---|\n");
-            for row in &section.rows {
-                let _ = writeln!(
-                    md,
-                    "| {} | {} | {} | {} | {} |",
-                    row.what, row.median, row.range, row.peak_memory, row.comparison
-                );
-            }
-            md.push('\n');
-            for check in &section.checks {
-                let _ = writeln!(
-                    md,
-                    "- Target {}: {} — **{}**",
-                    check.target,
-                    check.measured,
-                    if check.met { "met" } else { "not met" }
-                );
-            }
-            for note in &section.notes {
-                let _ = writeln!(md, "- {note}");
-            }
-            if !section.checks.is_empty() || !section.notes.is_empty() {
-                md.push('\n');
+            section.markdown(&mut md);
+        }
+        md
+    }
+
+    /// The growth tables, each with a link to its plot.
+    pub fn growth_markdown(&self) -> String {
+        let mut md = String::new();
+        if self.growth.is_empty() {
+            return md;
+        }
+        let _ = writeln!(
+            md,
+            "From the run of {}{} (timerscope {}; machine and load as under [Latest \
+             results](#latest-results)).\n",
+            self.started,
+            if self.quick { ", --quick" } else { "" },
+            self.machine.timerscope_commit
+        );
+        for growth in &self.growth {
+            growth.section.markdown(&mut md);
+            if let Some(plot) = &growth.plot {
+                let _ = writeln!(md, "![{}]({PLOT_DIR}/{})\n", plot.title, plot.file);
             }
         }
         md
+    }
+
+    /// Draws the growth plots into `dir`; returns their paths.
+    pub fn plot(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        let mut paths = Vec::new();
+        for plot in self.growth.iter().filter_map(|g| g.plot.as_ref()) {
+            let path = dir.join(&plot.file);
+            plot.draw(&path)?;
+            println!("bench: drew {}", path.display());
+            paths.push(path);
+        }
+        Ok(paths)
     }
 
     pub fn write_json(&self, path: &Path) -> Result<()> {
@@ -260,23 +285,88 @@ impl Results {
     }
 }
 
-/// Replaces the generated part of BENCHMARKS.md with `markdown`.
-pub fn update_benchmarks_md(path: &Path, markdown: &str) -> Result<()> {
-    let text =
+impl Section {
+    fn markdown(&self, md: &mut String) {
+        let _ = writeln!(md, "### {}\n", self.title);
+        md.push_str("| Measured | Median | Range | Peak memory | Comparison |\n");
+        md.push_str("|---|---:|---:|---:|---|\n");
+        for row in &self.rows {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} |",
+                row.what, row.median, row.range, row.peak_memory, row.comparison
+            );
+        }
+        md.push('\n');
+        for check in &self.checks {
+            let _ = writeln!(
+                md,
+                "- Target {}: {} — **{}**",
+                check.target,
+                check.measured,
+                if check.met { "met" } else { "not met" }
+            );
+        }
+        for note in &self.notes {
+            let _ = writeln!(md, "- {note}");
+        }
+        if !self.checks.is_empty() || !self.notes.is_empty() {
+            md.push('\n');
+        }
+    }
+}
+
+/// Replaces the generated parts of BENCHMARKS.md: the results with `markdown`, the growth
+/// tables with `growth`.
+pub fn update_benchmarks_md(path: &Path, markdown: &str, growth: &str) -> Result<()> {
+    let mut text =
         fs::read_to_string(path).with_context(|| format!("bench: reading {}", path.display()))?;
-    let (Some(begin), Some(end)) = (text.find(RESULTS_BEGIN), text.find(RESULTS_END)) else {
-        bail!(
-            "bench: {} lacks the lines {RESULTS_BEGIN:?} and {RESULTS_END:?} that delimit the \
-             results",
-            path.display()
+    for (begin_line, end_line, generated) in [
+        (RESULTS_BEGIN, RESULTS_END, markdown),
+        (GROWTH_BEGIN, GROWTH_END, growth),
+    ] {
+        let (Some(begin), Some(end)) = (text.find(begin_line), text.find(end_line)) else {
+            bail!(
+                "bench: {} lacks the lines {begin_line:?} and {end_line:?} that delimit what \
+                 the bench writes",
+                path.display()
+            );
+        };
+        text = format!(
+            "{}{begin_line}\n\n{generated}{}",
+            &text[..begin],
+            &text[end..]
         );
-    };
-    let updated = format!(
-        "{}{RESULTS_BEGIN}\n\n{markdown}{}",
-        &text[..begin],
-        &text[end..]
-    );
-    fs::write(path, updated).with_context(|| format!("bench: writing {}", path.display()))
+    }
+    fs::write(path, text).with_context(|| format!("bench: writing {}", path.display()))
+}
+
+/// How the per-unit cost changes along a growth series: `(size, cost)` points with sizes
+/// increasing. Returns one sentence saying from which size on the cost per unit grows by more
+/// than a quarter over the previous step (not linear), or that it stays within that (linear or
+/// better), with the per-unit ratios to the first point.
+pub fn linearity(points: &[(f64, f64)], (unit, units): (&str, &str), cost: &str) -> String {
+    let per_unit: Vec<f64> = points.iter().map(|&(size, c)| c / size).collect();
+    let ratios: Vec<String> = per_unit
+        .iter()
+        .map(|p| format!("{:.2}x", p / per_unit[0]))
+        .collect();
+    let step = per_unit
+        .windows(2)
+        .position(|w| w[1] > w[0] * 1.25)
+        .map(|i| i + 1);
+    let ratios = ratios.join(", ");
+    match step {
+        Some(i) => format!(
+            "{cost} per {unit}, against the first size: {ratios}; it stops being linear from \
+             {} {units} on.",
+            thousands(points[i].0 as u64)
+        ),
+        None => format!(
+            "{cost} per {unit}, against the first size: {ratios}; linear or better over this \
+             range."
+        ),
+    }
 }
 
 /// `1234567` as `1,234,567`.
@@ -338,19 +428,41 @@ mod tests {
     }
 
     #[test]
-    fn results_replace_only_the_generated_part() {
+    fn linearity_names_the_size_where_the_cost_per_unit_grows() {
+        let linear = [(1.0, 2.0), (10.0, 20.0), (50.0, 90.0)];
+        assert!(
+            linearity(&linear, ("frame", "frames"), "Time")
+                .ends_with("linear or better over this range.")
+        );
+        let bent = [(1_000.0, 1.0), (100_000.0, 100.0), (1_000_000.0, 2_000.0)];
+        let sentence = linearity(&bent, ("timer", "timers"), "CPU");
+        assert_eq!(
+            sentence,
+            "CPU per timer, against the first size: 1.00x, 1.00x, 2.00x; it stops being linear \
+             from 1,000,000 timers on."
+        );
+    }
+
+    #[test]
+    fn results_replace_only_the_generated_parts() {
         let dir = std::env::temp_dir().join(format!("bench-md-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let path = dir.join("BENCHMARKS.md");
         fs::write(
             &path,
-            format!("# Head\n{RESULTS_BEGIN}\nold\n{RESULTS_END}\n## Tail\n"),
+            format!(
+                "# Head\n{RESULTS_BEGIN}\nold\n{RESULTS_END}\n## Growth\n{GROWTH_BEGIN}\nold\n\
+                 {GROWTH_END}\n## Tail\n"
+            ),
         )
         .unwrap();
-        update_benchmarks_md(&path, "new\n").unwrap();
+        update_benchmarks_md(&path, "new\n", "grown\n").unwrap();
         assert_eq!(
             fs::read_to_string(&path).unwrap(),
-            format!("# Head\n{RESULTS_BEGIN}\n\nnew\n{RESULTS_END}\n## Tail\n")
+            format!(
+                "# Head\n{RESULTS_BEGIN}\n\nnew\n{RESULTS_END}\n## Growth\n{GROWTH_BEGIN}\n\n\
+                 grown\n{GROWTH_END}\n## Tail\n"
+            )
         );
         fs::remove_dir_all(&dir).unwrap();
     }

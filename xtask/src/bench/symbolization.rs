@@ -5,6 +5,9 @@
 //!
 //! The addresses are random instruction addresses inside the binary's functions (a random
 //! function, a random offset), the same in every run.
+//!
+//! [`growth`] runs timerscope's symbolizer and `go tool addr2line` on binaries of 14.5, about 55
+//! and 102 MB (the large binary with fewer generated packages).
 
 use std::fs;
 use std::io::Write as _;
@@ -18,7 +21,7 @@ use serde::Serialize;
 use super::Bench;
 use super::go_programs::Dwarf;
 use super::measure::{Rng, Spread, Usage, rotated, run_measured};
-use super::report::{Row, Section, file_size, mebibytes, seconds, thousands};
+use super::report::{Growth, Row, Section, file_size, linearity, mebibytes, seconds, thousands};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -96,12 +99,14 @@ struct SymbolizeRun {
     quality: OutputQuality,
 }
 
-pub fn run(bench: &Bench, binary: &Path, dwarf: Dwarf) -> Result<Section> {
+/// Symbolizes `bench.addresses` addresses of `binary` with each of `tools`, `bench.slow_runs`
+/// times, interleaved.
+fn symbolize(bench: &Bench, binary: &Path, tools: &[Tool]) -> Result<Vec<SymbolizeRun>> {
     let addresses = bench.out_dir.join("addresses.txt");
     write_addresses(binary, bench.addresses, &addresses)?;
     let mut runs = Vec::new();
     for run in 0..bench.slow_runs {
-        for tool in rotated(&Tool::ALL, run) {
+        for tool in rotated(tools, run) {
             let (usage, output) = run_measured(&mut tool.command(bench, binary), Some(&addresses))
                 .with_context(|| format!("bench: symbolizing with {tool:?}"))?;
             let quality = OutputQuality::of(&output);
@@ -113,7 +118,8 @@ pub fn run(bench: &Bench, binary: &Path, dwarf: Dwarf) -> Result<Section> {
                 );
             }
             println!(
-                "bench: symbolize run {}/{}: {tool:?} {}",
+                "bench: symbolize {} run {}/{}: {tool:?} {}",
+                file_size(binary),
                 run + 1,
                 bench.slow_runs,
                 seconds(usage.seconds)
@@ -126,6 +132,73 @@ pub fn run(bench: &Bench, binary: &Path, dwarf: Dwarf) -> Result<Section> {
             });
         }
     }
+    Ok(runs)
+}
+
+/// How symbolizing grows with the binary: `(generated packages, binary)` pairs, smallest first.
+pub fn growth(bench: &Bench, binaries: &[(usize, std::path::PathBuf)]) -> Result<Growth> {
+    let tools = [Tool::Timerscope, Tool::Go];
+    let (mut rows, mut time_points, mut memory_points, mut data) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (packages, binary) in binaries {
+        let runs = symbolize(bench, binary, &tools)?;
+        let spread = |tool: Tool, of: fn(&SymbolizeRun) -> f64| {
+            let values: Vec<f64> = runs.iter().filter(|r| r.tool == tool).map(of).collect();
+            Spread::of(&values)
+        };
+        let time = spread(Tool::Timerscope, |r| r.usage.seconds);
+        let rss = spread(Tool::Timerscope, |r| r.usage.max_rss_kib as f64);
+        let go = spread(Tool::Go, |r| r.usage.seconds);
+        let megabytes = fs::metadata(binary)
+            .with_context(|| format!("bench: reading {}", binary.display()))?
+            .len() as f64
+            / 1e6;
+        let (first_mb, first_time) = *time_points.first().unwrap_or(&(megabytes, time.median));
+        rows.push(Row {
+            what: format!(
+                "{} binary ({packages} generated packages)",
+                file_size(binary)
+            ),
+            median: seconds(time.median),
+            range: format!("{} – {}", seconds(time.min), seconds(time.max)),
+            peak_memory: mebibytes(rss.median as u64),
+            comparison: format!(
+                "{:.2}x the time per MB of the {first_mb:.0} MB binary; `go tool addr2line` {} \
+                 ({:.2}x timerscope's time)",
+                time.median / megabytes / (first_time / first_mb),
+                seconds(go.median),
+                go.median / time.median
+            ),
+        });
+        time_points.push((megabytes, time.median));
+        memory_points.push((megabytes, rss.median));
+        data.push(serde_json::json!({ "binary": binary, "packages": packages, "runs": runs }));
+    }
+    Ok(Growth {
+        section: Section {
+            title: format!(
+                "Symbolization of {} addresses against binary size",
+                thousands(bench.addresses as u64)
+            ),
+            rows,
+            checks: Vec::new(),
+            notes: vec![
+                format!(
+                    "{} (Go 1.25, DWARF 5), with fewer generated packages; wall time and peak \
+                     RSS of the whole process, as in row 3.",
+                    Tool::Timerscope.label()
+                ),
+                linearity(&time_points, ("MB", "MB"), "Time"),
+                linearity(&memory_points, ("MB", "MB"), "Peak memory"),
+            ],
+            data: serde_json::json!({ "addresses": bench.addresses, "binaries": data }),
+        },
+        plot: None,
+    })
+}
+
+pub fn run(bench: &Bench, binary: &Path, dwarf: Dwarf) -> Result<Section> {
+    let runs = symbolize(bench, binary, &Tool::ALL)?;
     let spread = |tool: Tool, of: fn(&SymbolizeRun) -> f64| {
         let values: Vec<f64> = runs.iter().filter(|r| r.tool == tool).map(of).collect();
         Spread::of(&values)
