@@ -18,6 +18,10 @@ use crate::{
 /// More timers than any one heap of a real program holds: a longer slice is garbage.
 pub const MAX_HEAP_LEN: u64 = 1 << 24;
 
+/// Timers read per batch (two reads of each, a few system calls): bounds the buffers to a few
+/// hundred KiB whatever the heap's length.
+const TIMER_BATCH: usize = 4096;
+
 /// More Ps than `GOMAXPROCS` allows (`_MaxGomaxprocs` is 1024 since Go 1.10).
 const MAX_PROCS: u64 = 1024;
 
@@ -255,6 +259,10 @@ fn buckets_plausible<M: ReadMemory>(
     })
 }
 
+/// A timer as its bytes say: `Some(Some)` pending, `Some(None)` not pending (stopped,
+/// deleted), `None` inconsistent.
+type Judged = Option<Option<PendingTimer>>;
+
 /// One walk over the heaps.
 struct Walk<'a, 'b, M> {
     image: &'a RuntimeImage<'b, M>,
@@ -282,14 +290,22 @@ impl<M: ReadMemory> Walk<'_, '_, M> {
                     Err(ReadError::Unreadable { .. }) => continue,
                     Err(other) => return Err(other),
                 };
+            let addresses: Vec<u64> = entries
+                .chunks_exact(element as usize)
+                .map(|entry| u64::from_le_bytes(entry[..8].try_into().expect("8 bytes")))
+                .collect();
             let mut found = Vec::new();
             let mut inconsistent = 0;
-            for entry in entries.chunks_exact(element as usize) {
-                let timer = u64::from_le_bytes(entry[..8].try_into().expect("8 bytes"));
-                match self.timer(index, owner, timer)? {
-                    Some(Some(pending)) => found.push(pending),
-                    Some(None) => {}
-                    None => inconsistent += 1,
+            for batch in addresses.chunks(TIMER_BATCH) {
+                for (address, timer) in self.timers(index, owner, batch)? {
+                    match timer {
+                        Some(Some(pending)) => found.push(pending),
+                        Some(None) => {}
+                        None => {
+                            tracing::trace!("snapshot: timer {address:#x} inconsistent");
+                            inconsistent += 1;
+                        }
+                    }
                 }
             }
             // The heap moved (grew, shrank, was re-sliced) while its timers were read: again.
@@ -304,14 +320,41 @@ impl<M: ReadMemory> Walk<'_, '_, M> {
         Ok(())
     }
 
-    /// One timer: `Some(Some)` pending, `Some(None)` not pending (stopped, deleted), `None`
-    /// inconsistent.
-    fn timer(
+    /// A batch of timers, each as [`Self::timer`] judges it. All are read twice in a few
+    /// system calls; a timer whose two reads differ (or that was not readable) is read on its
+    /// own until two reads agree, as every timer was before batching.
+    fn timers(
         &mut self,
         p: u32,
         owner: u64,
-        address: u64,
-    ) -> Result<Option<Option<PendingTimer>>, ReadError> {
+        addresses: &[u64],
+    ) -> Result<Vec<(u64, Judged)>, ReadError> {
+        let memory = &self.image.memory;
+        let len = self.reader.layout.timer_bytes as usize;
+        let mut first = vec![0; addresses.len() * len];
+        let mut second = vec![0; addresses.len() * len];
+        let mut first_read = vec![false; addresses.len()];
+        let mut second_read = vec![false; addresses.len()];
+        memory.read_each(addresses, len, &mut first, &mut first_read)?;
+        memory.read_each(addresses, len, &mut second, &mut second_read)?;
+        let mut judged = Vec::with_capacity(addresses.len());
+        for (i, &address) in addresses.iter().enumerate() {
+            let bytes = &first[i * len..(i + 1) * len];
+            let agreed =
+                first_read[i] && second_read[i] && *bytes == second[i * len..(i + 1) * len];
+            let timer = if agreed {
+                self.judge(p, owner, address, bytes)?
+            } else {
+                self.timer(p, owner, address)?
+            };
+            judged.push((address, timer));
+        }
+        Ok(judged)
+    }
+
+    /// One timer read on its own: `Some(Some)` pending, `Some(None)` not pending (stopped,
+    /// deleted), `None` inconsistent.
+    fn timer(&mut self, p: u32, owner: u64, address: u64) -> Result<Judged, ReadError> {
         let memory = &self.image.memory;
         let len = u64::from(self.reader.layout.timer_bytes);
         let read = memory.stable("timer", || match memory.bytes(address, len, 4096) {
@@ -319,11 +362,21 @@ impl<M: ReadMemory> Walk<'_, '_, M> {
             Err(ReadError::Unreadable { .. }) => Ok(None),
             Err(other) => Err(other),
         });
-        let bytes = match read {
-            Ok(bytes) => bytes,
-            Err(ReadError::Inconsistent { .. }) => return Ok(None),
-            Err(other) => return Err(other),
-        };
+        match read {
+            Ok(bytes) => self.judge(p, owner, address, &bytes),
+            Err(ReadError::Inconsistent { .. }) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// What a timer's agreed bytes say (see [`Self::timer`]).
+    fn judge(
+        &mut self,
+        p: u32,
+        owner: u64,
+        address: u64,
+        bytes: &[u8],
+    ) -> Result<Judged, ReadError> {
         let word = |offset: u32| {
             let at = offset as usize;
             u64::from_le_bytes(bytes[at..at + 8].try_into().expect("within timer_bytes"))
