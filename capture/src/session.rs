@@ -75,18 +75,29 @@ pub struct Session {
     frozen_creations: Option<HashMap<u64, TimerCreation>>,
 }
 
+/// What [`Session::attach`] attaches, as `record`, `watch` and `top` ask for it.
+#[derive(Clone, Copy, Debug)]
+pub struct Probes {
+    pub sizes: MapSizes,
+    /// The timer hooks' tier.
+    pub events: Events,
+    /// The C heap probes, when the target links libc.
+    pub c_heap: bool,
+    /// The goroutine creation and exit probes.
+    pub goroutines: bool,
+}
+
 impl Session {
-    /// Inspects the process's binary, plans the hooks of tier `events` for its Go version and
-    /// attaches; with `c_heap`, also the C heap probes when the target links libc, with
-    /// `goroutines` the goroutine probes (a failure of either is a warning and `failed` in the
-    /// profile, never the end of the capture).
-    pub fn attach(
-        pid: u32,
-        sizes: MapSizes,
-        events: Events,
-        c_heap: bool,
-        goroutines: bool,
-    ) -> anyhow::Result<Self> {
+    /// Inspects the process's binary, plans the timer hooks of `probes.events` for its Go
+    /// version and attaches them, and the C heap and goroutine probes asked for (a failure of
+    /// either is a warning and `failed` in the profile, never the end of the capture).
+    pub fn attach(pid: u32, probes: Probes) -> anyhow::Result<Self> {
+        let Probes {
+            sizes,
+            events,
+            c_heap,
+            goroutines,
+        } = probes;
         let exe = process::proc_path(pid, "exe");
         let executable = process::executable_identity(pid);
         // Read once, while the target runs: /proc/PID/exe is gone once it exits.

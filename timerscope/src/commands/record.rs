@@ -13,7 +13,7 @@ use capture::{
     collect::Snapshot,
     launch::{Launched, RunAs},
     preflight,
-    session::{Session, report_drops},
+    session::{Probes, Session, report_drops},
 };
 use clap::Args;
 use nix::{
@@ -143,10 +143,12 @@ pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
     pprof::check_output_path(&output)?;
     let mut session = Session::attach(
         pid,
-        options.sizes,
-        options.events,
-        options.c_heap,
-        options.goroutines,
+        Probes {
+            sizes: options.sizes,
+            events: options.events,
+            c_heap: options.c_heap,
+            goroutines: options.goroutines,
+        },
     )?;
     // A launched command is stopped at exec, before its runtime exists: its figures at the
     // start would be zeros, and everything the runtime sets up would look like growth.

@@ -18,7 +18,7 @@ use capture::{
     budget::OverheadBudget,
     collect::Snapshot,
     preflight,
-    session::{Session, report_drops},
+    session::{Probes, Session, report_drops},
 };
 use clap::Args;
 use pprof::{ResolvedProfile, vocabulary::SampleType};
@@ -376,7 +376,15 @@ pub async fn run(args: TopArgs) -> anyhow::Result<u8> {
     let pid = preflight::require_process(args.pid)?;
     let budget = OverheadBudget::new(args.max_overhead)?;
     // The C heap probes are watch's opt-in extra; top shows timers and mappings.
-    let mut session = Session::attach(pid, (&args.sizes).into(), args.events, false, false)?;
+    let mut session = Session::attach(
+        pid,
+        Probes {
+            sizes: (&args.sizes).into(),
+            events: args.events,
+            c_heap: false,
+            goroutines: false,
+        },
+    )?;
     let last = session.snapshot()?;
     let session_line = format!(
         "{} ({})",

@@ -23,7 +23,7 @@ use capture::{
     budget::OverheadBudget,
     collect::Snapshot,
     preflight,
-    session::{Session, report_drops},
+    session::{Probes, Session, report_drops},
 };
 use clap::Args;
 use pprof::vocabulary::{CommentKey, Events, MemoryNumbers};
@@ -426,10 +426,12 @@ fn start_watching(pid: u32, options: &WatchOptions) -> anyhow::Result<Watched> {
     let budget = OverheadBudget::new(options.max_overhead)?;
     let mut session = Session::attach(
         pid,
-        options.sizes,
-        options.events,
-        options.c_heap,
-        options.goroutines,
+        Probes {
+            sizes: options.sizes,
+            events: options.events,
+            c_heap: options.c_heap,
+            goroutines: options.goroutines,
+        },
     )?;
     let previous = session.snapshot()?;
     let memory = session.memory_numbers(None);
