@@ -85,6 +85,28 @@ impl LiveProcess {
         Ok(())
     }
 
+    /// Every goroutine but the runtime's own (as Go's goroutine profile leaves them out), from
+    /// one read that the process outlived as the same program.
+    fn user_goroutines(&self) -> anyhow::Result<goroutines::Goroutines> {
+        let pid = self.pid;
+        let layout = GoroutineLayout::of_binary(&self.binary)
+            .with_context(|| format!("goroutines: pid {pid}"))?;
+        let image = RuntimeImage {
+            binary: &self.binary,
+            memory: gobinary::runtime::ProcessMemory::new(pid),
+            bias: self.bias,
+        };
+        let read = goroutines::read(&image, &layout);
+        self.still_the_same("goroutines")?;
+        let mut read = read.with_context(|| format!("goroutines: pid {pid}"))?;
+        read.goroutines.retain(|g| {
+            !image
+                .function_name(g.startpc)
+                .is_some_and(|start| goroutines::is_system(&start))
+        });
+        Ok(read)
+    }
+
     /// The heap profile as `runtime.MemProfile` publishes it (as of the last garbage
     /// collection), in the format of Go's `/debug/pprof/heap`.
     pub fn heap_profile(&mut self) -> anyhow::Result<Profile> {
@@ -144,24 +166,9 @@ impl LiveProcess {
     /// goroutines left out. A goroutine that runs has no saved stack: it is counted under a
     /// synthetic frame. Goroutines that could not be read are counted in the comments.
     pub fn goroutine_profile(&mut self) -> anyhow::Result<Profile> {
-        let pid = self.pid;
-        let layout = GoroutineLayout::of_binary(&self.binary)
-            .with_context(|| format!("goroutines: pid {pid}"))?;
-        let image = RuntimeImage {
-            binary: &self.binary,
-            memory: gobinary::runtime::ProcessMemory::new(pid),
-            bias: self.bias,
-        };
-        let read =
-            goroutines::read(&image, &layout).with_context(|| format!("goroutines: pid {pid}"))?;
+        let read = self.user_goroutines()?;
         let mut stacks = std::collections::BTreeMap::<&GoroutineStack, i64>::new();
         for g in &read.goroutines {
-            if image
-                .function_name(g.startpc)
-                .is_some_and(|start| goroutines::is_system(&start))
-            {
-                continue;
-            }
             *stacks.entry(&g.stack).or_insert(0) += 1;
         }
         let mapping: MappingSpec =
@@ -186,26 +193,9 @@ impl LiveProcess {
     /// The process's goroutines by creation site and state, leaving out the runtime's own
     /// (as Go's goroutine profile does).
     pub fn goroutines(&mut self) -> anyhow::Result<GoroutineCensus> {
-        let pid = self.pid;
-        let layout = GoroutineLayout::of_binary(&self.binary)
-            .with_context(|| format!("goroutines: pid {pid}"))?;
-        // Built from the fields, not `self.image()`: the symbolizer is borrowed alongside.
-        let image = RuntimeImage {
-            binary: &self.binary,
-            memory: gobinary::runtime::ProcessMemory::new(pid),
-            bias: self.bias,
-        };
-        let read = goroutines::read(&image, &layout);
-        self.still_the_same("goroutines")?;
-        let read = read.with_context(|| format!("goroutines: pid {pid}"))?;
+        let read = self.user_goroutines()?;
         let mut groups = std::collections::BTreeMap::<(String, &str), u64>::new();
         for g in &read.goroutines {
-            if image
-                .function_name(g.startpc)
-                .is_some_and(|start| goroutines::is_system(&start))
-            {
-                continue;
-            }
             let created_by = crate::goroutines::created_by(&mut self.symbolizer, g);
             *groups.entry((created_by, g.state)).or_insert(0) += 1;
         }

@@ -234,6 +234,39 @@ impl ProcessMemory {
     }
 }
 
+impl ProcessMemory {
+    /// One `process_vm_readv` of `remotes` into `locals`: the bytes read, 0 when not even the
+    /// first range is mapped (EFAULT). The kernel never splits an iovec: it stops at the first
+    /// range it cannot read, having read the ones before it whole.
+    fn readv(&self, locals: &[libc::iovec], remotes: &[libc::iovec]) -> Result<usize, ReadError> {
+        // SAFETY: the caller's local iovecs cover disjoint buffers it owns mutably; the remote
+        // ranges are only read by the kernel, which checks them against the target's mappings.
+        let n = unsafe {
+            libc::process_vm_readv(
+                self.pid as libc::pid_t,
+                locals.as_ptr(),
+                locals.len() as libc::c_ulong,
+                remotes.as_ptr(),
+                remotes.len() as libc::c_ulong,
+                0,
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let error = io::Error::last_os_error();
+        match error.raw_os_error() {
+            Some(libc::ESRCH) => Err(ReadError::ProcessGone(self.pid)),
+            Some(libc::EPERM) => Err(ReadError::Permission(self.pid)),
+            Some(libc::EFAULT) => Ok(0),
+            _ => Err(ReadError::Io {
+                pid: self.pid,
+                source: error,
+            }),
+        }
+    }
+}
+
 impl ReadMemory for ProcessMemory {
     /// Fills `buf` from `address`; a short read is an unmapped range.
     fn read(&self, address: u64, buf: &mut [u8]) -> Result<(), ReadError> {
@@ -248,29 +281,12 @@ impl ReadMemory for ProcessMemory {
             iov_base: address as *mut libc::c_void,
             iov_len: buf.len(),
         };
-        // SAFETY: `local` covers exactly `buf`, which we own mutably; the remote range is only
-        // read by the kernel, which checks it against the target's mappings.
-        let n =
-            unsafe { libc::process_vm_readv(self.pid as libc::pid_t, &local, 1, &remote, 1, 0) };
-        let unreadable = || ReadError::Unreadable {
-            pid: self.pid,
-            address,
-            len: buf.len(),
-        };
-        if n < 0 {
-            let error = io::Error::last_os_error();
-            return Err(match error.raw_os_error() {
-                Some(libc::ESRCH) => ReadError::ProcessGone(self.pid),
-                Some(libc::EPERM) => ReadError::Permission(self.pid),
-                Some(libc::EFAULT) => unreadable(),
-                _ => ReadError::Io {
-                    pid: self.pid,
-                    source: error,
-                },
+        if self.readv(&[local], &[remote])? != buf.len() {
+            return Err(ReadError::Unreadable {
+                pid: self.pid,
+                address,
+                len: buf.len(),
             });
-        }
-        if n as usize != buf.len() {
-            return Err(unreadable());
         }
         Ok(())
     }
@@ -282,16 +298,15 @@ impl ReadMemory for ProcessMemory {
         buf: &mut [u8],
         read: &mut [bool],
     ) -> Result<(), ReadError> {
-        read.fill(false);
+        read.fill(len == 0);
         if len == 0 {
-            read.fill(true);
             return Ok(());
         }
         let count = addresses.len().min(buf.len() / len).min(read.len());
         let mut start = 0;
         while start < count {
             let end = (start + IOV_BATCH).min(count);
-            let mut locals: Vec<libc::iovec> = buf[start * len..end * len]
+            let locals: Vec<libc::iovec> = buf[start * len..end * len]
                 .chunks_exact_mut(len)
                 .map(|chunk| libc::iovec {
                     iov_base: chunk.as_mut_ptr().cast(),
@@ -305,39 +320,9 @@ impl ReadMemory for ProcessMemory {
                     iov_len: len,
                 })
                 .collect();
-            // SAFETY: each local iovec covers one disjoint `len`-byte chunk of `buf`, which we
-            // own mutably; the remote ranges are only read by the kernel, which checks them
-            // against the target's mappings.
-            let n = unsafe {
-                libc::process_vm_readv(
-                    self.pid as libc::pid_t,
-                    locals.as_mut_ptr(),
-                    locals.len() as libc::c_ulong,
-                    remotes.as_ptr(),
-                    remotes.len() as libc::c_ulong,
-                    0,
-                )
-            };
-            // The kernel never splits an iovec: it stops at the first range it cannot read,
-            // having read the ones before it whole (and fails with EFAULT when that is the
-            // first). That range is unmapped; the next call starts after it.
-            let whole = if n < 0 {
-                let error = io::Error::last_os_error();
-                match error.raw_os_error() {
-                    Some(libc::ESRCH) => return Err(ReadError::ProcessGone(self.pid)),
-                    Some(libc::EPERM) => return Err(ReadError::Permission(self.pid)),
-                    Some(libc::EFAULT) => 0,
-                    _ => {
-                        return Err(ReadError::Io {
-                            pid: self.pid,
-                            source: error,
-                        });
-                    }
-                }
-            } else {
-                n as usize / len
-            };
+            let whole = self.readv(&locals, &remotes)? / len;
             read[start..start + whole].fill(true);
+            // The range after the ones read whole is unmapped: the next call starts after it.
             start += whole;
             if start < end {
                 start += 1;
