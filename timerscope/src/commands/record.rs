@@ -9,7 +9,6 @@ use std::{
 };
 
 use capture::{
-    attach::MapSizes,
     collect::Snapshot,
     launch::{Launched, RunAs},
     preflight,
@@ -75,10 +74,12 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<u8> {
         target,
         duration: args.duration,
         output: args.output,
-        events: args.events,
-        sizes: (&args.sizes).into(),
-        c_heap: !args.no_c_heap,
-        goroutines: !args.no_goroutine_probes,
+        probes: Probes {
+            sizes: (&args.sizes).into(),
+            events: args.events,
+            c_heap: !args.no_c_heap,
+            goroutines: !args.no_goroutine_probes,
+        },
     })
     .await?;
     println!("{}", outcome.output.display());
@@ -97,12 +98,8 @@ pub struct RecordOptions {
     pub target: RecordTarget,
     pub duration: Option<Duration>,
     pub output: Option<PathBuf>,
-    pub events: Events,
-    pub sizes: MapSizes,
-    /// Attach the C heap probes when the target links libc.
-    pub c_heap: bool,
-    /// Attach the goroutine probes.
-    pub goroutines: bool,
+    /// What gets attached (C heap probes when the target links libc).
+    pub probes: Probes,
 }
 
 /// How a recording ended.
@@ -141,15 +138,7 @@ pub async fn record(options: RecordOptions) -> anyhow::Result<RecordOutcome> {
         .clone()
         .unwrap_or_else(|| default_output(pid));
     pprof::check_output_path(&output)?;
-    let mut session = Session::attach(
-        pid,
-        Probes {
-            sizes: options.sizes,
-            events: options.events,
-            c_heap: options.c_heap,
-            goroutines: options.goroutines,
-        },
-    )?;
+    let mut session = Session::attach(pid, options.probes)?;
     // A launched command is stopped at exec, before its runtime exists: its figures at the
     // start would be zeros, and everything the runtime sets up would look like growth.
     let memory_start = matches!(options.target, RecordTarget::Pid(_)).then(|| {

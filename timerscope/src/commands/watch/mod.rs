@@ -19,7 +19,6 @@ use std::{
 
 use anyhow::Context as _;
 use capture::{
-    attach::MapSizes,
     budget::OverheadBudget,
     collect::Snapshot,
     preflight,
@@ -152,11 +151,13 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<u8> {
         push,
         labels: args.label,
         spool_max: args.spool_max.unwrap_or_default(),
-        events: args.events,
         max_overhead: args.max_overhead,
-        sizes: (&args.sizes).into(),
-        c_heap: args.c_heap,
-        goroutines: !args.no_goroutine_probes,
+        probes: Probes {
+            sizes: (&args.sizes).into(),
+            events: args.events,
+            c_heap: args.c_heap,
+            goroutines: !args.no_goroutine_probes,
+        },
     })
     .await?;
     Ok(crate::exit::SUCCESS)
@@ -180,14 +181,10 @@ pub struct WatchOptions {
     /// `--label`: added to (or replacing) each pushed profile's labels.
     pub labels: push::Labels,
     pub spool_max: push::SpoolLimits,
-    pub events: Events,
     /// Percent of one CPU.
     pub max_overhead: f64,
-    pub sizes: MapSizes,
-    /// Attach the C heap probes to targets that link libc.
-    pub c_heap: bool,
-    /// Attach the goroutine probes.
-    pub goroutines: bool,
+    /// What each watched process gets attached (C heap probes when it links libc).
+    pub probes: Probes,
 }
 
 /// One watched process.
@@ -424,15 +421,7 @@ async fn capture(
 
 fn start_watching(pid: u32, options: &WatchOptions) -> anyhow::Result<Watched> {
     let budget = OverheadBudget::new(options.max_overhead)?;
-    let mut session = Session::attach(
-        pid,
-        Probes {
-            sizes: options.sizes,
-            events: options.events,
-            c_heap: options.c_heap,
-            goroutines: options.goroutines,
-        },
-    )?;
+    let mut session = Session::attach(pid, options.probes)?;
     let previous = session.snapshot()?;
     let memory = session.memory_numbers(None);
     let exe = session.binary_path().file_name().map_or_else(
