@@ -453,15 +453,20 @@ on_acceptance_go_versions!(
 // ---------------------------------------------------------------------------------------------
 // Mapped memory growing over several recordings.
 
-fn mmap_leak_over_three_recordings(go: &GoVersion) {
-    let dir = tempfile::tempdir().unwrap();
-    // 1 MiB every 250 ms (4 MiB/s) for 25 s: longer than the three recordings.
-    let mut fixture = Fixture::spawn(
+/// The mmap fixture's leak: 1 MiB every 250 ms (4 MiB/s) for 25 s, longer than three
+/// recordings.
+fn mmap_leak(go: &GoVersion) -> Fixture {
+    Fixture::spawn(
         "mmap",
         go,
         Variant::Normal,
         &["leak", "-n", "100", "-every", "250ms", "-hold", "60s"],
-    );
+    )
+}
+
+fn mmap_leak_over_three_recordings(go: &GoVersion) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fixture = mmap_leak(go);
     let profiles = record_series(dir.path(), &mut fixture, "mmap-leak", 3, "3s");
     // Each recording attributes what was mapped during it to the mapping call.
     for path in &profiles {
@@ -518,12 +523,7 @@ fn assert_mmap_growth_in_one_recording(profile: &Path, go: &GoVersion) {
 /// toolchain is covered.
 fn mmap_leak_in_one_recording(go: &GoVersion) {
     let dir = tempfile::tempdir().unwrap();
-    let mut fixture = Fixture::spawn(
-        "mmap",
-        go,
-        Variant::Normal,
-        &["leak", "-n", "100", "-every", "250ms", "-hold", "60s"],
-    );
+    let mut fixture = mmap_leak(go);
     let profiles = record_series(dir.path(), &mut fixture, "mmap-leak", 1, "3s");
     assert_mmap_growth_in_one_recording(&profiles[0], go);
 }

@@ -12,7 +12,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Fixture, count, cum, fixture_site, output_within, read_profile, timerscope};
+use common::{
+    Fixture, count, cum, fixture_site, output_within, read_profile, start_recording, timerscope,
+};
 use timerscope_tests::{Variant, fixture_path, reference_go};
 
 const FIXTURE: &str = "forkexec";
@@ -81,18 +83,7 @@ fn exec_of_another_program_ends_the_recording_with_what_was_collected() {
             "60",
         ],
     );
-    let mut recorder = Command::new(timerscope())
-        .args(["record", "--pid", &fixture.pid().to_string(), "-o"])
-        .arg(&output)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(recorder.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    assert!(line.contains("recording pid"), "timerscope said: {line}");
+    let (mut recorder, mut stderr) = start_recording(fixture.pid(), &output, &[]);
     fixture.start_scenario();
     let summary = fixture.summary();
     let execed_at = Instant::now();

@@ -10,14 +10,15 @@
 mod common;
 
 use std::{
-    io::{BufRead as _, BufReader},
+    io::BufReader,
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     time::{Duration, Instant},
 };
 
 use common::{
-    Fixture, count, cum, output_within, profile_counters, read_profile, reported_losses, timerscope,
+    Fixture, count, cum, output_within, profile_counters, read_profile, reported_losses,
+    start_recording, timerscope,
 };
 use nix::{
     sys::signal::{Signal, kill},
@@ -59,29 +60,6 @@ fn json_event(stdout: &[u8], event: &str) -> Value {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .find(|v| v["event"] == event)
         .unwrap_or_else(|| panic!("no {event} line in {stdout}"))
-}
-
-/// Starts `timerscope record --pid PID -o OUTPUT EXTRA...` and waits until it says it is
-/// recording (the probes are attached).
-fn start_recording(
-    pid: u32,
-    output: &Path,
-    extra: &[&str],
-) -> (Child, BufReader<std::process::ChildStderr>) {
-    let mut recorder = Command::new(timerscope())
-        .args(["record", "--pid", &pid.to_string(), "-o"])
-        .arg(output)
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(recorder.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    assert!(line.contains("recording pid"), "timerscope said: {line}");
-    (recorder, stderr)
 }
 
 /// Waits for a recorder, killing it and failing after `timeout`; returns its exit status and

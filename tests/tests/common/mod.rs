@@ -346,20 +346,32 @@ pub struct PidRecording {
     pub child: Child,
 }
 
+/// `timerscope record --pid PID -o OUTPUT ARGS`, returned once it says it is recording, with the
+/// rest of its stderr to read.
+pub fn start_recording(
+    pid: u32,
+    output: &Path,
+    args: &[&str],
+) -> (Child, BufReader<std::process::ChildStderr>) {
+    let mut child = Command::new(timerscope())
+        .args(["record", "--pid", &pid.to_string(), "-o"])
+        .arg(output)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("timerscope runs");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(line.contains("recording pid"), "timerscope said: {line}");
+    (child, stderr)
+}
+
 impl PidRecording {
     pub fn start(pid: u32, output: &Path, args: &[&str]) -> Self {
-        let mut child = Command::new(timerscope())
-            .args(["record", "--pid", &pid.to_string(), "-o"])
-            .arg(output)
-            .args(args)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("timerscope runs");
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        stderr.read_line(&mut line).unwrap();
-        assert!(line.contains("recording pid"), "timerscope said: {line}");
+        let (child, mut stderr) = start_recording(pid, output, args);
         // Keep draining stderr so timerscope never blocks on a full pipe.
         std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
         Self { child }
