@@ -394,10 +394,13 @@ fn creations_evicted(ebpf: &impl Maps) -> Result<u64, CollectError> {
 
 /// Looks up where each pending timer of `snapshot` was created (the creation hooks key the map
 /// by the same `*runtime.timer` address the heaps hold) and fetches those stacks; in `frozen`
-/// instead of the kernel map when given (a creation hook was detached).
+/// instead of the kernel map when given (a creation hook was detached). With more pending timers
+/// than the map can hold (`capacity` entries), the map is read whole once rather than looked up
+/// per timer: a system call per entry, not per timer.
 pub fn join_creations(
     ebpf: &impl Maps,
     frozen: Option<&HashMap<u64, TimerCreation>>,
+    capacity: u32,
     snapshot: &mut Snapshot,
 ) -> Result<(), CollectError> {
     let Some(pending) = snapshot.pending.timers() else {
@@ -406,6 +409,21 @@ pub fn join_creations(
     let addresses: Vec<u64> = pending.timers.iter().map(|t| t.address).collect();
     let creations = BpfHashMap::<_, u64, TimerCreation>::try_from(map(ebpf, "CREATIONS"))
         .map_err(err("CREATIONS"))?;
+    let whole;
+    let frozen = match frozen {
+        Some(frozen) => Some(frozen),
+        None if addresses.len() > capacity as usize => {
+            // An entry evicted under the iteration sends it back to the first key: stop after
+            // twice the map's size rather than chase a busy map.
+            whole = creations
+                .iter()
+                .take(2 * capacity as usize)
+                .collect::<Result<HashMap<_, _>, _>>()
+                .map_err(err("CREATIONS"))?;
+            Some(&whole)
+        }
+        None => None,
+    };
     let stack_map =
         BpfHashMap::<_, u64, UserStack>::try_from(map(ebpf, "STACKS")).map_err(err("STACKS"))?;
     let mut joined = HashMap::new();

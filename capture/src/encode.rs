@@ -6,11 +6,15 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use gobinary::runtime::goroutines::GoroutineStack;
+use gobinary::runtime::{
+    goroutines::GoroutineStack,
+    timers::{PendingTimer, TimerSnapshot},
+};
 use pprof::{
     Frame, MappingSpec, Profile, ProfileBuilder, SampleLabel,
     vocabulary::{
-        LabelKey, MappingClass, SampleType, Source, SyntheticFrame, TimerKind, drops_comment,
+        CommentKey, LabelKey, MappingClass, SampleType, Source, SyntheticFrame, TimerKind,
+        drops_comment,
     },
 };
 use probe_common::{CHeapSite, SiteKey, drop, event, site_flag};
@@ -449,15 +453,11 @@ pub fn encode(
         ];
         rows.push((live.site, values, details));
     }
-    let source = |source: Source| SampleLabel::Str {
-        key: LabelKey::Source.to_string(),
-        value: source.to_string(),
-    };
     for (site, values, details) in rows {
         let locations = encoder.timer_locations(&site, snapshot);
         let mut labels = encoder.labels(&site);
         labels.extend(details);
-        labels.push(source(Source::Probe));
+        labels.push(source_label(Source::Probe));
         encoder.builder.add_sample(&locations, &values, &labels);
     }
     for (site, value) in &snapshot.sites {
@@ -471,72 +471,13 @@ pub fn encode(
         let locations = encoder.goroutine_creation_locations(site, snapshot);
         encoder
             .builder
-            .add_sample(&locations, &values, &[source(Source::Probe)]);
+            .add_sample(&locations, &values, &[source_label(Source::Probe)]);
     }
     // The snapshot tier: each pending timer at the stack the creation hooks saw create it (else,
     // with every event probed, where it was first seen armed), else at its callback under the
     // synthetic frame of timers made before the attach.
     if let Some(pending) = snapshot.pending.timers() {
-        let live: HashMap<u64, &probe_common::LiveTimer> =
-            snapshot.live.iter().map(|(a, l)| (*a, l)).collect();
-        for timer in &pending.timers {
-            let mut values: Values = [0; SampleType::ALL.len()];
-            values[SampleType::TimersPending.column()] = 1;
-            let kind = TimerKind::of_callback(Some(&timer.callback), timer.period > 0);
-            let user = timer
-                .function
-                .clone()
-                .filter(|_| kind == TimerKind::Afterfunc);
-            let created_at = snapshot
-                .creations
-                .get(&timer.address)
-                .map(|creation| SiteKey {
-                    event: event::CREATED,
-                    hook: creation.hook,
-                    stack: creation.stack,
-                    caller: creation.caller,
-                    flags: creation.flags,
-                    ..SiteKey::default()
-                })
-                .or_else(|| live.get(&timer.address).map(|live| live.site));
-            let locations = match created_at {
-                Some(site) => encoder.timer_locations(&site, snapshot),
-                None => {
-                    let name = user.clone().unwrap_or_else(|| timer.callback.clone());
-                    let frame = Frame {
-                        function: name.clone(),
-                        system_name: name,
-                        ..Frame::default()
-                    };
-                    let mut locations = vec![encoder.builder.location(0, 0, &[frame])];
-                    locations.extend(encoder.synthetic(SyntheticFrame::TimerCreatedBeforeAttach));
-                    locations
-                }
-            };
-            let mut labels = vec![SampleLabel::Str {
-                key: LabelKey::Kind.to_string(),
-                value: kind.to_string(),
-            }];
-            if let Some(user) = user {
-                labels.push(SampleLabel::Str {
-                    key: LabelKey::Callback.to_string(),
-                    value: user,
-                });
-            }
-            let number = |key: LabelKey, value: i64, unit: &str| SampleLabel::Num {
-                key: key.to_string(),
-                value,
-                unit: unit.into(),
-            };
-            labels.extend([
-                number(LabelKey::Timer, timer.address as i64, ""),
-                number(LabelKey::Period, timer.period, "nanoseconds"),
-                number(LabelKey::DueIn, timer.when - pending.now, "nanoseconds"),
-                number(LabelKey::P, i64::from(timer.p), ""),
-                source(Source::Snapshot),
-            ]);
-            encoder.builder.add_sample(&locations, &values, &labels);
-        }
+        pending_samples(&mut encoder, snapshot, pending);
     }
 
     if let Some(read) = snapshot.goroutines.snapshot() {
@@ -598,6 +539,126 @@ pub fn encode(
     Ok(profile)
 }
 
+/// Pending timers that get a sample each, with their own labels (`timer`, `due_in`, `p`); a
+/// process with more gets one sample per creation site, kind, callback and period instead
+/// (comment `timers_pending_grouped`), so that a million timers cost a profile the size of their
+/// sites, not of the timers.
+pub const PENDING_SAMPLES_EACH: usize = 10_000;
+
+/// Pending timers that share where they were created, what they run and their period.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct PendingGroup<'t> {
+    /// The creation seen by the probes; `None`: created before the attach (or forgotten).
+    created_at: Option<SiteKey>,
+    kind: TimerKind,
+    callback: &'t str,
+    /// AfterFunc: the user's function.
+    user: Option<&'t str>,
+    period: i64,
+}
+
+/// The `timers_pending` samples of a snapshot read: per timer, or per [`PendingGroup`] above
+/// [`PENDING_SAMPLES_EACH`] timers.
+fn pending_samples(encoder: &mut Encoder<'_>, snapshot: &Snapshot, pending: &TimerSnapshot) {
+    let live: HashMap<u64, &probe_common::LiveTimer> =
+        snapshot.live.iter().map(|(a, l)| (*a, l)).collect();
+    let mut index: HashMap<PendingGroup<'_>, usize> = HashMap::new();
+    let mut groups: Vec<(PendingGroup<'_>, Vec<&PendingTimer>)> = Vec::new();
+    for timer in &pending.timers {
+        let kind = TimerKind::of_callback(Some(&timer.callback), timer.period > 0);
+        let created_at = snapshot
+            .creations
+            .get(&timer.address)
+            .map(|creation| SiteKey {
+                event: event::CREATED,
+                hook: creation.hook,
+                stack: creation.stack,
+                caller: creation.caller,
+                flags: creation.flags,
+                ..SiteKey::default()
+            })
+            .or_else(|| live.get(&timer.address).map(|live| live.site));
+        let group = PendingGroup {
+            created_at,
+            kind,
+            callback: &timer.callback,
+            user: timer
+                .function
+                .as_deref()
+                .filter(|_| kind == TimerKind::Afterfunc),
+            period: timer.period,
+        };
+        let at = *index.entry(group).or_insert_with(|| {
+            groups.push((group, Vec::new()));
+            groups.len() - 1
+        });
+        groups[at].1.push(timer);
+    }
+    let each = pending.timers.len() <= PENDING_SAMPLES_EACH;
+    if !each {
+        encoder
+            .builder
+            .comment(CommentKey::TimersPendingGrouped.comment(pending.timers.len()));
+    }
+    let number = |key: LabelKey, value: i64, unit: &str| SampleLabel::Num {
+        key: key.to_string(),
+        value,
+        unit: unit.into(),
+    };
+    for (group, timers) in groups {
+        let locations = match group.created_at {
+            Some(site) => encoder.timer_locations(&site, snapshot),
+            None => {
+                let name = group.user.unwrap_or(group.callback).to_owned();
+                let frame = Frame {
+                    function: name.clone(),
+                    system_name: name,
+                    ..Frame::default()
+                };
+                let mut locations = vec![encoder.builder.location(0, 0, &[frame])];
+                locations.extend(encoder.synthetic(SyntheticFrame::TimerCreatedBeforeAttach));
+                locations
+            }
+        };
+        let mut labels = vec![SampleLabel::Str {
+            key: LabelKey::Kind.to_string(),
+            value: group.kind.to_string(),
+        }];
+        if let Some(user) = group.user {
+            labels.push(SampleLabel::Str {
+                key: LabelKey::Callback.to_string(),
+                value: user.to_owned(),
+            });
+        }
+        labels.push(number(LabelKey::Period, group.period, "nanoseconds"));
+        labels.push(source_label(Source::Snapshot));
+        let mut values: Values = [0; SampleType::ALL.len()];
+        if !each {
+            values[SampleType::TimersPending.column()] = timers.len() as i64;
+            encoder.builder.add_sample(&locations, &values, &labels);
+            continue;
+        }
+        values[SampleType::TimersPending.column()] = 1;
+        for timer in timers {
+            let mut labels = labels.clone();
+            labels.extend([
+                number(LabelKey::Timer, timer.address as i64, ""),
+                number(LabelKey::DueIn, timer.when - pending.now, "nanoseconds"),
+                number(LabelKey::P, i64::from(timer.p), ""),
+            ]);
+            encoder.builder.add_sample(&locations, &values, &labels);
+        }
+    }
+}
+
+/// Label `source`: which tier produced a sample.
+fn source_label(source: Source) -> SampleLabel {
+    SampleLabel::Str {
+        key: LabelKey::Source.to_string(),
+        value: source.to_string(),
+    }
+}
+
 /// One `goroutines` sample per current stack, state, creation site and time waited (label
 /// `source=snapshot`), its value the number of goroutines so.
 fn goroutine_samples(encoder: &mut Encoder<'_>, read: &GoroutineSnapshot) {
@@ -635,7 +696,7 @@ fn goroutine_samples(encoder: &mut Encoder<'_>, read: &GoroutineSnapshot) {
                 unit: "seconds".into(),
             });
         }
-        labels.push(text(LabelKey::Source, Source::Snapshot.to_string()));
+        labels.push(source_label(Source::Snapshot));
         encoder.builder.add_sample(&locations, &values, &labels);
     }
 }

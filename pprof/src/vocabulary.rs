@@ -215,6 +215,10 @@ string_enum! {
         /// created first; `--max-creations`): a pending timer whose creation was forgotten is
         /// counted under its callback, as if created before the attach.
         CreationsEvicted => "creations_evicted",
+        /// The pending timers of a snapshot read too many for a sample each (more than 10,000):
+        /// their `timers_pending` samples count the timers of each creation site, kind, callback
+        /// and period, without the per-timer labels `timer`, `due_in` and `p`.
+        TimersPendingGrouped => "timers_pending_grouped",
     }
 }
 

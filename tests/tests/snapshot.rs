@@ -309,3 +309,84 @@ per_go_version!(
     pending_timers_at_creation,
     super::pending_timers_land_at_their_creating_functions
 );
+
+/// Above 10,000 pending timers the profile stops keeping a sample per timer: the AfterFuncs of
+/// one creating function, callback and period are one sample counting them all (comment
+/// `timers_pending_grouped`), with no per-timer labels, and the counts stay exact.
+fn many_pending_timers_are_grouped_by_site(go: &GoVersion) {
+    const AFTERFUNCS: &str = "12000";
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("pending.pb.gz");
+    let mut fixture = Fixture::spawn("pending", go, Variant::Normal, &["-afterfuncs", AFTERFUNCS]);
+    let recording = PidRecording::start(fixture.pid(), &output, &["--events", "create"]);
+    fixture.start_scenario_with_requests();
+    let summary = fixture.summary();
+    let status = recording.stop_with(nix::sys::signal::Signal::SIGINT);
+    assert!(status.success(), "{go}: record exits 0: {status}");
+    let profile = read_profile(&output);
+    let context = format!("{go}: {summary}");
+    let (read, _) = profile
+        .comments
+        .iter()
+        .find_map(|c| pprof::vocabulary::parse_snapshot_ok(c))
+        .unwrap_or_else(|| panic!("{context}: {:?}", profile.comments));
+    assert!(read > 12_000, "{context}: {read} timers read");
+    assert_eq!(
+        profile.comment_value("timers_pending_grouped"),
+        Some(read.to_string().as_str()),
+        "{context}"
+    );
+    let expire = summary["afterfunc"]["main.expireSession"].as_i64().unwrap();
+    assert_eq!(expire, 12_000, "{context}");
+    assert_eq!(
+        cum(
+            &profile,
+            "timers_pending",
+            "main.armSessions",
+            Some("afterfunc")
+        ),
+        expire,
+        "{context}"
+    );
+    let index = profile.sample_index(Some("timers_pending")).unwrap();
+    let samples: Vec<_> = profile
+        .samples
+        .iter()
+        .filter(|s| s.values[index] > 0)
+        .collect();
+    let total: i64 = samples.iter().map(|s| s.values[index]).sum();
+    assert_eq!(total, read as i64, "{context}");
+    // One sample per site, kind, callback and period: a handful, not one per timer.
+    assert!(samples.len() < 20, "{context}: {} samples", samples.len());
+    for sample in samples {
+        assert!(
+            !sample.labels.iter().any(|l| matches!(
+                l,
+                pprof::SampleLabel::Num { key, .. } if key == "timer" || key == "due_in"
+            )),
+            "{context}: {:?}",
+            sample.labels
+        );
+    }
+    let sessions = profile
+        .samples
+        .iter()
+        .find(|s| s.values[index] == expire)
+        .unwrap_or_else(|| panic!("{context}: no sample of all {expire} AfterFuncs"));
+    assert_eq!(
+        sessions.str_label("callback"),
+        Some("main.expireSession"),
+        "{context}"
+    );
+    assert_eq!(sessions.str_label("source"), Some("snapshot"), "{context}");
+}
+
+#[test]
+fn many_pending_timers_are_grouped_go1_19() {
+    many_pending_timers_are_grouped_by_site(go_version("1.19").unwrap());
+}
+
+#[test]
+fn many_pending_timers_are_grouped_go1_25() {
+    many_pending_timers_are_grouped_by_site(go_version("1.25").unwrap());
+}
