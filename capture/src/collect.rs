@@ -14,7 +14,7 @@ use probe_common::{
 
 use pprof::vocabulary::CommentKey;
 
-use crate::{goroutines::GoroutineRead, mappings::LiveMappings, pending::PendingRead};
+use crate::{batch, goroutines::GoroutineRead, mappings::LiveMappings, pending::PendingRead};
 
 #[derive(Debug, thiserror::Error)]
 #[error("reading eBPF map {name}")]
@@ -305,13 +305,7 @@ pub fn snapshot(
             });
         sites.push((key, total));
     }
-    let live_map =
-        BpfHashMap::<_, u64, LiveTimer>::try_from(map(ebpf, "LIVE")).map_err(err("LIVE"))?;
-    // A key deleted while we iterate (a timer stopped or fired meanwhile) sends the kernel's
-    // iteration back to the first key: keep each timer once.
-    let live: Vec<(u64, LiveTimer)> = live_map
-        .iter()
-        .collect::<Result<HashMap<_, _>, _>>()
+    let live: Vec<(u64, LiveTimer)> = batch::entries(map(ebpf, "LIVE"))
         .map_err(err("LIVE"))?
         .into_iter()
         .collect();
@@ -381,22 +375,17 @@ fn creations_evicted(ebpf: &impl Maps) -> Result<u64, CollectError> {
     if added == 0 {
         return Ok(0);
     }
-    let creations = BpfHashMap::<_, u64, TimerCreation>::try_from(map(ebpf, "CREATIONS"))
-        .map_err(err("CREATIONS"))?;
-    // An eviction under the iteration sends it back to the first key: count each key once, and
-    // stop after twice the keys ever added rather than chase a busy map.
-    let mut held = std::collections::HashSet::new();
-    for key in creations.keys().take(2 * added as usize) {
-        held.insert(key.map_err(err("CREATIONS"))?);
-    }
-    Ok(added.saturating_sub(held.len() as u64))
+    let held = batch::entries::<u64, TimerCreation>(map(ebpf, "CREATIONS"))
+        .map_err(err("CREATIONS"))?
+        .len();
+    Ok(added.saturating_sub(held as u64))
 }
 
 /// Looks up where each pending timer of `snapshot` was created (the creation hooks key the map
 /// by the same `*runtime.timer` address the heaps hold) and fetches those stacks; in `frozen`
 /// instead of the kernel map when given (a creation hook was detached). With more pending timers
-/// than the map can hold (`capacity` entries), the map is read whole once rather than looked up
-/// per timer: a system call per entry, not per timer.
+/// than the map can hold (`capacity` entries), the map is read whole, in a few system calls,
+/// rather than looked up per timer.
 pub fn join_creations(
     ebpf: &impl Maps,
     frozen: Option<&HashMap<u64, TimerCreation>>,
@@ -413,13 +402,7 @@ pub fn join_creations(
     let frozen = match frozen {
         Some(frozen) => Some(frozen),
         None if addresses.len() > capacity as usize => {
-            // An entry evicted under the iteration sends it back to the first key: stop after
-            // twice the map's size rather than chase a busy map.
-            whole = creations
-                .iter()
-                .take(2 * capacity as usize)
-                .collect::<Result<HashMap<_, _>, _>>()
-                .map_err(err("CREATIONS"))?;
+            whole = batch::entries(map(ebpf, "CREATIONS")).map_err(err("CREATIONS"))?;
             Some(&whole)
         }
         None => None,
@@ -481,16 +464,8 @@ fn c_heap(ebpf: &impl Maps) -> Result<CHeap, CollectError> {
             });
         allocated.insert(site, total);
     }
-    let blocks_map = BpfHashMap::<_, u64, CHeapBlock>::try_from(map(ebpf, "C_HEAP_BLOCKS"))
-        .map_err(err("C_HEAP_BLOCKS"))?;
-    // While the probes run, a block freed under the iteration sends it back to the first key:
-    // keep each block once, and stop after twice the largest map's size rather than chase a
-    // busy heap.
-    let mut blocks = HashMap::new();
-    for item in blocks_map.iter().take(2 * MAX_C_BLOCKS as usize) {
-        let (address, block) = item.map_err(err("C_HEAP_BLOCKS"))?;
-        blocks.insert(address, block);
-    }
+    let blocks: HashMap<u64, CHeapBlock> =
+        batch::entries(map(ebpf, "C_HEAP_BLOCKS")).map_err(err("C_HEAP_BLOCKS"))?;
     let mut live: HashMap<CHeapSite, CHeapTotals> = HashMap::new();
     for block in blocks.values() {
         let totals = live.entry(block.site).or_default();

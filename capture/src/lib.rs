@@ -7,6 +7,7 @@
 //! `gobinary` crate.
 
 pub mod attach;
+mod batch;
 pub mod budget;
 pub mod calibrate;
 pub mod cgo;

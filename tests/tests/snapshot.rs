@@ -390,3 +390,59 @@ fn many_pending_timers_are_grouped_go1_19() {
 fn many_pending_timers_are_grouped_go1_25() {
     many_pending_timers_are_grouped_by_site(go_version("1.25").unwrap());
 }
+
+/// A creation map smaller than the timers created forgets the oldest creations and says how
+/// many (comment `creations_evicted`): the forgotten timers still count, under their callback
+/// as made before the attach, and no more of them sit at their creating function than the map
+/// holds.
+#[test]
+fn a_full_creation_map_counts_what_it_forgot() {
+    const MAX_CREATIONS: i64 = 64;
+    let go = go_version("1.25").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("pending.pb.gz");
+    let mut fixture = Fixture::spawn("pending", go, Variant::Normal, &["-afterfuncs", "500"]);
+    let recording = PidRecording::start(
+        fixture.pid(),
+        &output,
+        &[
+            "--events",
+            "create",
+            "--max-creations",
+            &MAX_CREATIONS.to_string(),
+        ],
+    );
+    fixture.start_scenario_with_requests();
+    let summary = fixture.summary();
+    let status = recording.stop_with(nix::sys::signal::Signal::SIGINT);
+    assert!(status.success(), "record exits 0: {status}");
+    let profile = read_profile(&output);
+    let context = format!("{summary}: {:?}", profile.comments);
+    let expire = summary["afterfunc"]["main.expireSession"].as_i64().unwrap();
+    let at_creation = cum(
+        &profile,
+        "timers_pending",
+        "main.armSessions",
+        Some("afterfunc"),
+    );
+    let forgotten = cum(
+        &profile,
+        "timers_pending",
+        "[timer created before attach]",
+        Some("afterfunc"),
+    );
+    assert!(at_creation <= MAX_CREATIONS, "{context}: {at_creation}");
+    assert!(
+        forgotten >= expire - MAX_CREATIONS,
+        "{context}: {forgotten}"
+    );
+    let evicted: i64 = profile
+        .comment_value("creations_evicted")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{context}"));
+    // The fixture creates other timers too, all through the same hook.
+    assert!(
+        evicted >= expire - MAX_CREATIONS,
+        "{context}: {evicted} evicted"
+    );
+}
