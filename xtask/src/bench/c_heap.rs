@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use timerscope_tests::{Variant, fixture_path, reference_go};
 
 use super::Bench;
-use super::hooks::{BPFTRACE_READY, TIMERSCOPE_READY};
+use super::hooks::{BPFTRACE_READY, TIMERSCOPE_READY, start_bpftrace};
 use super::measure::{Lines, Running, Spread, rotated};
 use super::report::{Check, Row, Section, rate};
 
@@ -138,23 +138,8 @@ fn pairs(bench: &Bench, binary: &Path, probing: Probing, run: usize) -> Result<P
         }
         Probing::Bpftrace => {
             let log = bench.out_dir.join("bpftrace-c-heap.log");
-            let mut tracer = Running::spawn(
-                Command::new("bpftrace")
-                    .args(["-B", "line", "-p", &pid.to_string(), "-e"])
-                    .arg(bpftrace_script(&libc_of(pid)?))
-                    .stdout(Stdio::piped())
-                    .stderr(fs::File::create(&log)?),
-            )?;
-            let mut stdout = Lines::new("bpftrace", tracer.child.stdout.take().unwrap());
-            stdout
-                .wait_for(BPFTRACE_READY, STEP_TIMEOUT)
-                .with_context(|| {
-                    format!(
-                        "bpftrace said:\n{}",
-                        fs::read_to_string(&log).unwrap_or_default()
-                    )
-                })?;
-            Some((tracer, stdout))
+            let tracer = start_bpftrace(pid, &bpftrace_script(&libc_of(pid)?), &log)?;
+            Some((tracer.running, tracer.stdout))
         }
     };
     let mut stdin = fixture.child.stdin.take().unwrap();

@@ -24,7 +24,7 @@ use timerscope_tests::{GoVersion, Variant, fixture_path, go_version};
 use super::Bench;
 use super::go_programs;
 use super::hooks::{
-    BPFTRACE_READY, CountsAtExit, TIMERSCOPE_READY, bpftrace_script, hooked_functions,
+    CountsAtExit, TIMERSCOPE_READY, bpftrace_script, hooked_functions, start_bpftrace,
 };
 use super::measure::{Lines, Running, Spread, rotated};
 use super::plot::Plot;
@@ -348,29 +348,10 @@ fn churn(bench: &Bench, target: &Target, probing: Probing, run: usize) -> Result
             Some(Attached::Timerscope(recorder, stderr))
         }
         Probing::Bpftrace => {
-            let log = bench.out_dir.join("bpftrace.log");
-            let log_file = fs::File::create(&log)?;
-            let mut tracer = Running::spawn(
-                Command::new("bpftrace")
-                    .args(["-B", "line", "-p", &pid, "-e"])
-                    .arg(bpftrace_script(
-                        &target.binary,
-                        &target.hooks,
-                        CountsAtExit::Print,
-                    ))
-                    .stdout(Stdio::piped())
-                    .stderr(log_file),
-            )?;
-            let mut stdout = Lines::new("bpftrace", tracer.child.stdout.take().unwrap());
-            stdout
-                .wait_for(BPFTRACE_READY, STEP_TIMEOUT)
-                .with_context(|| {
-                    format!(
-                        "bpftrace said:\n{}",
-                        fs::read_to_string(&log).unwrap_or_default()
-                    )
-                })?;
-            Some(Attached::Bpftrace(tracer, stdout))
+            let script = bpftrace_script(&target.binary, &target.hooks, CountsAtExit::Print);
+            let tracer =
+                start_bpftrace(fixture.pid(), &script, &bench.out_dir.join("bpftrace.log"))?;
+            Some(Attached::Bpftrace(tracer.running, tracer.stdout))
         }
     };
 

@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::Bench;
 use super::go_programs;
 use super::hooks::{
-    BPFTRACE_READY, CountsAtExit, TIMERSCOPE_READY, bpftrace_script, hooked_functions,
+    CountsAtExit, TIMERSCOPE_READY, bpftrace_script, hooked_functions, start_bpftrace,
 };
 use super::measure::{Lines, Running, Spread, rotated};
 use super::report::{Check, Row, Section, rate};
@@ -313,20 +313,9 @@ fn measure(
             Some((running, stderr))
         }
         Agent::Bpftrace => {
-            let mut tracer = Running::spawn(
-                Command::new("bpftrace")
-                    .args(["-B", "line", "-p", &pid, "-e"])
-                    .arg(bpftrace_script(
-                        &server.binary,
-                        hooks,
-                        CountsAtExit::Discard,
-                    ))
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::null()),
-            )?;
-            let mut stdout = Lines::new("bpftrace", tracer.child.stdout.take().unwrap());
-            stdout.wait_for(BPFTRACE_READY, STEP_TIMEOUT)?;
-            Some((tracer, stdout))
+            let script = bpftrace_script(&server.binary, hooks, CountsAtExit::Discard);
+            let tracer = start_bpftrace(target.pid(), &script, &dir.join("bpftrace-servers.log"))?;
+            Some((tracer.running, tracer.stdout))
         }
     };
     thread::sleep(SETTLE);

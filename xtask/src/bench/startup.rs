@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::Bench;
 use super::hooks::{
-    BPFTRACE_READY, CountsAtExit, TIMERSCOPE_READY, bpftrace_script, hooked_functions,
+    CountsAtExit, TIMERSCOPE_READY, bpftrace_script, hooked_functions, start_bpftrace,
 };
 use super::measure::{Lines, Running, Spread, rotated};
 use super::report::{Row, Section, file_size, seconds};
@@ -122,35 +122,31 @@ pub fn run(bench: &Bench, binary: &Path) -> Result<Section> {
 /// Starts `tool` on `pid`, waits until its probes are attached, stops it; returns the time from
 /// its start until attached.
 fn attach(bench: &Bench, tool: Tool, pid: u32, binary: &Path, hooks: &[String]) -> Result<f64> {
-    let pid = pid.to_string();
-    let (mut running, mut lines, ready) = match tool {
+    let (mut running, lines, start, attached) = match tool {
         Tool::Timerscope => {
             let start = Instant::now();
             let mut running = Running::spawn(
                 Command::new(&bench.tools.timerscope)
-                    .args(["record", "--pid", &pid, "--output"])
+                    .args(["record", "--pid", &pid.to_string(), "--output"])
                     .arg(bench.out_dir.join("startup.pb.gz"))
                     .stdout(Stdio::null())
                     .stderr(Stdio::piped()),
             )?;
-            let lines = Lines::new("timerscope record", running.child.stderr.take().unwrap());
-            (running, lines, (start, TIMERSCOPE_READY))
+            let mut lines = Lines::new("timerscope record", running.child.stderr.take().unwrap());
+            let (_, attached) = lines.wait_for(TIMERSCOPE_READY, STEP_TIMEOUT)?;
+            (running, lines, start, attached)
         }
         Tool::Bpftrace => {
-            let start = Instant::now();
-            let mut running = Running::spawn(
-                Command::new("bpftrace")
-                    .args(["-B", "line", "-p", &pid, "-e"])
-                    .arg(bpftrace_script(binary, hooks, CountsAtExit::Discard))
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::null()),
-            )?;
-            let lines = Lines::new("bpftrace", running.child.stdout.take().unwrap());
-            (running, lines, (start, BPFTRACE_READY))
+            let script = bpftrace_script(binary, hooks, CountsAtExit::Discard);
+            let tracer = start_bpftrace(pid, &script, &bench.out_dir.join("bpftrace-startup.log"))?;
+            (
+                tracer.running,
+                tracer.stdout,
+                tracer.started,
+                tracer.attached,
+            )
         }
     };
-    let (start, needle) = ready;
-    let (_, attached) = lines.wait_for(needle, STEP_TIMEOUT)?;
     let status = match tool {
         Tool::Timerscope => {
             running.interrupt()?;

@@ -20,7 +20,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::Bench;
-use super::hooks::{BPFTRACE_READY, CountsAtExit, bpftrace_script, hooked_functions};
+use super::hooks::{CountsAtExit, bpftrace_script, hooked_functions, start_bpftrace};
 use super::measure::{Lines, Running, Spread, peak_rss_kib, rotated};
 use super::plot::Plot;
 use super::report::{Growth, Row, Section, linearity, mebibytes, thousands};
@@ -439,16 +439,9 @@ fn measure(
             Some((watch, stderr))
         }
         Agent::Bpftrace => {
-            let mut tracer = Running::spawn(
-                Command::new("bpftrace")
-                    .args(["-B", "line", "-p", &pid.to_string(), "-e"])
-                    .arg(bpftrace_script(paced, hooks, CountsAtExit::Discard))
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::null()),
-            )?;
-            let mut stdout = Lines::new("bpftrace", tracer.child.stdout.take().unwrap());
-            stdout.wait_for(BPFTRACE_READY, STEP_TIMEOUT)?;
-            Some((tracer, stdout))
+            let script = bpftrace_script(paced, hooks, CountsAtExit::Discard);
+            let tracer = start_bpftrace(pid, &script, &bench.out_dir.join("bpftrace-watch.log"))?;
+            Some((tracer.running, tracer.stdout))
         }
     };
     thread::sleep(SETTLE);
