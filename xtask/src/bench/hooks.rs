@@ -25,6 +25,7 @@ pub fn hooked_functions(profile: &Path) -> Result<Vec<String>> {
         .context("bench: the profile has no hooks= comment")?;
     Ok(hooks
         .split(',')
+        .filter(|hook| !hook.is_empty())
         .map(|hook| hook.rsplit_once('+').map_or(hook, |(symbol, _)| symbol))
         .map(str::to_owned)
         .collect())

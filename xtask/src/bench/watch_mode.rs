@@ -338,7 +338,8 @@ fn series<'a>(
     }
 }
 
-/// The functions timerscope hooks in the paced program, from an unmeasured watch.
+/// The functions timerscope hooks in the paced program, from an unmeasured watch: every hook
+/// any of its profiles names (the overhead budget may detach a hook after the first ones).
 fn hook_functions(bench: &Bench, paced: &Path) -> Result<Vec<String>> {
     let dir = bench.out_dir.join("watch");
     let load = Load {
@@ -348,18 +349,29 @@ fn hook_functions(bench: &Bench, paced: &Path) -> Result<Vec<String>> {
     };
     measure(bench, paced, &[], Agent::Watch, load, bench.watch_window, 0)
         .context("bench: warm-up watch")?;
-    let profile = fs::read_dir(&dir)
+    let mut profiles: Vec<_> = fs::read_dir(&dir)
         .with_context(|| format!("bench: reading {}", dir.display()))?
         .flatten()
         .map(|entry| entry.path())
-        .find(|path| path.to_string_lossy().ends_with(".pb.gz"))
-        .with_context(|| {
-            format!(
-                "bench: timerscope watch wrote no profile in {}",
-                dir.display()
-            )
-        })?;
-    hooked_functions(&profile)
+        .filter(|path| path.to_string_lossy().ends_with(".pb.gz"))
+        .collect();
+    // Named by the time they were written.
+    profiles.sort();
+    let mut hooks: Vec<String> = Vec::new();
+    for profile in &profiles {
+        for hook in hooked_functions(profile)? {
+            if !hooks.contains(&hook) {
+                hooks.push(hook);
+            }
+        }
+    }
+    if hooks.is_empty() {
+        bail!(
+            "bench: timerscope watch wrote no profile naming a hook in {}",
+            dir.display()
+        );
+    }
+    Ok(hooks)
 }
 
 /// CPU time of a process: the sum over its threads of the scheduler's run time
