@@ -153,7 +153,14 @@ fn churn(
                 Ok(profile
                     .samples
                     .iter()
-                    .filter(|s| profile.stack(s).any(|f| f.function == SPAWN_FUNCTION))
+                    // Created by its go statement: the leaf frame. The GC's mark workers, started
+                    // by an allocation under it, have it deeper in their stacks.
+                    .filter(|s| {
+                        profile
+                            .stack(s)
+                            .next()
+                            .is_some_and(|f| f.function == SPAWN_FUNCTION)
+                    })
                     .map(|s| u64::try_from(s.values[index]).unwrap_or(0))
                     .sum())
             };
