@@ -136,11 +136,17 @@ fn a_watched_leaky_service_shows_its_rising_timers_and_leaking_line() {
         .position(|l| l.contains("time.After(30 * time.Second)"))
         .unwrap();
     let dom = report(&[watched.to_str().unwrap()], &dir.path().join("r.html"));
-    let first = dom.find("class=\"finding\"").expect("a finding");
-    let first = &dom[first..first + dom[first..].find("</li>").unwrap()];
+    // The demo leaks goroutines too; which of its two high findings ranks first depends on
+    // the rates over a few seconds, so look for the timer leak among them.
+    let findings: Vec<&str> = dom
+        .match_indices("class=\"finding\"")
+        .map(|(at, _)| &dom[at..at + dom[at..].find("</li>").unwrap()])
+        .collect();
     assert!(
-        first.contains("main.handleRequest") && first.contains(&format!("main.go:{line}")),
-        "first finding: {first}"
+        findings
+            .iter()
+            .any(|f| f.contains("main.handleRequest") && f.contains(&format!("main.go:{line}"))),
+        "findings: {findings:#?}"
     );
     // The default creation tier: the timers pending in the runtime's heaps, each at its
     // creation stack.
