@@ -383,49 +383,31 @@ fn creations_evicted(ebpf: &impl Maps) -> Result<u64, CollectError> {
 
 /// Looks up where each pending timer of `snapshot` was created (the creation hooks key the map
 /// by the same `*runtime.timer` address the heaps hold) and fetches those stacks; in `frozen`
-/// instead of the kernel map when given (a creation hook was detached). With more pending timers
-/// than the map can hold (`capacity` entries), the map is read whole, in a few system calls,
-/// rather than looked up per timer.
+/// instead of the kernel map when given (a creation hook was detached). The kernel map is read
+/// whole, in a few system calls, rather than looked up once per pending timer.
 pub fn join_creations(
     ebpf: &impl Maps,
     frozen: Option<&HashMap<u64, TimerCreation>>,
-    capacity: u32,
     snapshot: &mut Snapshot,
 ) -> Result<(), CollectError> {
     let Some(pending) = snapshot.pending.timers() else {
         return Ok(());
     };
     let addresses: Vec<u64> = pending.timers.iter().map(|t| t.address).collect();
-    let creations = BpfHashMap::<_, u64, TimerCreation>::try_from(map(ebpf, "CREATIONS"))
-        .map_err(err("CREATIONS"))?;
     let whole;
-    let frozen = match frozen {
-        Some(frozen) => Some(frozen),
-        None if addresses.len() > capacity as usize => {
+    let creations = match frozen {
+        Some(frozen) => frozen,
+        None => {
             whole = batch::entries(map(ebpf, "CREATIONS")).map_err(err("CREATIONS"))?;
-            Some(&whole)
+            &whole
         }
-        None => None,
     };
     let stack_map =
         BpfHashMap::<_, u64, UserStack>::try_from(map(ebpf, "STACKS")).map_err(err("STACKS"))?;
     let mut joined = HashMap::new();
     for &address in &addresses {
-        let creation = match frozen {
-            Some(frozen) => match frozen.get(&address) {
-                Some(&creation) => creation,
-                None => continue,
-            },
-            None => match creations.get(&address, 0) {
-                Ok(creation) => creation,
-                Err(aya::maps::MapError::KeyNotFound) => continue,
-                Err(source) => {
-                    return Err(CollectError {
-                        name: "CREATIONS",
-                        source,
-                    });
-                }
-            },
+        let Some(&creation) = creations.get(&address) else {
+            continue;
         };
         if creation.stack != NO_STACK && !snapshot.stacks.contains_key(&creation.stack) {
             // Stacks are never removed, so every key the probes wrote is there.

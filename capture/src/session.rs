@@ -73,8 +73,6 @@ pub struct Session {
     /// no longer replaces its entry in the creation map, so only the creations joined right
     /// after the detach are trusted, each for as long as its timer stays pending.
     frozen_creations: Option<HashMap<u64, TimerCreation>>,
-    /// Entries the creation map holds at most (`--max-creations`).
-    creations_capacity: u32,
 }
 
 /// What [`Session::attach`] attaches, as `record`, `watch` and `top` ask for it.
@@ -184,7 +182,6 @@ impl Session {
             executable,
             execed: None,
             frozen_creations: None,
-            creations_capacity: sizes.creations,
         })
     }
 
@@ -372,12 +369,9 @@ impl Session {
             None => self.pending.read(&self.binary),
         };
         let frozen = self.frozen_creations.as_ref();
-        let capacity = self.creations_capacity;
         let joined = match &self.probe {
-            ProbeState::Attached(probe) => {
-                collect::join_creations(&probe.ebpf, frozen, capacity, snapshot)
-            }
-            ProbeState::Detached(maps) => collect::join_creations(maps, frozen, capacity, snapshot),
+            ProbeState::Attached(probe) => collect::join_creations(&probe.ebpf, frozen, snapshot),
+            ProbeState::Detached(maps) => collect::join_creations(maps, frozen, snapshot),
             ProbeState::Detaching => unreachable!("detach completes before anything else runs"),
         };
         if let Err(error) = joined {
