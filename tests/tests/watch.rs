@@ -126,15 +126,19 @@ fn run_churn_under(watcher: &Watcher, seconds: &str) -> (u32, serde_json::Value)
 fn intervals_add_up_across_a_restart_of_the_target() {
     let dir = tempfile::tempdir().unwrap();
     let binary = fixture_path("timers", reference_go(), Variant::Normal).unwrap();
+    // Churn runs flat out, far over the default budget of 1% of a CPU, which would sample its
+    // stacks: exact counts at main.churn need a budget that never steps down. Probes on every
+    // thread can cost more than one CPU (101% was seen on 2 cores), so the budget is more than
+    // all of the machine's CPUs together.
+    let cpus = std::thread::available_parallelism().map_or(64, |n| n.get());
+    let unreachable_budget = (100 * (cpus + 1)).to_string();
     let watcher = Watcher::start(&[
         "--exe",
         binary.to_str().unwrap(),
         "--events",
         "all",
-        // Churn runs flat out, far over the default budget of 1% of a CPU, which would sample
-        // its stacks: exact counts at main.churn need a budget that never steps down.
         "--max-overhead",
-        "100",
+        &unreachable_budget,
         "--interval",
         "1s",
         "--dir",
