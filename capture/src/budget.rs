@@ -1,7 +1,11 @@
 //! `watch --max-overhead`: the target's CPU time in timerscope's probes, measured, and the steps
 //! down when it exceeds the budget. The cost is the uprobe programs' own run time from the
 //! kernel's BPF statistics plus their runs (one per hit) times the trap cost measured once at
-//! start ([`crate::calibrate`]). Over budget, one step per check, losing the least first: the C
+//! start ([`crate::calibrate`]). The budget is a bucket: it fills at `--max-overhead` of one CPU
+//! up to [`BURST`] of that rate, and every check takes out what the probes cost since the last
+//! one. An empty bucket means over budget. Checked often, a hot hook (a goroutine per request
+//! of a saturated server) is stepped down within a check or two, while a burst that the bucket
+//! holds (a server's start) is not. Over budget, one step per check, losing the least first: the C
 //! heap probes go (an opt-in extra); then the busiest reset or stop hook walks its stack at one
 //! hit in [`SAMPLED_STACK_RATE`] (events still counted, at the immediate caller); once every
 //! such hook is sampled, the goroutine probes go together (when they were hit in the window:
@@ -24,8 +28,16 @@ use crate::{
 /// One stack walk in this many hits of a sampled hook.
 pub const SAMPLED_STACK_RATE: u32 = 64;
 
-/// Shortest window a measurement is taken over.
-const MIN_WINDOW: Duration = Duration::from_millis(500);
+/// How often the caller should check: a hook far over budget costs the target at most about
+/// this long before it is stepped down.
+pub const CHECK_PERIOD: Duration = Duration::from_millis(100);
+
+/// The bucket holds this much time at the budget's rate: a burst of probe cost that the budget
+/// would allow over one second is not a step, however short it is.
+const BURST: Duration = Duration::from_secs(1);
+
+/// The reported ratio is over windows at least this long.
+const RATIO_WINDOW: Duration = Duration::from_secs(1);
 
 /// Cost readings of one watched process.
 struct Reading {
@@ -42,8 +54,13 @@ pub struct OverheadBudget {
     trap: Duration,
     /// Keeps the kernel's BPF run-time statistics on.
     _stats: OwnedFd,
+    /// At the last check.
     last: Option<Reading>,
-    /// The ratio over the last full window.
+    /// Budget left, in nanoseconds of CPU: filled at `max_ratio`, capped at [`BURST`] of it.
+    bucket_ns: f64,
+    /// When the reported ratio's window started, and the probes' cost until then.
+    ratio_start: Option<(Instant, u64)>,
+    /// The ratio over the last full [`RATIO_WINDOW`].
     ratio: Option<f64>,
     /// `unix-seconds what`, one per step taken.
     steps: Vec<String>,
@@ -61,11 +78,14 @@ impl OverheadBudget {
             .context("overhead budget: cannot enable the kernel's BPF run-time statistics")?;
         let trap = crate::calibrate::uprobe_trap_cost()
             .map_err(|e| anyhow::anyhow!("overhead budget: calibrating the uprobe cost: {e}"))?;
+        let max_ratio = max_percent / 100.0;
         Ok(Self {
-            max_ratio: max_percent / 100.0,
+            max_ratio,
             trap,
             _stats: stats,
             last: None,
+            bucket_ns: burst_ns(max_ratio),
+            ratio_start: None,
             ratio: None,
             steps: Vec::new(),
             exhausted: false,
@@ -76,7 +96,7 @@ impl OverheadBudget {
         self.max_ratio
     }
 
-    /// The measured share of one CPU over the last window, once one was measured.
+    /// The measured share of one CPU over the last full second, once one was measured.
     pub fn ratio(&self) -> Option<f64> {
         self.ratio
     }
@@ -86,30 +106,33 @@ impl OverheadBudget {
         self.steps.len()
     }
 
-    /// Measures the window since the last check and steps down when it was over budget.
+    /// Takes what the probes cost since the last check out of the bucket, and steps down when
+    /// it is empty.
     pub fn check(&mut self, session: &mut Session) -> anyhow::Result<Option<Step>> {
-        let Some((stats, hits)) = session.probe_cost() else {
+        let Some(now) = reading(session) else {
             return Ok(None);
         };
-        let now = Reading {
-            at: Instant::now(),
-            stats,
-            hits,
-            goroutine_hits: session.goroutine_hits().unwrap_or(0),
-        };
-        let Some(last) = &self.last else {
+        let Some(last) = self.last.take() else {
+            self.ratio_start = Some((now.at, self.cost_ns(&now.stats)));
             self.last = Some(now);
             return Ok(None);
         };
         let window = now.at.duration_since(last.at);
-        if window < MIN_WINDOW {
-            return Ok(None);
+        let cost_ns = self
+            .cost_ns(&now.stats)
+            .saturating_sub(self.cost_ns(&last.stats));
+        self.bucket_ns = (self.bucket_ns + window.as_nanos() as f64 * self.max_ratio)
+            .min(burst_ns(self.max_ratio))
+            - cost_ns as f64;
+        if let Some((start, start_cost)) = self.ratio_start {
+            let elapsed = now.at.duration_since(start);
+            if elapsed >= RATIO_WINDOW {
+                let total = self.cost_ns(&now.stats);
+                self.ratio =
+                    Some(total.saturating_sub(start_cost) as f64 / elapsed.as_nanos() as f64);
+                self.ratio_start = Some((now.at, total));
+            }
         }
-        let run_ns = now.stats.run_time_ns.saturating_sub(last.stats.run_time_ns);
-        let runs = now.stats.run_count.saturating_sub(last.stats.run_count);
-        let cost_ns = run_ns as f64 + runs as f64 * self.trap.as_nanos() as f64;
-        let ratio = cost_ns / window.as_nanos() as f64;
-        self.ratio = Some(ratio);
         let busy: Vec<u64> = now
             .hits
             .iter()
@@ -118,10 +141,12 @@ impl OverheadBudget {
             .collect();
         let goroutines_busy = now.goroutine_hits.saturating_sub(last.goroutine_hits);
         self.last = Some(now);
-        if ratio <= self.max_ratio {
+        if self.bucket_ns >= 0.0 {
             return Ok(None);
         }
-        let step = self.step_down(session, &busy, goroutines_busy)?;
+        // What the window cost, as a share of one CPU: what the step message reports.
+        let ratio = cost_ns as f64 / window.as_nanos().max(1) as f64;
+        let step = self.step_down(session, &busy, goroutines_busy, window)?;
         let Some(what) = step else {
             if !self.exhausted {
                 self.exhausted = true;
@@ -139,19 +164,24 @@ impl OverheadBudget {
             .unwrap_or_default()
             .as_secs();
         self.steps.push(format!("{unix} {what}"));
-        // The next window starts after the step, so it measures the new state.
-        self.last = session.probe_cost().map(|(stats, hits)| Reading {
-            at: Instant::now(),
-            stats,
-            hits,
-            goroutine_hits: session.goroutine_hits().unwrap_or(0),
-        });
+        // The next window starts after the step, with a full bucket, so the next step is taken
+        // only if the new state is over budget too.
+        self.last = reading(session);
+        self.bucket_ns = burst_ns(self.max_ratio);
         Ok(Some(Step(format!(
             "probe overhead {} over the budget of {}: {what}; capture tier now {}",
             percent(ratio),
             percent(self.max_ratio),
             session.capture_tier()
         ))))
+    }
+
+    /// What the probes cost the target so far, in nanoseconds: their run time and one trap per
+    /// run.
+    fn cost_ns(&self, stats: &ProgramStats) -> u64 {
+        stats
+            .run_time_ns
+            .saturating_add(stats.run_count.saturating_mul(self.trap.as_nanos() as u64))
     }
 
     /// Takes one step; `None` when nothing is left to take. `busy`: hits per timer hook in the
@@ -161,7 +191,9 @@ impl OverheadBudget {
         session: &mut Session,
         busy: &[u64],
         goroutines_busy: u64,
+        window: Duration,
     ) -> anyhow::Result<Option<String>> {
+        let last = format!("in the last {} ms", window.as_millis());
         // Allocation-heavy C code makes the C heap probes the likeliest cost, and they are an
         // opt-in extra of watch: they go first, whole.
         if session.c_heap == CHeapCapture::On {
@@ -188,7 +220,7 @@ impl OverheadBudget {
         if let Some(hook) = busiest(&samplable) {
             session.sample_stacks(hook, SAMPLED_STACK_RATE)?;
             return Ok(Some(format!(
-                "walking the stack of {} at one hit in {SAMPLED_STACK_RATE} ({} hits in the last window)",
+                "walking the stack of {} at one hit in {SAMPLED_STACK_RATE} ({} hits {last})",
                 session.hook_name(hook),
                 busy[hook]
             )));
@@ -197,13 +229,13 @@ impl OverheadBudget {
             session.detach_goroutines();
             return Ok(Some(format!(
                 "detached the goroutine probes ({goroutines_busy} goroutine creations and exits \
-                 in the last window)"
+                 {last})"
             )));
         }
         if let Some(hook) = busiest(&|_| true) {
             session.detach_hook(hook)?;
             return Ok(Some(format!(
-                "detached {} ({} hits in the last window)",
+                "detached {} ({} hits {last})",
                 session.hook_name(hook),
                 busy[hook]
             )));
@@ -227,6 +259,22 @@ impl OverheadBudget {
         );
         comments
     }
+}
+
+/// The session's probe cost and hits now; `None` once it is detached.
+fn reading(session: &Session) -> Option<Reading> {
+    let (stats, hits) = session.probe_cost()?;
+    Some(Reading {
+        at: Instant::now(),
+        stats,
+        hits,
+        goroutine_hits: session.goroutine_hits().unwrap_or(0),
+    })
+}
+
+/// How much the bucket holds at `max_ratio`.
+fn burst_ns(max_ratio: f64) -> f64 {
+    BURST.as_nanos() as f64 * max_ratio
 }
 
 /// `0.42%`

@@ -598,6 +598,13 @@ fn an_overhead_budget_too_small_steps_down_and_says_so_everywhere() {
     // First the busiest reset or stop hook's stack walks are sampled, then hooks go.
     let sampled = watcher.wait_for("walking the stack of");
     assert!(sampled.contains("over the budget of 0.010%"), "{sampled}");
+    let measured: f64 = sampled
+        .split("probe overhead ")
+        .nth(1)
+        .and_then(|rest| rest.split('%').next())
+        .and_then(|pct| pct.parse().ok())
+        .unwrap_or_else(|| panic!("no measured overhead in {sampled:?}"));
+    assert!(measured > 0.01, "{sampled}");
     watcher.wait_for("detached");
     let labels = format!("{{pid=\"{pid}\",exe=\"timers\"");
     let page = metrics_when(&addr, |page| {
@@ -607,7 +614,8 @@ fn an_overhead_budget_too_small_steps_down_and_says_so_everywhere() {
         !page.contains(&format!("timerscope_capture_tier{labels},tier=\"all\"}}")),
         "{page}"
     );
-    assert!(metric(&page, &format!("timerscope_probe_overhead_ratio{labels}")).unwrap() > 0.0001);
+    // Over the last second: the steps take a check each (100 ms), so by now it may be 0.
+    assert!(metric(&page, &format!("timerscope_probe_overhead_ratio{labels}")).is_some());
     assert!(
         metric(
             &page,

@@ -19,7 +19,7 @@ use std::{
 
 use anyhow::Context as _;
 use capture::{
-    budget::OverheadBudget,
+    budget::{self, OverheadBudget},
     collect::Snapshot,
     preflight,
     session::{Probes, Session, report_drops},
@@ -206,8 +206,6 @@ struct Watched {
 const SCAN_PERIOD: Duration = Duration::from_millis(250);
 /// How often the metrics page is re-rendered.
 const METRICS_PERIOD: Duration = Duration::from_secs(5);
-/// How often the probes' overhead is measured against `--max-overhead`.
-const BUDGET_PERIOD: Duration = Duration::from_secs(1);
 
 pub async fn watch(mut options: WatchOptions) -> anyhow::Result<()> {
     let mut signals = StopSignals::new()?;
@@ -305,7 +303,7 @@ async fn capture(
     );
     let mut scan = tokio::time::interval(SCAN_PERIOD);
     let mut render = tokio::time::interval(METRICS_PERIOD);
-    let mut budget = tokio::time::interval(BUDGET_PERIOD);
+    let mut budget_check = tokio::time::interval(budget::CHECK_PERIOD);
     loop {
         tokio::select! {
             signal = signals.recv() => {
@@ -350,7 +348,7 @@ async fn capture(
                 writer.agent.watched.store(watched.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 *page.lock().expect("metrics page lock") = metrics::render(&processes, writer.agent);
             }
-            _ = budget.tick() => {
+            _ = budget_check.tick() => {
                 for (pid, w) in watched.iter_mut() {
                     match w.budget.check(&mut w.session) {
                         Ok(Some(step)) => eprintln!("timerscope: pid {pid}: {}", step.0),
