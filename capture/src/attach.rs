@@ -276,12 +276,6 @@ impl Probe {
             }
         }
 
-        for name in MMAP_PROGRAMS {
-            let tracepoint: &mut TracePoint = program_mut(&mut ebpf, name)?;
-            let program_error = |source| AttachError::Program { name, source };
-            tracepoint.load().map_err(program_error)?;
-            tracepoint.attach("syscalls", name).map_err(program_error)?;
-        }
         let mmap_events = RingBuf::try_from(
             ebpf.take_map("MMAP_EVENTS")
                 .expect("MMAP_EVENTS is defined in probe-ebpf"),
@@ -422,6 +416,20 @@ impl Probe {
     /// Detaches the C heap group (unloading its programs); what it collected stays in the maps.
     /// Safe while calls are in flight: a return the kernel already redirected completes
     /// without the program.
+    /// Attaches the mmap, munmap and mremap tracepoints. They are `syscalls/` tracepoints: while
+    /// any is attached, every system call of every process on the host takes the kernel's
+    /// slower traced path (docs/toolchain.md), which is why `watch` asks for them only with
+    /// `--mmap`.
+    pub fn attach_mmap(&mut self) -> Result<(), AttachError> {
+        for name in MMAP_PROGRAMS {
+            let tracepoint: &mut TracePoint = program_mut(&mut self.ebpf, name)?;
+            let program_error = |source| AttachError::Program { name, source };
+            tracepoint.load().map_err(program_error)?;
+            tracepoint.attach("syscalls", name).map_err(program_error)?;
+        }
+        Ok(())
+    }
+
     pub fn detach_c_heap(&mut self) {
         self.uprobe_programs
             .retain(|name| !C_HEAP_UPROBE_PROGRAMS.contains(name));

@@ -60,7 +60,7 @@ pub enum Origin {
         stack: CallStack,
         class: MappingClass,
     },
-    /// Mapped before the probe attached.
+    /// Mapped before the probe attached, or listed from /proc/PID/maps without mmap probes.
     PreExisting(MappingClass),
 }
 

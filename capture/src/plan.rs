@@ -333,7 +333,8 @@ impl Plan {
         let config = target_config(&layout, family, Abi::of(version));
         // The linker drops runtime functions a program never reaches (a program that makes no
         // timers of its own has no `runtime.addtimer`): probe what exists, refuse only when
-        // nothing does.
+        // nothing does. In the creation tier nothing may: a program without `time.newTimer`
+        // creates no timer to see, and the snapshot still reads the runtime's heaps.
         let mut hooks = Vec::new();
         let mut missing_hooks = Vec::new();
         for &spec in &specs {
@@ -347,7 +348,7 @@ impl Plan {
                 Err(other) => return Err(other),
             }
         }
-        if let (true, Some(first)) = (hooks.is_empty(), specs.first()) {
+        if let (true, Some(first)) = (hooks.is_empty() && events != Events::Create, specs.first()) {
             return Err(PlanError::MissingSymbol(first.symbol));
         }
         tracing::debug!(

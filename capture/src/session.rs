@@ -59,6 +59,8 @@ pub struct Session {
     /// Whether the C heap probes run, and where they sit.
     pub c_heap: CHeapCapture,
     c_heap_hooks: Option<CHeapHooks>,
+    /// The mmap tracepoints are attached ([`Probes::mmap`]).
+    mmap_probes: bool,
     /// Whether the goroutine probes run, and where they sit.
     pub goroutines: GoroutineCapture,
     goroutine_plan: Option<GoroutinePlan>,
@@ -85,6 +87,9 @@ pub struct Probes {
     pub c_heap: bool,
     /// The goroutine creation and exit probes.
     pub goroutines: bool,
+    /// The mmap, munmap and mremap tracepoints (each call at its stack). Without them the
+    /// mappings are listed from `/proc/PID/maps` at each snapshot, all under `[pre-existing]`.
+    pub mmap: bool,
 }
 
 impl Session {
@@ -97,6 +102,7 @@ impl Session {
             events,
             c_heap,
             goroutines,
+            mmap,
         } = probes;
         let exe = process::proc_path(pid, "exe");
         let executable = process::executable_identity(pid);
@@ -136,6 +142,11 @@ impl Session {
             sizes,
         )
         .with_context(|| format!("attach: pid {pid}"))?;
+        if mmap {
+            probe
+                .attach_mmap()
+                .with_context(|| format!("attach: pid {pid}: the mmap tracepoints"))?;
+        }
         let (c_heap, c_heap_hooks) = if c_heap {
             attach_c_heap(&mut probe, pid, &binary)
         } else {
@@ -175,6 +186,7 @@ impl Session {
             stack_sampling: Vec::new(),
             c_heap,
             c_heap_hooks,
+            mmap_probes: mmap,
             goroutines: goroutine_capture,
             goroutine_plan,
             pending,
@@ -220,12 +232,13 @@ impl Session {
     /// `go1.25.5, timer family B, channel mode async, 4 hooks, capture tier all`
     pub fn describe(&self) -> String {
         format!(
-            "{}, timer family {}, channel mode {}, {} hooks, capture tier {}",
+            "{}, timer family {}, channel mode {}, {} hooks, capture tier {}, mmap probes {}",
             self.binary.buildinfo.version_string,
             self.plan.family,
             self.channel_mode,
             self.plan.hooks.len(),
-            self.capture_tier()
+            self.capture_tier(),
+            if self.mmap_probes { "on" } else { "off" }
         )
     }
 
@@ -342,6 +355,13 @@ impl Session {
     pub fn snapshot(&mut self) -> anyhow::Result<Snapshot> {
         self.drain();
         let hooks = self.plan.hooks.len();
+        if !self.mmap_probes
+            && self.execed.is_none()
+            && let Ok(entries) = process::maps(self.pid)
+        {
+            // Once the process is gone, its last listing stands.
+            self.mappings = LiveMappings::from_proc_maps(&entries);
+        }
         let mappings = self.mappings.clone();
         let mut snapshot = match &self.probe {
             ProbeState::Attached(probe) => collect::snapshot(&probe.ebpf, hooks, mappings)?,
@@ -465,6 +485,7 @@ impl Session {
             CommentKey::CaptureTier.comment(self.capture_tier()),
             CommentKey::CHeap.comment(&self.c_heap),
             CommentKey::GoroutineProbes.comment(&self.goroutines),
+            CommentKey::MmapProbes.comment(if self.mmap_probes { "on" } else { "off" }),
         ];
         if let Some(plan) = self.goroutine_plan.as_ref().filter(|_| {
             matches!(

@@ -201,6 +201,9 @@ string_enum! {
         /// `on`, `off` (not asked for), `detached` (removed while running, over the overhead
         /// budget), `failed` (e.g. Go <= 1.16).
         GoroutineProbes => "goroutine_probes",
+        /// `on`: mmap, munmap and mremap calls probed, each at its stack; `off`: the mappings
+        /// listed from /proc/PID/maps at each profile, all `[pre-existing]`, no calls counted.
+        MmapProbes => "mmap_probes",
         /// The goroutine probe points, `symbol+offset`: creation, then exit.
         GoroutineHooks => "goroutine_hooks",
         /// The read of the goroutines (`goroutines` samples): `ok goroutines=N running=N
@@ -422,7 +425,8 @@ string_enum! {
 string_enum! {
     /// Frames timerscope makes up for things that have no stack of their own.
     pub enum SyntheticFrame {
-        /// Mappings that existed before the attach.
+        /// Mappings no probe saw made: those that existed before the attach, or every one when
+        /// the mmap probes are off (`mmap_probes=off`).
         PreExisting => "[pre-existing]",
         /// Fires of timers created before the attach: the fire-time stack is the scheduler's.
         TimerCreatedBeforeAttach => "[timer created before attach]",

@@ -29,8 +29,9 @@ fn attach(fixture: &Fixture) -> (Probe, Plan, Symbolizer) {
     let text = target.elf.text_segment().expect("text segment");
     let (_, bias) = process::text_mapping(pid, text).expect("binary mapped");
     let symbolizer = Symbolizer::new(Arc::clone(&target), bias);
-    let probe =
+    let mut probe =
         Probe::attach(&plan, None, None, &exe, pid, bias, MapSizes::default()).expect("attached");
+    probe.attach_mmap().expect("mmap tracepoints attached");
     (probe, plan, symbolizer)
 }
 

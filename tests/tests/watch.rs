@@ -1082,3 +1082,91 @@ fn pushes_go_over_https_to_a_store_trusted_through_ca_file_and_an_untrusted_one_
         "the pushed body decodes as the profile written"
     );
 }
+
+/// One watch of the mmap fixture's leak (`n` MiB, one every 250 ms), its first interval written
+/// before the leak starts; the profiles in time order.
+fn watch_mmap_leak(extra: &[&str], n: u32) -> (String, Vec<ResolvedProfile>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fixture = Fixture::spawn(
+        "mmap",
+        reference_go(),
+        Variant::Normal,
+        &[
+            "leak",
+            "-n",
+            &n.to_string(),
+            "-every",
+            "250ms",
+            "-hold",
+            "60s",
+        ],
+    );
+    let pid = fixture.pid().to_string();
+    let mut args = vec!["--pid", &pid, "--interval", "1s", "--dir"];
+    args.push(dir.path().to_str().unwrap());
+    args.extend_from_slice(extra);
+    let watcher = Watcher::start(&args);
+    let started = watcher.wait_for(&format!("watching pid {pid}"));
+    let first = std::time::Instant::now();
+    while profiles_by_pid(dir.path()).is_empty() {
+        assert!(
+            first.elapsed() < Duration::from_secs(10),
+            "no first interval"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    fixture.start_scenario();
+    fixture.summary();
+    // One more interval after the last mmap, then the last one on SIGTERM.
+    thread::sleep(Duration::from_millis(1200));
+    watcher.stop();
+    let profiles = profiles_by_pid(dir.path())
+        .remove(&fixture.pid())
+        .unwrap()
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    (started, profiles)
+}
+
+#[test]
+fn watch_by_default_lists_mappings_without_mmap_probes_and_probes_them_with_mmap() {
+    const LEAKED_MIB: u32 = 8;
+    let mib = 1 << 20;
+    // Default: no syscall tracepoints, the mappings listed from /proc/PID/maps each interval.
+    let (started, profiles) = watch_mmap_leak(&[], LEAKED_MIB);
+    assert!(started.contains("mmap probes off"), "{started}");
+    assert!(profiles.len() >= 3, "{} profiles", profiles.len());
+    for profile in &profiles {
+        assert_eq!(profile.comment_value("mmap_probes"), Some("off"));
+        assert_eq!(cum(profile, "mmap_calls", "main.leakMappings", None), 0);
+    }
+    let listed = |p: &ResolvedProfile| cum(p, "mmap_live_bytes", "[pre-existing]", None);
+    let (before, after) = (listed(&profiles[0]), listed(profiles.last().unwrap()));
+    assert!(
+        after - before >= i64::from(LEAKED_MIB) * mib,
+        "listed mappings grew by {} bytes, the leak is {LEAKED_MIB} MiB",
+        after - before
+    );
+
+    // --mmap: every call at its stack, exactly once over the intervals.
+    let (started, profiles) = watch_mmap_leak(&["--mmap"], LEAKED_MIB);
+    assert!(started.contains("mmap probes on"), "{started}");
+    assert!(
+        profiles
+            .iter()
+            .all(|p| p.comment_value("mmap_probes") == Some("on"))
+    );
+    let calls: i64 = profiles
+        .iter()
+        .map(|p| cum(p, "mmap_calls", "main.leakMappings", None))
+        .sum();
+    assert_eq!(calls, i64::from(LEAKED_MIB));
+    let live = cum(
+        profiles.last().unwrap(),
+        "mmap_live_bytes",
+        "main.leakMappings",
+        None,
+    );
+    assert_eq!(live, i64::from(LEAKED_MIB) * mib);
+}

@@ -79,6 +79,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<u8> {
             events: args.events,
             c_heap: !args.no_c_heap,
             goroutines: !args.no_goroutine_probes,
+            mmap: true,
         },
     })
     .await?;

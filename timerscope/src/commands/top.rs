@@ -383,6 +383,7 @@ pub async fn run(args: TopArgs) -> anyhow::Result<u8> {
             events: args.events,
             c_heap: false,
             goroutines: false,
+            mmap: false,
         },
     )?;
     let last = session.snapshot()?;

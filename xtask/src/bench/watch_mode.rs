@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Bench;
 use super::hooks::{CountsAtExit, bpftrace_script, hooked_functions, start_bpftrace};
-use super::measure::{Lines, Running, Spread, peak_rss_kib, rotated};
+use super::measure::{Lines, Running, Spread, cpu_time, peak_rss_kib, rotated};
 use super::plot::Plot;
 use super::report::{Growth, Row, Section, linearity, mebibytes, thousands};
 
@@ -372,27 +372,6 @@ fn hook_functions(bench: &Bench, paced: &Path) -> Result<Vec<String>> {
         );
     }
     Ok(hooks)
-}
-
-/// CPU time of a process: the sum over its threads of the scheduler's run time
-/// (`/proc/PID/task/*/schedstat`, nanoseconds; `/proc/PID/stat` counts 10 ms ticks, too coarse
-/// for an agent that uses a fraction of a percent). Threads that exited are not counted.
-fn cpu_time(pid: u32) -> Result<Duration> {
-    let tasks = format!("/proc/{pid}/task");
-    let mut nanos = 0;
-    for task in fs::read_dir(&tasks).with_context(|| format!("bench: reading {tasks}"))? {
-        let path = task?.path().join("schedstat");
-        // A thread that exits between read_dir and here has no schedstat any more.
-        let Ok(schedstat) = fs::read_to_string(&path) else {
-            continue;
-        };
-        nanos += schedstat
-            .split_whitespace()
-            .next()
-            .and_then(|n| n.parse::<u64>().ok())
-            .with_context(|| format!("bench: reading {}", path.display()))?;
-    }
-    Ok(Duration::from_nanos(nanos))
 }
 
 fn measure(

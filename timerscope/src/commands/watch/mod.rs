@@ -90,6 +90,13 @@ pub struct WatchArgs {
     /// libc. Off by default: allocation-heavy C code pays about a microsecond per call.
     #[arg(long)]
     pub c_heap: bool,
+    /// Also probe mmap, munmap and mremap calls, each at its stack (`mmap_calls`,
+    /// `mmap_bytes`, ...). Off by default: they are syscall tracepoints, which put every system
+    /// call of every process on the host on the kernel's slower path (about 25 ns more each).
+    /// Without them, each profile lists the mappings from /proc/PID/maps (`mmap_live_bytes` at
+    /// `[pre-existing]`, by mapping kind).
+    #[arg(long)]
+    pub mmap: bool,
     /// Leave out the goroutine probes (goroutines created and exited, by the stack of their
     /// `go` statement). They obey --max-overhead: over it, they are detached together.
     #[arg(long)]
@@ -157,6 +164,7 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<u8> {
             events: args.events,
             c_heap: args.c_heap,
             goroutines: !args.no_goroutine_probes,
+            mmap: args.mmap,
         },
     })
     .await?;
