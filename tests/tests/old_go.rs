@@ -376,7 +376,7 @@ fn buckets_hold_the_debounce_timer(name: &str) {
             let snapshot = timers::snapshot(&target, ibazel.id()).unwrap();
             assert_eq!(snapshot.heaps, 64, "{name}");
             let debounce = snapshot.timers.iter().find(|t| {
-                t.callback == "time.sendTime"
+                &*t.callback == "time.sendTime"
                     && t.period == 0
                     && (0..=100_000_000).contains(&(t.when - snapshot.now))
             });

@@ -43,7 +43,7 @@ fn pending_timers_match_the_fixture(go: &GoVersion) {
             let kind = TimerKind::of_callback(Some(&timer.callback), timer.period > 0);
             *kinds.entry(kind.to_string()).or_default() += 1;
             if let Some(function) = &timer.function {
-                *callbacks.entry(function.clone()).or_default() += 1;
+                *callbacks.entry(function.to_string()).or_default() += 1;
             }
         }
         let count = |key: &str| summary[key].as_u64().unwrap();
@@ -87,7 +87,7 @@ fn pending_timers_match_the_fixture(go: &GoVersion) {
             snapshot
                 .timers
                 .iter()
-                .filter(|t| t.callback != "runtime.(*scavengerState).init.func1")
+                .filter(|t| &*t.callback != "runtime.(*scavengerState).init.func1")
                 .all(|t| (0..=3_600_000_000_000).contains(&due(&t))),
             "{context}"
         );

@@ -291,6 +291,10 @@ impl ReadMemory for ProcessMemory {
         Ok(())
     }
 
+    /// Ranges whose pages touch are read as one span: the kernel pins every page of every
+    /// remote range it copies, so 40 timers on one page cost one pin instead of 40. A span
+    /// covers only pages its ranges touch, so it is unmapped only where one of them is; then
+    /// its ranges are read one by one.
     fn read_each(
         &self,
         addresses: &[u64],
@@ -303,33 +307,110 @@ impl ReadMemory for ProcessMemory {
             return Ok(());
         }
         let count = addresses.len().min(buf.len() / len).min(read.len());
-        let mut start = 0;
-        while start < count {
-            let end = (start + IOV_BATCH).min(count);
-            let locals: Vec<libc::iovec> = buf[start * len..end * len]
-                .chunks_exact_mut(len)
-                .map(|chunk| libc::iovec {
-                    iov_base: chunk.as_mut_ptr().cast(),
-                    iov_len: len,
-                })
-                .collect();
-            let remotes: Vec<libc::iovec> = addresses[start..end]
-                .iter()
-                .map(|&address| libc::iovec {
-                    iov_base: address as *mut libc::c_void,
-                    iov_len: len,
-                })
-                .collect();
-            let whole = self.readv(&locals, &remotes)? / len;
-            read[start..start + whole].fill(true);
-            // The range after the ones read whole is unmapped: the next call starts after it.
-            start += whole;
-            if start < end {
-                start += 1;
+        let spans = spans(&addresses[..count], len as u64);
+        let mut scratch = Vec::new();
+        let mut next = 0;
+        while next < spans.len() {
+            // A batch of spans: at most IOV_BATCH, and about SPAN_BATCH_BYTES of scratch.
+            let mut end = next;
+            let mut bytes = 0;
+            while end < spans.len() && end - next < IOV_BATCH && bytes < SPAN_BATCH_BYTES {
+                bytes += spans[end].len();
+                end += 1;
             }
+            scratch.clear();
+            scratch.resize(bytes, 0);
+            let remotes: Vec<libc::iovec> = spans[next..end]
+                .iter()
+                .map(|span| libc::iovec {
+                    iov_base: span.start as *mut libc::c_void,
+                    iov_len: span.len(),
+                })
+                .collect();
+            let mut locals = Vec::with_capacity(end - next);
+            let mut rest = scratch.as_mut_slice();
+            for span in &spans[next..end] {
+                let (chunk, tail) = rest.split_at_mut(span.len());
+                locals.push(libc::iovec {
+                    iov_base: chunk.as_mut_ptr().cast(),
+                    iov_len: chunk.len(),
+                });
+                rest = tail;
+            }
+            let mut copied = self.readv(&locals, &remotes)?;
+            let mut offset = 0;
+            let mut whole = next;
+            while whole < end && copied >= spans[whole].len() {
+                let span = &spans[whole];
+                for i in span.members.clone() {
+                    let at = offset + (addresses[i] - span.start) as usize;
+                    buf[i * len..(i + 1) * len].copy_from_slice(&scratch[at..at + len]);
+                    read[i] = true;
+                }
+                copied -= span.len();
+                offset += span.len();
+                whole += 1;
+            }
+            if whole < end {
+                // The kernel stopped in this span: its ranges on their own.
+                for i in spans[whole].members.clone() {
+                    read[i] = match self.read(addresses[i], &mut buf[i * len..(i + 1) * len]) {
+                        Ok(()) => true,
+                        Err(ReadError::Unreadable { .. }) => false,
+                        Err(other) => return Err(other),
+                    };
+                }
+                whole += 1;
+            }
+            next = whole;
         }
         Ok(())
     }
+}
+
+const PAGE: u64 = 4096;
+/// Scratch bytes per `process_vm_readv` of spans.
+const SPAN_BATCH_BYTES: usize = 1 << 20;
+
+/// Consecutive ranges of `len` bytes read as one.
+#[derive(Debug, PartialEq, Eq)]
+struct Span {
+    start: u64,
+    end: u64,
+    /// Indices of the ranges it holds.
+    members: std::ops::Range<usize>,
+}
+
+impl Span {
+    fn len(&self) -> usize {
+        (self.end - self.start) as usize
+    }
+}
+
+/// `addresses` (best sorted) as spans: a range joins the span before it when it starts no
+/// lower and on the span's last page or the page after, so every page of a span holds part of
+/// one of its ranges.
+fn spans(addresses: &[u64], len: u64) -> Vec<Span> {
+    let mut spans: Vec<Span> = Vec::new();
+    for (i, &start) in addresses.iter().enumerate() {
+        let end = start.saturating_add(len);
+        match spans.last_mut() {
+            Some(span)
+                if start >= span.start
+                    && start / PAGE <= (span.end - 1) / PAGE + 1
+                    && end.max(span.end) - span.start <= SPAN_BATCH_BYTES as u64 =>
+            {
+                span.end = span.end.max(end);
+                span.members.end = i + 1;
+            }
+            _ => spans.push(Span {
+                start,
+                end,
+                members: i..i + 1,
+            }),
+        }
+    }
+    spans
 }
 
 /// A process image held in memory: regions of bytes at addresses; anything outside them is
@@ -519,6 +600,27 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn spans_join_ranges_on_touching_pages_only() {
+        let members = |addresses: &[u64]| -> Vec<(u64, u64, std::ops::Range<usize>)> {
+            spans(addresses, 100)
+                .into_iter()
+                .map(|s| (s.start, s.end, s.members))
+                .collect()
+        };
+        // Same page, then the next page: one span; two pages on, or lower: a new one.
+        assert_eq!(
+            members(&[0x1000, 0x1f80, 0x2100, 0x4000, 0x3000]),
+            [
+                (0x1000, 0x2164, 0..3),
+                (0x4000, 0x4064, 3..4),
+                (0x3000, 0x3064, 4..5)
+            ]
+        );
+        // Overlapping and repeated ranges stay in one span.
+        assert_eq!(members(&[0x1000, 0x1000, 0x1010]), [(0x1000, 0x1074, 0..3)]);
     }
 
     /// Both readers through one test (the trait itself has generic methods).

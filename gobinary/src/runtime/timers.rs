@@ -5,7 +5,7 @@
 //! callback is a function of the binary); otherwise it is counted as inconsistent. A heap whose
 //! slice header changes while it is read is re-read, a bounded number of times.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use iced_x86::{Decoder, DecoderOptions, Register};
 
@@ -43,10 +43,11 @@ pub struct PendingTimer {
     pub when: i64,
     /// Its period; non-zero for tickers.
     pub period: i64,
-    /// The function its callback `f` runs (`time.sendTime`, `time.goFunc`, ...).
-    pub callback: String,
+    /// The function its callback `f` runs (`time.sendTime`, `time.goFunc`, ...); shared by
+    /// every timer with that callback, so a million timers hold a handful of names.
+    pub callback: Arc<str>,
     /// For `time.goFunc` (AfterFunc): the user's function, from the callback's argument.
-    pub function: Option<String>,
+    pub function: Option<Arc<str>>,
     /// The P whose heap holds it (Go 1.12-1.13: the bucket).
     pub p: u32,
 }
@@ -269,7 +270,7 @@ struct Walk<'a, 'b, M> {
     reader: &'a TimerReader,
     snapshot: TimerSnapshot,
     /// Function names by funcval address: each callback (and AfterFunc function) read once.
-    functions: HashMap<u64, Option<String>>,
+    functions: HashMap<u64, Option<Arc<str>>>,
 }
 
 impl<M: ReadMemory> Walk<'_, '_, M> {
@@ -290,10 +291,12 @@ impl<M: ReadMemory> Walk<'_, '_, M> {
                     Err(ReadError::Unreadable { .. }) => continue,
                     Err(other) => return Err(other),
                 };
-            let addresses: Vec<u64> = entries
+            let mut addresses: Vec<u64> = entries
                 .chunks_exact(element as usize)
                 .map(|entry| u64::from_le_bytes(entry[..8].try_into().expect("8 bytes")))
                 .collect();
+            // In address order, timers that share a page are read as one range.
+            addresses.sort_unstable();
             let mut found = Vec::new();
             let mut inconsistent = 0;
             for batch in addresses.chunks(TIMER_BATCH) {
@@ -430,7 +433,7 @@ impl<M: ReadMemory> Walk<'_, '_, M> {
             // A callback that is no function of the binary: garbage, not a timer.
             return Ok(None);
         };
-        let function = if name == "time.goFunc" {
+        let function = if &*name == "time.goFunc" {
             // AfterFunc: the argument's data word is the user's funcval.
             self.function_of_funcval(word(t.arg + 8))?
         } else {
@@ -447,7 +450,7 @@ impl<M: ReadMemory> Walk<'_, '_, M> {
     }
 
     /// The function a `*funcval` runs: its first word is the code address.
-    fn function_of_funcval(&mut self, funcval: u64) -> Result<Option<String>, ReadError> {
+    fn function_of_funcval(&mut self, funcval: u64) -> Result<Option<Arc<str>>, ReadError> {
         if funcval == 0 {
             return Ok(None);
         }
@@ -455,7 +458,7 @@ impl<M: ReadMemory> Walk<'_, '_, M> {
             return Ok(name.clone());
         }
         let name = match self.image.memory.pointer(funcval) {
-            Ok(pc) => self.image.function_name(pc),
+            Ok(pc) => self.image.function_name(pc).map(Arc::from),
             Err(ReadError::Unreadable { .. }) => None,
             Err(other) => return Err(other),
         };

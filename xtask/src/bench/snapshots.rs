@@ -113,26 +113,35 @@ fn profiles_in(dir: &Path) -> Result<usize> {
         .count())
 }
 
-/// Every interval's snapshot found the server's AfterFuncs: otherwise the row timed less work.
-fn check_snapshots(dir: &Path) -> Result<()> {
+/// The snapshots of the intervals in `dir`: (whole, torn). A whole one (no inconsistent read)
+/// must hold every one of the server's AfterFuncs, or the row timed less work than it says. A
+/// torn one left out a heap that moved under every retry, and says so (`inconsistent=N`).
+fn check_snapshots(dir: &Path) -> Result<(usize, usize)> {
+    let (mut whole, mut torn) = (0, 0);
     for entry in fs::read_dir(dir).with_context(|| format!("bench: reading {}", dir.display()))? {
         let path = entry?.path();
         let profile = pprof::ResolvedProfile::new(
             &pprof::read_file(&path)
                 .with_context(|| format!("bench: reading {}", path.display()))?,
         );
-        let timers = profile
-            .comment_value("snapshot")
-            .and_then(|s| s.split_whitespace().find_map(|w| w.strip_prefix("timers=")))
-            .and_then(|n| n.parse::<u64>().ok());
-        if timers.is_none_or(|n| n < PENDING) {
-            bail!(
+        let field = |name: &str| {
+            profile
+                .comment_value("snapshot")?
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))?
+                .parse::<u64>()
+                .ok()
+        };
+        match (field("timers"), field("inconsistent")) {
+            (Some(_), Some(n)) if n > 0 => torn += 1,
+            (Some(timers), Some(0)) if timers >= PENDING => whole += 1,
+            (timers, _) => bail!(
                 "bench: {} has a snapshot of {timers:?} timers, not the server's {PENDING}",
                 path.display()
-            );
+            ),
         }
     }
-    Ok(())
+    Ok((whole, torn))
 }
 
 pub fn timers(bench: &Bench) -> Result<Section> {
@@ -174,6 +183,7 @@ pub fn timers(bench: &Bench) -> Result<Section> {
     let load = Duration::from_secs(if bench.runs <= 2 { 4 } else { 8 });
     let out = bench.out_dir.join("snapshot-watch");
     let mut runs = Vec::new();
+    let (mut snapshots_whole, mut snapshots_torn) = (0, 0);
     for run in 0..bench.runs {
         for snapshotted in rotated(&[false, true], run) {
             let (mut server, port) = pending_server(&binary_path)?;
@@ -196,7 +206,9 @@ pub fn timers(bench: &Bench) -> Result<Section> {
                 agent_cpu = Some(cpu_time(watch.pid())? - before);
                 intervals = profiles_in(&out)? - intervals_before;
                 watch.interrupt_until_exit(STEP_TIMEOUT)?;
-                check_snapshots(&out)?;
+                let (whole, torn) = check_snapshots(&out)?;
+                snapshots_whole += whole;
+                snapshots_torn += torn;
             }
             server.interrupt_until_exit(STEP_TIMEOUT)?;
             let rps = requests_per_sec(&String::from_utf8_lossy(&wrk.stdout))?;
@@ -266,7 +278,8 @@ pub fn timers(bench: &Bench) -> Result<Section> {
             peak_memory: String::new(),
             comparison: format!(
                 "{ratio:.3} of not watched; agent {:.1}% of a core, {:.0} ms of CPU per \
-                 interval under load",
+                 interval under load; {snapshots_whole} snapshots whole, {snapshots_torn} torn \
+                 (a heap left out, counted)",
                 agent_share * 100.0,
                 agent_ms / intervals.max(1) as f64
             ),
@@ -295,7 +308,13 @@ pub fn timers(bench: &Bench) -> Result<Section> {
             load.as_secs(),
             bench.runs
         )],
-        data: serde_json::json!({ "read_ms": read_ms, "timers": found, "runs": runs }),
+        data: serde_json::json!({
+            "read_ms": read_ms,
+            "timers": found,
+            "runs": runs,
+            "snapshots_whole": snapshots_whole,
+            "snapshots_torn": snapshots_torn,
+        }),
     })
 }
 
