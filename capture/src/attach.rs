@@ -421,6 +421,10 @@ impl Probe {
     /// slower traced path (docs/toolchain.md), which is why `watch` asks for them only with
     /// `--mmap`.
     pub fn attach_mmap(&mut self) -> Result<(), AttachError> {
+        self.try_attach_mmap().map_err(AttachError::named_limit)
+    }
+
+    fn try_attach_mmap(&mut self) -> Result<(), AttachError> {
         for name in MMAP_PROGRAMS {
             let tracepoint: &mut TracePoint = program_mut(&mut self.ebpf, name)?;
             let program_error = |source| AttachError::Program { name, source };
