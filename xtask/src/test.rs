@@ -35,12 +35,14 @@ pub fn run() -> Result<()> {
     .context("test: clippy found problems")?;
 
     // Integration tests run the real `timerscope` binary; `cargo test` builds only test
-    // harnesses of binary targets, so build the binary itself first.
-    println!("test: cargo build -p timerscope");
+    // harnesses of binary targets, so build the binary itself first. With the tests: built
+    // alone, the binary resolves its dependencies' features without the dev-dependencies,
+    // and `cargo test` then compiles the workspace (and the eBPF object) a second time.
+    println!("test: cargo build --bins --tests");
     util::run(
         Command::new("cargo")
             .current_dir(&root)
-            .args(["build", "-p", "timerscope"]),
+            .args(["build", "--bins", "--tests"]),
     )
     .context("test: building timerscope failed")?;
 

@@ -222,11 +222,8 @@ pub fn run(bench: &Bench) -> Result<Section> {
         );
         checks.push(Check {
             target: format!("{}: watch >= 0.99 of unprobed", server.name),
-            measured: format!(
-                "{:.3} paired ({watch:.3} across fresh servers)",
-                paired.median
-            ),
-            met: paired.median >= 0.99,
+            measured: format!("{watch:.3} ({:.3} paired)", paired.median),
+            met: watch >= 0.99,
         });
         checks.push(Check {
             target: format!("{}: record >= 0.90 of unprobed", server.name),
@@ -256,8 +253,9 @@ pub fn run(bench: &Bench) -> Result<Section> {
              the machine's cores. A fresh server per measurement; agents interleaved in a \
              rotated order per run; medians of {} runs. Paired: one server loaded {} s \
              unmeasured, then unprobed, under watch, and unprobed again once watch exited, {} \
-             s each; its ratio is watch over the mean of the two unprobed loads. The watch \
-             target is checked on the paired median, whose spread is the smaller.",
+             s each; its ratio is watch over the mean of the two unprobed loads. Loads of one \
+             server spread as widely as fresh servers do, so the target is checked across \
+             fresh servers, as before.",
             load.as_secs(),
             bench.runs,
             PAIRED_WARM_UP.as_secs(),
@@ -338,10 +336,9 @@ fn measure(
 }
 
 /// One server, unprobed, then under `watch`, then unprobed again once `watch` has exited and
-/// detached: `watch`'s requests/s over the mean of the two around it. Against the same
-/// process, the ratio is free of what differs between fresh servers (placement on the cores,
-/// heap growth), which spreads requests/s of one server to the next by more than the 1% the
-/// target allows.
+/// detached: `watch`'s requests/s over the mean of the two around it, free of what differs
+/// between fresh servers (placement on the cores, heap growth). On this machine consecutive
+/// loads of one server spread by as much (±8%), so this is a second estimate, not a sharper one.
 fn measure_paired(
     bench: &Bench,
     server: &Server,

@@ -300,8 +300,7 @@ pub fn timers(bench: &Bench) -> Result<Section> {
         notes: vec![format!(
             "The read time: timerscope's snapshot reader called from the bench process, in {}. \
              Under load: the release `timerscope watch`, a snapshot of the timer heaps, \
-             goroutines and memstats and a profile written every second (it also keeps the mmap \
-             tracepoints). wrk -t1 -c32 for {} s per measurement on loopback; server, wrk and \
+             goroutines, memstats and /proc/PID/maps and a profile written every second. wrk -t1 -c32 for {} s per measurement on loopback; server, wrk and \
              agent share the machine's cores. A fresh server per measurement, the two modes \
              interleaved in a rotated order; medians of {} runs.",
             build_profile(),
