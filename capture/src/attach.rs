@@ -413,9 +413,6 @@ impl Probe {
         Ok(())
     }
 
-    /// Detaches the C heap group (unloading its programs); what it collected stays in the maps.
-    /// Safe while calls are in flight: a return the kernel already redirected completes
-    /// without the program.
     /// Attaches the mmap, munmap and mremap tracepoints. They are `syscalls/` tracepoints: while
     /// any is attached, every system call of every process on the host takes the kernel's
     /// slower traced path (docs/toolchain.md), which is why `watch` asks for them only with
@@ -434,6 +431,9 @@ impl Probe {
         Ok(())
     }
 
+    /// Detaches the C heap group (unloading its programs); what it collected stays in the maps.
+    /// Safe while calls are in flight: a return the kernel already redirected completes
+    /// without the program.
     pub fn detach_c_heap(&mut self) {
         self.uprobe_programs
             .retain(|name| !C_HEAP_UPROBE_PROGRAMS.contains(name));

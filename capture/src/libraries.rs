@@ -71,16 +71,15 @@ impl Libraries {
             mappings: Vec::new(),
             symbols: HashMap::new(),
         };
-        libraries.refresh();
+        if let Ok(maps) = process::maps(pid) {
+            libraries.refresh(maps);
+        }
         libraries
     }
 
     /// Picks up libraries mapped since the last call (dlopen, or the dynamic loader after
-    /// exec). Cheap when nothing changed; a no-op once the process is gone.
-    pub fn refresh(&mut self) {
-        let Ok(maps) = process::maps(self.pid) else {
-            return;
-        };
+    /// exec) from the process's `/proc/PID/maps`. Cheap when nothing changed.
+    pub fn refresh(&mut self, maps: Vec<MapEntry>) {
         for entry in maps {
             let is_library = entry.perms.contains('x')
                 && entry.path.starts_with('/')

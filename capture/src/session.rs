@@ -238,8 +238,14 @@ impl Session {
             self.channel_mode,
             self.plan.hooks.len(),
             self.capture_tier(),
-            if self.mmap_probes { "on" } else { "off" }
+            self.mmap_state()
         )
+    }
+
+    /// `on` or `off`: whether the mmap tracepoints are attached, as the startup line and the
+    /// `mmap_probes=` comment say it.
+    fn mmap_state(&self) -> &'static str {
+        if self.mmap_probes { "on" } else { "off" }
     }
 
     /// What the probes capture now: the requested tier, less once the budget stepped down.
@@ -320,8 +326,22 @@ impl Session {
     /// Moves completed mmap-family calls from the ring buffer into the interval map; call it
     /// often enough that the ring buffer never fills.
     pub fn drain(&mut self) {
-        if self.execed.is_none() {
-            self.libraries.refresh();
+        let maps = self.maps();
+        self.drain_with(maps);
+    }
+
+    /// `/proc/PID/maps` while it is still the Go program's: not once it is gone or exec'd.
+    fn maps(&self) -> Option<Vec<process::MapEntry>> {
+        self.execed
+            .is_none()
+            .then(|| process::maps(self.pid).ok())
+            .flatten()
+    }
+
+    /// [`Session::drain`] with the process's mappings already read.
+    fn drain_with(&mut self, maps: Option<Vec<process::MapEntry>>) {
+        if let Some(maps) = maps {
+            self.libraries.refresh(maps);
         }
         if let ProbeState::Attached(probe) = &mut self.probe {
             collect::drain_mmap_events(&mut probe.mmap_events, &mut self.mappings);
@@ -353,15 +373,15 @@ impl Session {
 
     /// Everything collected so far: cumulative counts, live timers and mappings now.
     pub fn snapshot(&mut self) -> anyhow::Result<Snapshot> {
-        self.drain();
-        let hooks = self.plan.hooks.len();
+        let maps = self.maps();
         if !self.mmap_probes
-            && self.execed.is_none()
-            && let Ok(entries) = process::maps(self.pid)
+            && let Some(entries) = &maps
         {
             // Once the process is gone, its last listing stands.
-            self.mappings = LiveMappings::from_proc_maps(&entries);
+            self.mappings = LiveMappings::from_proc_maps(entries);
         }
+        self.drain_with(maps);
+        let hooks = self.plan.hooks.len();
         let mappings = self.mappings.clone();
         let mut snapshot = match &self.probe {
             ProbeState::Attached(probe) => collect::snapshot(&probe.ebpf, hooks, mappings)?,
@@ -485,7 +505,7 @@ impl Session {
             CommentKey::CaptureTier.comment(self.capture_tier()),
             CommentKey::CHeap.comment(&self.c_heap),
             CommentKey::GoroutineProbes.comment(&self.goroutines),
-            CommentKey::MmapProbes.comment(if self.mmap_probes { "on" } else { "off" }),
+            CommentKey::MmapProbes.comment(self.mmap_state()),
         ];
         if let Some(plan) = self.goroutine_plan.as_ref().filter(|_| {
             matches!(
