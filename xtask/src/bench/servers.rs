@@ -24,7 +24,7 @@ use super::hooks::{
 use super::measure::{Lines, Running, Spread, rotated};
 use super::report::{Check, Row, Section, rate};
 
-const WATCH_READY: &str = "timerscope: watching pid";
+pub(super) const WATCH_READY: &str = "timerscope: watching pid";
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 /// After attaching, before the load starts.
 const SETTLE: Duration = Duration::from_secs(1);

@@ -26,7 +26,7 @@ use timerscope_tests::{Variant, fixture_path, reference_go};
 
 use super::measure::{Lines, Running, Spread, cpu_time, rotated, run_measured};
 use super::report::{Check, Row, Section, mebibytes, rate, thousands};
-use super::servers::{free_port, requests_per_sec};
+use super::servers::{WATCH_READY, free_port, requests_per_sec};
 use super::{Bench, go_programs};
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -97,7 +97,7 @@ fn snapshot_watch(bench: &Bench, pid: u32, out: &Path) -> Result<(Running, Lines
             .stderr(Stdio::piped()),
     )?;
     let mut stderr = Lines::new("timerscope watch", watch.child.stderr.take().unwrap());
-    stderr.wait_for("timerscope: watching pid", STEP_TIMEOUT)?;
+    stderr.wait_for(WATCH_READY, STEP_TIMEOUT)?;
     Ok((watch, stderr))
 }
 

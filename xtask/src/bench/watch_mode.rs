@@ -24,6 +24,7 @@ use super::hooks::{CountsAtExit, bpftrace_script, hooked_functions, start_bpftra
 use super::measure::{Lines, Running, Spread, cpu_time, peak_rss_kib, rotated};
 use super::plot::Plot;
 use super::report::{Growth, Row, Section, linearity, mebibytes, thousands};
+use super::servers::WATCH_READY;
 
 const OPS_PER_SECOND: u32 = 10_000;
 /// Timer operations per second of each process of the growth row: low enough that 50 of them
@@ -35,7 +36,6 @@ const PENDING_TIMERS: [usize; 3] = [1_000, 100_000, 1_000_000];
 const WATCHED_PROCESSES: [usize; 3] = [1, 10, 50];
 /// Short enough that each measured window includes writing a profile.
 const WATCH_INTERVAL: &str = "2s";
-const WATCH_READY: &str = "timerscope: watching pid";
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Between attaching and the measured window: start-up work is not steady-state cost.
 const SETTLE: Duration = Duration::from_secs(1);
