@@ -781,6 +781,18 @@ const BYTES_RULES: [BytesRule; 3] = [
 ];
 
 fn bytes_growth(rule: &BytesRule, series: &[&ResolvedProfile], report: &mut ClassifyReport) {
+    // Watch without --mmap lists every mapping as `[pre-existing]`: no call has a site to name.
+    if rule.kind == FindingKind::MmapGrowth
+        && series
+            .iter()
+            .any(|p| p.comment_value(CommentKey::MmapProbes) == Some("off"))
+    {
+        report.notes.push(format!(
+            "{}: the mmap probes were off (mmap_probes=off), so no mapping has a call site; run `timerscope watch --mmap` or `timerscope record` to find where the mappings are made",
+            rule.kind
+        ));
+        return;
+    }
     if series.len() < 2 && rule.single_recording {
         single_recording_growth(rule, series[0], report);
         return;
@@ -1028,24 +1040,23 @@ fn rss_outside_heap(series: &[&ResolvedProfile]) -> Option<Finding> {
     let growth = |f: fn(&MemoryNumbers) -> Option<u64>| -> Option<f64> {
         Some(f(&end)? as f64 - f(&start)? as f64)
     };
-    // The Go heap's own spans are not outside it, even while HeapAlloc, sampled at two
-    // moments of a GC sawtooth, looks flat: what grew beyond HeapInuse (RSS) or HeapSys (Sys).
-    let outside = |total: Option<f64>, heap: Option<f64>, plain, less| match (total, heap) {
-        (Some(total), Some(heap)) => Some((less, total - heap)),
-        (Some(total), None) => Some((plain, total)),
-        (None, _) => None,
+    // The Go heap's own pages are not outside it, even while HeapAlloc, sampled at two moments
+    // of a GC sawtooth, looks flat: what grew beyond the heap's resident pages (RSS) or HeapSys
+    // (Sys). Freed spans stay resident until the scavenger releases them, so a heap that shrank
+    // moves pages from HeapInuse to HeapSys - HeapReleased with RSS unchanged. Profiles written
+    // before heap_released was recorded fall back to HeapInuse.
+    let outside = |total: Option<f64>, heap: Option<(&'static str, f64)>, plain| match heap {
+        Some((less, heap)) => Some((less, total? - heap)),
+        None => Some((plain, total?)),
     };
-    let rss = outside(
-        growth(|n| n.rss),
-        growth(|n| n.heap_inuse),
-        "RSS",
-        "RSS less HeapInuse",
-    );
+    let rss_heap = growth(|n| Some(n.heap_sys?.saturating_sub(n.heap_released?)))
+        .map(|heap| ("RSS less HeapSys - HeapReleased", heap))
+        .or_else(|| growth(|n| n.heap_inuse).map(|heap| ("RSS less HeapInuse", heap)));
+    let rss = outside(growth(|n| n.rss), rss_heap, "RSS");
     let sys = outside(
         growth(|n| n.sys),
-        growth(|n| n.heap_sys),
+        growth(|n| n.heap_sys).map(|heap| ("Sys less HeapSys", heap)),
         "Sys",
-        "Sys less HeapSys",
     );
     let heap = growth(|n| n.heap_alloc)?;
     let (what, grown) = match (rss, sys) {
@@ -1520,6 +1531,35 @@ mod tests {
             .comments
             .push(figures(37 * mib, 33 * mib).comment(CommentKey::MemoryEnd));
         assert!(classify(&[churn]).findings.is_empty());
+        // The heap shrank: 8 MiB of spans went from HeapInuse to free but still resident
+        // (HeapSys - HeapReleased the same), RSS flat. Not outside the heap; growth beyond the
+        // resident heap is.
+        let resident = |rss, heap_inuse, heap_released| MemoryNumbers {
+            rss: Some(rss),
+            heap_alloc: Some(3 * mib),
+            heap_inuse: Some(heap_inuse),
+            heap_sys: Some(32 * mib),
+            heap_released: Some(heap_released),
+            ..MemoryNumbers::default()
+        };
+        let shrunk = |end: MemoryNumbers| {
+            let mut profile = recording(8, &[]);
+            profile
+                .comments
+                .push(resident(40 * mib, 16 * mib, 8 * mib).comment(CommentKey::MemoryStart));
+            profile.comments.push(end.comment(CommentKey::MemoryEnd));
+            classify(&[profile]).findings
+        };
+        assert!(shrunk(resident(40 * mib, 8 * mib, 8 * mib)).is_empty());
+        let grown = shrunk(resident(60 * mib, 8 * mib, 8 * mib));
+        assert_eq!(grown.len(), 1, "{grown:#?}");
+        assert!(
+            grown[0]
+                .evidence
+                .starts_with("RSS less HeapSys - HeapReleased grew by 20.0 MiB"),
+            "{}",
+            grown[0].evidence
+        );
         // A C heap site explains it: that finding is the answer, not the process-wide one.
         let site: &[(&str, i64)] = &[("runtime.cgocall", 1), ("main.leakC", 44)];
         let profile = with_memory(
@@ -1536,6 +1576,40 @@ mod tests {
             .map(|f| f.kind)
             .collect();
         assert_eq!(kinds, [FindingKind::CHeapGrowth]);
+    }
+
+    #[test]
+    fn mmap_growth_without_the_mmap_probes_says_to_turn_them_on() {
+        let mib: i64 = 1 << 20;
+        let off = [CommentKey::MmapProbes.comment("off")];
+        let listed: &[(&str, i64)] = &[(PRE_EXISTING_FRAME, 0)];
+        let series: Vec<ResolvedProfile> = (0..3)
+            .map(|i| {
+                let mut profile = recording_with(
+                    8,
+                    &off,
+                    &[(
+                        listed,
+                        SampleType::MmapLiveBytes,
+                        (10 + 20 * i) * mib,
+                        vec![],
+                    )],
+                );
+                profile.time_nanos = i * 8_000_000_000;
+                profile
+            })
+            .collect();
+        let report = classify(&series);
+        assert!(report.findings.is_empty(), "{report:#?}");
+        assert!(
+            report
+                .notes
+                .iter()
+                .any(|n| n.starts_with("mmap-growth: the mmap probes were off")
+                    && n.contains("--mmap")),
+            "{:#?}",
+            report.notes
+        );
     }
 
     #[test]

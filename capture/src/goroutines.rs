@@ -163,6 +163,7 @@ impl RuntimeReader {
                 numbers.heap_alloc = Some(stats.heap_alloc);
                 numbers.heap_inuse = Some(stats.heap_inuse);
                 numbers.heap_sys = Some(stats.heap_sys);
+                numbers.heap_released = Some(stats.heap_released);
                 numbers.stack_inuse = Some(stats.stack_inuse);
                 numbers.sys = Some(stats.sys);
             }

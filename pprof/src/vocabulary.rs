@@ -235,28 +235,31 @@ pub struct MemoryNumbers {
     pub heap_alloc: Option<u64>,
     pub heap_inuse: Option<u64>,
     pub heap_sys: Option<u64>,
+    pub heap_released: Option<u64>,
     pub stack_inuse: Option<u64>,
     pub sys: Option<u64>,
     pub goroutines: Option<u64>,
 }
 
 impl MemoryNumbers {
-    const FIELDS: [&'static str; 7] = [
+    const FIELDS: [&'static str; 8] = [
         "rss",
         "heap_alloc",
         "heap_inuse",
         "heap_sys",
+        "heap_released",
         "stack_inuse",
         "sys",
         "goroutines",
     ];
 
-    fn slots(&mut self) -> [&mut Option<u64>; 7] {
+    fn slots(&mut self) -> [&mut Option<u64>; 8] {
         [
             &mut self.rss,
             &mut self.heap_alloc,
             &mut self.heap_inuse,
             &mut self.heap_sys,
+            &mut self.heap_released,
             &mut self.stack_inuse,
             &mut self.sys,
             &mut self.goroutines,

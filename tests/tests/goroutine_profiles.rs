@@ -196,11 +196,13 @@ fn memstats_match_read_mem_stats(go: &GoVersion) {
         };
         check("heap_inuse", ours.heap_inuse, 256 << 10);
         check("heap_sys", ours.heap_sys, 256 << 10);
+        check("heap_released", ours.heap_released, 256 << 10);
         check("stack_inuse", ours.stack_inuse, 64 << 10);
         check("sys", ours.sys, 512 << 10);
         // Unflushed per-P caches: up to a span per size class in use per P.
         check("heap_alloc", ours.heap_alloc, 1 << 20);
         assert!(ours.heap_alloc > 0 && ours.heap_alloc <= ours.heap_inuse);
+        assert!(ours.heap_inuse + ours.heap_released <= ours.heap_sys);
     }
 }
 per_go_version!(
