@@ -1393,7 +1393,7 @@ mod tests {
         assert!(classify(&[live_only]).findings.is_empty());
         // A read of the heaps counts what the runtime holds: 300 of the 5000 "live".
         let mut with_snapshot = go.to_vec();
-        with_snapshot.push(CommentKey::Snapshot.comment(pprof::vocabulary::snapshot_ok(300, 0)));
+        with_snapshot.push(CommentKey::Snapshot.comment(pprof::vocabulary::snapshot_ok(300, 0, 0)));
         let both = recording_with(
             8,
             &with_snapshot,

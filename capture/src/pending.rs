@@ -32,7 +32,11 @@ impl PendingRead {
     pub fn comment(&self) -> Option<String> {
         let value = match self {
             Self::NotTaken => return None,
-            Self::Ok(snapshot) => snapshot_ok(snapshot.timers.len(), snapshot.inconsistent),
+            Self::Ok(snapshot) => snapshot_ok(
+                snapshot.timers.len(),
+                snapshot.inconsistent,
+                snapshot.moving,
+            ),
             Self::Refused(reason) => format!("refused (probes only): {reason}"),
             Self::Failed(reason) => format!("failed: {reason}"),
         };
@@ -118,10 +122,11 @@ impl PendingReader {
         match result {
             Ok(snapshot) => {
                 tracing::debug!(
-                    "snapshot: pid {}: {} pending timers in {} heaps, {} inconsistent, {:?}",
+                    "snapshot: pid {}: {} pending timers in {} heaps ({} moving), {} inconsistent, {:?}",
                     self.pid,
                     snapshot.timers.len(),
                     snapshot.heaps,
+                    snapshot.moving,
                     snapshot.inconsistent,
                     started.elapsed()
                 );

@@ -425,9 +425,11 @@ impl Session {
         if let (Some(frozen), Some(pending)) =
             (&mut self.frozen_creations, snapshot.pending.timers())
             && pending.inconsistent == 0
+            && pending.moving == 0
         {
             // A timer no longer pending may be stopped and its address reused. (A heap that
-            // kept changing under the read was skipped whole: its timers are not gone.)
+            // kept changing under the read was skipped or read in motion: a timer missing from
+            // it is not gone.)
             let addresses: HashSet<u64> = pending.timers.iter().map(|t| t.address).collect();
             frozen.retain(|address, _| addresses.contains(address));
         }

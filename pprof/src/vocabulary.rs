@@ -210,7 +210,7 @@ string_enum! {
         /// syscall_unwalked=N torn=N unreadable=N truncated=N`, `refused: REASON` or
         /// `failed: REASON`.
         GoroutineSnapshot => "goroutine_snapshot",
-        /// The read of the runtime's timer heaps: `ok timers=N inconsistent=M`,
+        /// The read of the runtime's timer heaps: `ok timers=N inconsistent=M moving=K`,
         /// `refused (probes only): REASON` (the binary's layout cannot be read; pending timers come
         /// from the probes' `timers_live`) or `failed: REASON`.
         Snapshot => "snapshot",
@@ -363,12 +363,14 @@ string_enum! {
     }
 }
 
-/// The `snapshot` comment's value for a successful read: `ok timers=N inconsistent=M`.
-pub fn snapshot_ok(timers: usize, inconsistent: u64) -> String {
-    format!("ok timers={timers} inconsistent={inconsistent}")
+/// The `snapshot` comment's value for a successful read: `ok timers=N inconsistent=M
+/// moving=K` (`moving`: heaps kept as read while they changed).
+pub fn snapshot_ok(timers: usize, inconsistent: u64, moving: u32) -> String {
+    format!("ok timers={timers} inconsistent={inconsistent} moving={moving}")
 }
 
-/// `(timers, inconsistent)` of a `snapshot=ok ...` comment; `None` for any other comment.
+/// `(timers, inconsistent)` of a `snapshot=ok ...` comment (profiles written before `moving`
+/// was counted included); `None` for any other comment.
 pub fn parse_snapshot_ok(comment: &str) -> Option<(u64, u64)> {
     let rest = comment
         .strip_prefix(CommentKey::Snapshot.as_str())?
@@ -598,9 +600,13 @@ mod tests {
         );
         assert_eq!(parse_drops_comment("go_version=go1.25.5"), None);
         assert_eq!(CommentKey::Pid.comment(42), "pid=42");
-        let snapshot = CommentKey::Snapshot.comment(snapshot_ok(12, 1));
-        assert_eq!(snapshot, "snapshot=ok timers=12 inconsistent=1");
+        let snapshot = CommentKey::Snapshot.comment(snapshot_ok(12, 1, 2));
+        assert_eq!(snapshot, "snapshot=ok timers=12 inconsistent=1 moving=2");
         assert_eq!(parse_snapshot_ok(&snapshot), Some((12, 1)));
+        assert_eq!(
+            parse_snapshot_ok("snapshot=ok timers=3 inconsistent=0"),
+            Some((3, 0))
+        );
         assert_eq!(parse_snapshot_ok("snapshot=refused: go1.11"), None);
     }
 }

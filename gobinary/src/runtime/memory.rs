@@ -171,16 +171,15 @@ pub trait ReadMemory {
         })
     }
 
-    /// The elements of a slice of `element`-byte items, at most `max_len` of them; the header is
-    /// read stably first.
-    fn slice_bytes(
+    /// The elements of the slice whose header (read at `address`) is `header`: `element`-byte
+    /// items, at most `max_len` of them.
+    fn slice_elements(
         &self,
         address: u64,
+        header: SliceHeader,
         element: u64,
         max_len: u64,
-        what: &'static str,
-    ) -> Result<(SliceHeader, Vec<u8>), ReadError> {
-        let header = self.stable_slice_header(address, what)?;
+    ) -> Result<Vec<u8>, ReadError> {
         if header.len > max_len {
             return Err(ReadError::TooLong {
                 address,
@@ -188,8 +187,7 @@ pub trait ReadMemory {
                 max: max_len,
             });
         }
-        let bytes = self.bytes(header.ptr, header.len * element, MAX_READ)?;
-        Ok((header, bytes))
+        self.bytes(header.ptr, header.len * element, MAX_READ)
     }
 
     /// A Go string header `{ptr, len}` and its bytes, `len` bounded by `max`.

@@ -3,7 +3,9 @@
 //! `runtime.allp`). Each timer is read twice and kept only when both reads agree and it passes
 //! the checks its family allows (it points back at its heap, its state says pending, its
 //! callback is a function of the binary); otherwise it is counted as inconsistent. A heap whose
-//! slice header changes while it is read is re-read, a bounded number of times.
+//! slice header changes while it is read is re-read while it is small, a bounded number of
+//! times; a large one (a busy P's, which changes under every read) is kept as read and counted
+//! as moving: each of its timers passed the checks, but the set is not one moment's.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -58,6 +60,10 @@ pub struct TimerSnapshot {
     pub timers: Vec<PendingTimer>,
     /// Timers or heaps that changed under every read, or failed the checks: not counted.
     pub inconsistent: u64,
+    /// Heaps whose slice changed while they were read, kept as read: each timer in them passed
+    /// its checks, but one added, removed or moved within the heap during the read can be
+    /// missing.
+    pub moving: u32,
     /// The heaps read (Ps, or buckets).
     pub heaps: u32,
     /// `CLOCK_MONOTONIC` when the read began, comparable with `when`.
@@ -279,24 +285,36 @@ impl<M: ReadMemory> Walk<'_, '_, M> {
     fn heap(&mut self, index: u32, owner: u64, slice: u64, element: u64) -> Result<(), ReadError> {
         self.snapshot.heaps += 1;
         let memory = &self.image.memory;
-        for _ in 0..STABLE_ATTEMPTS {
-            let (header, entries) =
-                match memory.slice_bytes(slice, element, MAX_HEAP_LEN, "timer heap") {
-                    Ok(read) => read,
-                    Err(ReadError::Inconsistent { .. } | ReadError::TooLong { .. }) => {
-                        self.snapshot.inconsistent += 1;
-                        return Ok(());
-                    }
-                    // The backing array was freed between the header read and this one.
-                    Err(ReadError::Unreadable { .. }) => continue,
-                    Err(other) => return Err(other),
-                };
+        for attempt in 1..=STABLE_ATTEMPTS {
+            // A busy P's heap header can change faster than two reads of it agree: then one
+            // plausible read will do, as the heap is counted moving and each timer is checked.
+            let (header, settled) = match memory.stable_slice_header(slice, "timer heap") {
+                Ok(header) => (header, true),
+                Err(ReadError::Inconsistent { .. }) => (memory.slice_header(slice)?, false),
+                Err(other) => return Err(other),
+            };
+            if !header.is_plausible() {
+                self.snapshot.inconsistent += 1;
+                return Ok(());
+            }
+            let entries = match memory.slice_elements(slice, header, element, MAX_HEAP_LEN) {
+                Ok(entries) => entries,
+                Err(ReadError::TooLong { .. }) => {
+                    self.snapshot.inconsistent += 1;
+                    return Ok(());
+                }
+                // The backing array was freed between the header read and this one.
+                Err(ReadError::Unreadable { .. }) => continue,
+                Err(other) => return Err(other),
+            };
             let mut addresses: Vec<u64> = entries
                 .chunks_exact(element as usize)
                 .map(|entry| u64::from_le_bytes(entry[..8].try_into().expect("8 bytes")))
                 .collect();
-            // In address order, timers that share a page are read as one range.
+            // In address order, timers that share a page are read as one range. An entry the
+            // runtime moved within the heap while the array was copied can be in it twice.
             addresses.sort_unstable();
+            addresses.dedup();
             let mut found = Vec::new();
             let mut inconsistent = 0;
             for batch in addresses.chunks(TIMER_BATCH) {
@@ -311,10 +329,13 @@ impl<M: ReadMemory> Walk<'_, '_, M> {
                     }
                 }
             }
-            // The heap moved (grew, shrank, was re-sliced) while its timers were read: again.
-            if memory.slice_header(slice)? != header {
+            // The heap moved (grew, shrank, was re-sliced) while its timers were read: again
+            // while another read is cheap (one batch), else keep what passed the checks.
+            let moved = !settled || memory.slice_header(slice)? != header;
+            if moved && attempt < STABLE_ATTEMPTS && addresses.len() <= TIMER_BATCH {
                 continue;
             }
+            self.snapshot.moving += u32::from(moved);
             self.snapshot.timers.extend(found);
             self.snapshot.inconsistent += inconsistent;
             return Ok(());

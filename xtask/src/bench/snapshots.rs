@@ -113,35 +113,54 @@ fn profiles_in(dir: &Path) -> Result<usize> {
         .count())
 }
 
-/// The snapshots of the intervals in `dir`: (whole, torn). A whole one (no inconsistent read)
-/// must hold every one of the server's AfterFuncs, or the row timed less work than it says. A
-/// torn one left out a heap that moved under every retry, and says so (`inconsistent=N`).
-fn check_snapshots(dir: &Path) -> Result<(usize, usize)> {
-    let (mut whole, mut torn) = (0, 0);
-    for entry in fs::read_dir(dir).with_context(|| format!("bench: reading {}", dir.display()))? {
-        let path = entry?.path();
-        let profile = pprof::ResolvedProfile::new(
-            &pprof::read_file(&path)
-                .with_context(|| format!("bench: reading {}", path.display()))?,
-        );
-        let field = |name: &str| {
-            profile
-                .comment_value("snapshot")?
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))?
-                .parse::<u64>()
-                .ok()
-        };
-        match (field("timers"), field("inconsistent")) {
-            (Some(_), Some(n)) if n > 0 => torn += 1,
-            (Some(timers), Some(0)) if timers >= PENDING => whole += 1,
-            (timers, _) => bail!(
-                "bench: {} has a snapshot of {timers:?} timers, not the server's {PENDING}",
-                path.display()
-            ),
+/// How the interval snapshots of the watched runs went.
+#[derive(Default)]
+struct SnapshotCounts {
+    /// Every heap read at one moment; each holds every one of the server's AfterFuncs, or the
+    /// row timed less work than it says.
+    whole: usize,
+    /// A heap changed while it was read and was kept as read (`moving=N`).
+    moving: usize,
+    /// The fewest timers one of the moving snapshots held.
+    moving_fewest: Option<u64>,
+    /// A timer or heap left out (`inconsistent=N`).
+    torn: usize,
+}
+
+impl SnapshotCounts {
+    /// Adds the snapshots of the interval profiles in `dir`.
+    fn add(&mut self, dir: &Path) -> Result<()> {
+        for entry in
+            fs::read_dir(dir).with_context(|| format!("bench: reading {}", dir.display()))?
+        {
+            let path = entry?.path();
+            let profile = pprof::ResolvedProfile::new(
+                &pprof::read_file(&path)
+                    .with_context(|| format!("bench: reading {}", path.display()))?,
+            );
+            let field = |name: &str| {
+                profile
+                    .comment_value("snapshot")?
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))?
+                    .parse::<u64>()
+                    .ok()
+            };
+            match (field("timers"), field("inconsistent"), field("moving")) {
+                (Some(_), Some(n), _) if n > 0 => self.torn += 1,
+                (Some(timers), Some(0), Some(moving)) if moving > 0 => {
+                    self.moving += 1;
+                    self.moving_fewest = Some(self.moving_fewest.map_or(timers, |t| t.min(timers)));
+                }
+                (Some(timers), Some(0), _) if timers >= PENDING => self.whole += 1,
+                (timers, _, _) => bail!(
+                    "bench: {} has a snapshot of {timers:?} timers, not the server's {PENDING}",
+                    path.display()
+                ),
+            }
         }
+        Ok(())
     }
-    Ok((whole, torn))
 }
 
 pub fn timers(bench: &Bench) -> Result<Section> {
@@ -183,7 +202,7 @@ pub fn timers(bench: &Bench) -> Result<Section> {
     let load = Duration::from_secs(if bench.runs <= 2 { 4 } else { 8 });
     let out = bench.out_dir.join("snapshot-watch");
     let mut runs = Vec::new();
-    let (mut snapshots_whole, mut snapshots_torn) = (0, 0);
+    let mut snapshots = SnapshotCounts::default();
     for run in 0..bench.runs {
         for snapshotted in rotated(&[false, true], run) {
             let (mut server, port) = pending_server(&binary_path)?;
@@ -206,9 +225,7 @@ pub fn timers(bench: &Bench) -> Result<Section> {
                 agent_cpu = Some(cpu_time(watch.pid())? - before);
                 intervals = profiles_in(&out)? - intervals_before;
                 watch.interrupt_until_exit(STEP_TIMEOUT)?;
-                let (whole, torn) = check_snapshots(&out)?;
-                snapshots_whole += whole;
-                snapshots_torn += torn;
+                snapshots.add(&out)?;
             }
             server.interrupt_until_exit(STEP_TIMEOUT)?;
             let rps = requests_per_sec(&String::from_utf8_lossy(&wrk.stdout))?;
@@ -278,10 +295,14 @@ pub fn timers(bench: &Bench) -> Result<Section> {
             peak_memory: String::new(),
             comparison: format!(
                 "{ratio:.3} of not watched; agent {:.1}% of a core, {:.0} ms of CPU per \
-                 interval under load; {snapshots_whole} snapshots whole, {snapshots_torn} torn \
-                 (a heap left out, counted)",
+                 interval under load; snapshots: {} whole, {} with a heap read while it moved \
+                 (kept; the fewest timers in one {}), {} torn (a timer or heap left out, counted)",
                 agent_share * 100.0,
-                agent_ms / intervals.max(1) as f64
+                agent_ms / intervals.max(1) as f64,
+                snapshots.whole,
+                snapshots.moving,
+                snapshots.moving_fewest.map_or("-".to_owned(), thousands),
+                snapshots.torn,
             ),
         },
     ];
@@ -311,8 +332,10 @@ pub fn timers(bench: &Bench) -> Result<Section> {
             "read_ms": read_ms,
             "timers": found,
             "runs": runs,
-            "snapshots_whole": snapshots_whole,
-            "snapshots_torn": snapshots_torn,
+            "snapshots_whole": snapshots.whole,
+            "snapshots_moving": snapshots.moving,
+            "snapshots_moving_fewest_timers": snapshots.moving_fewest,
+            "snapshots_torn": snapshots.torn,
         }),
     })
 }
