@@ -1,8 +1,9 @@
 //! `timerscope classify` on recordings of real Go processes whose goroutines or memory outside
 //! the Go heap grow, on every Go version: `goroutine-leak` at the function the goroutines are
 //! blocked in, naming the `go` statement that created them, and nothing on a healthy worker pool;
-//! `rss-outside-heap` for C heap growth recorded without the C heap probes, `c-heap-growth` at the
-//! Go function instead when the probes attribute it.
+//! `rss-outside-heap` for C heap growth recorded without the C heap probes (or `mmap-growth` at
+//! the Go function calling into C, when glibc maps a new arena during the recording),
+//! `c-heap-growth` at the Go function instead when the probes attribute it.
 
 #![allow(unused_crate_dependencies)]
 
@@ -109,8 +110,24 @@ fn rss_outside_heap_without_c_heap_probes(go: &GoVersion) {
     let dir = tempfile::tempdir().unwrap();
     let unattributed = classify(&[record_cgo_leak(go, &["--no-c-heap"], dir.path())]);
     assert_eq!(unattributed.len(), 1, "{go}: {unattributed:#?}");
-    assert_eq!(unattributed[0]["kind"], "rss-outside-heap", "{go}");
-    assert_eq!(unattributed[0]["function"], "[process]", "{go}");
+    // A cgo call that lands on a thread with no glibc arena yet maps one (64 MiB, seen by the
+    // mmap probes at the Go function that called into C): then that site is the answer.
+    let c_callers: Vec<String> = [
+        "c-heap-leak",
+        "c-heap-freed",
+        "c-heap-realloc",
+        "c-heap-aligned",
+    ]
+    .into_iter()
+    .map(|site| fixture_site("cgomalloc", site).0)
+    .collect();
+    let finding = &unattributed[0];
+    let function = finding["function"].as_str().unwrap_or_default();
+    assert!(
+        (finding["kind"] == "rss-outside-heap" && function == "[process]")
+            || (finding["kind"] == "mmap-growth" && c_callers.iter().any(|f| f == function)),
+        "{go}: {finding:#}"
+    );
 
     let attributed = classify(&[record_cgo_leak(go, &[], dir.path())]);
     assert!(

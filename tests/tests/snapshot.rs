@@ -12,7 +12,7 @@ use std::{
     fs,
     io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::{Child, ChildStdin, Command, Stdio},
 };
 
 use common::{Fixture, PidRecording, cum, read_json_line, read_profile, timerscope};
@@ -20,22 +20,54 @@ use gobinary::{GoBinary, runtime::timers};
 use pprof::vocabulary::TimerKind;
 use timerscope_tests::{GoVersion, Variant, fixture_path, go_version};
 
-fn pending_timers_match_the_fixture(go: &GoVersion) {
-    for variant in Variant::ALL {
-        // Without -wait-stdin it makes its timers at once; they stay pending until its stdin
-        // (held open here) closes.
-        let mut fixture =
+/// The pending fixture, started without -wait-stdin: it makes its timers at once, prints its
+/// summary, and keeps them pending until its stdin (held here) closes. Killed on drop.
+struct Pending {
+    process: Child,
+    _stdin: Option<ChildStdin>,
+    summary: serde_json::Value,
+    binary: GoBinary,
+}
+
+impl Pending {
+    fn start(go: &GoVersion, variant: Variant, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut process =
             Command::new(fixture_path("pending", go, variant).expect("fixture built"))
+                .args(args)
+                .envs(env.iter().copied())
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .spawn()
                 .unwrap();
-        let _stdin = fixture.stdin.take();
-        let summary = read_json_line(&mut BufReader::new(fixture.stdout.take().unwrap()));
+        let stdin = process.stdin.take();
+        let summary = read_json_line(&mut BufReader::new(process.stdout.take().unwrap()));
         assert_eq!(summary["event"], "summary", "{summary}");
-        let pid = fixture.id();
-        let binary = GoBinary::open(Path::new(&format!("/proc/{pid}/exe"))).unwrap();
-        let snapshot = timers::snapshot(&binary, pid)
+        let binary = GoBinary::open(Path::new(&format!("/proc/{}/exe", process.id()))).unwrap();
+        Self {
+            process,
+            _stdin: stdin,
+            summary,
+            binary,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.process.id()
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+fn pending_timers_match_the_fixture(go: &GoVersion) {
+    for variant in Variant::ALL {
+        let fixture = Pending::start(go, variant, &[], &[]);
+        let (binary, pid, summary) = (&fixture.binary, fixture.pid(), &fixture.summary);
+        let snapshot = timers::snapshot(binary, pid)
             .unwrap_or_else(|e| panic!("{go} {variant}: snapshot failed: {e}"));
         let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
         let mut callbacks: BTreeMap<String, u64> = BTreeMap::new();
@@ -91,8 +123,6 @@ fn pending_timers_match_the_fixture(go: &GoVersion) {
                 .all(|t| (0..=3_600_000_000_000).contains(&due(&t))),
             "{context}"
         );
-        let _ = fixture.kill();
-        let _ = fixture.wait();
     }
 }
 
@@ -103,23 +133,18 @@ per_go_version!(pending_timers, super::pending_timers_match_the_fixture);
 /// moving, not dropped: its pending timers are found, none twice.
 fn a_moving_heap_is_kept_and_counted(go: &GoVersion) {
     const SESSIONS: u64 = 20_000;
-    let mut fixture =
-        Command::new(fixture_path("pending", go, Variant::Normal).expect("fixture built"))
-            .args(["-afterfuncs", &SESSIONS.to_string(), "-churn"])
-            .env("GOMAXPROCS", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-    let _stdin = fixture.stdin.take();
-    let summary = read_json_line(&mut BufReader::new(fixture.stdout.take().unwrap()));
-    assert_eq!(summary["event"], "summary", "{summary}");
-    let pid = fixture.id();
-    let binary = GoBinary::open(Path::new(&format!("/proc/{pid}/exe"))).unwrap();
+    let count = SESSIONS.to_string();
+    let fixture = Pending::start(
+        go,
+        Variant::Normal,
+        &["-afterfuncs", &count, "-churn"],
+        &[("GOMAXPROCS", "1")],
+    );
+    let (binary, pid) = (&fixture.binary, fixture.pid());
     let mut moving = 0;
     for _ in 0..5 {
         let snapshot =
-            timers::snapshot(&binary, pid).unwrap_or_else(|e| panic!("{go}: snapshot failed: {e}"));
+            timers::snapshot(binary, pid).unwrap_or_else(|e| panic!("{go}: snapshot failed: {e}"));
         moving += snapshot.moving;
         let sessions = snapshot
             .timers
@@ -139,8 +164,6 @@ fn a_moving_heap_is_kept_and_counted(go: &GoVersion) {
         moving > 0,
         "{go}: the churning heap never changed during a read"
     );
-    let _ = fixture.kill();
-    let _ = fixture.wait();
 }
 
 per_go_version!(moving_heap, super::a_moving_heap_is_kept_and_counted);

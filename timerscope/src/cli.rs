@@ -82,10 +82,10 @@ pub enum Command {
     /// Name the leaks in one or more profiles of one process (no root needed).
     ///
     /// Each finding has a kind (timer-after-in-loop, ticker-not-stopped, afterfunc-pending,
-    /// timer-not-stopped, timer-fire-delay, mmap-growth, heap-growth, goroutine-growth), a
-    /// severity, the first user-code function, file and line, evidence and a suggested fix.
-    /// Several profiles in time order give trends. Exit status 3 when a finding reaches
-    /// --fail-on; 2 for unusable input.
+    /// timer-not-stopped, timer-fire-delay, mmap-growth, heap-growth, goroutine-growth,
+    /// goroutine-leak, c-heap-growth, rss-outside-heap), a severity, the first user-code
+    /// function, file and line, evidence and a suggested fix. Several profiles in time order
+    /// give trends. Exit status 3 when a finding reaches --fail-on; 2 for unusable input.
     ///
     /// Examples:
     ///   timerscope classify leak.pb.gz
