@@ -7,11 +7,11 @@ mod common;
 
 use std::fs;
 
-use common::{Fixture, PidRecording, count, cum, cum_through, read_profile, record_launch};
+use common::{
+    Fixture, PidRecording, SYSCALL_MMAP, count, cum, cum_through, read_profile, record_launch,
+};
 
-/// The raw syscall wrappers the fixtures map and unmap through. The runtime's own mappings never
-/// go through them, not even the heap growth `syscall.Mmap` itself can cause.
-const SYSCALL_MMAP: &str = "syscall.mmap";
+/// The raw syscall wrapper the fixtures unmap through (see [`SYSCALL_MMAP`]).
 const SYSCALL_MUNMAP: &str = "syscall.munmap";
 use timerscope_tests::{GoVersion, Variant, reference_go};
 

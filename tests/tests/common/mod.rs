@@ -171,6 +171,11 @@ pub fn cum(
     })
 }
 
+/// The raw syscall wrapper the fixtures map through. The runtime's own mappings never go through
+/// it, not even the heap growth `syscall.Mmap` itself can cause: a stack through it and a user
+/// function is that function's own mapping.
+pub const SYSCALL_MMAP: &str = "syscall.mmap";
+
 /// Like [`cum`], over samples whose stack contains every one of `functions` (e.g. a user
 /// function and the syscall wrapper it calls, leaving out runtime work that happens to run under
 /// the same user function, such as heap growth).
