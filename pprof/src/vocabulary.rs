@@ -369,16 +369,33 @@ pub fn snapshot_ok(timers: usize, inconsistent: u64, moving: u32) -> String {
     format!("ok timers={timers} inconsistent={inconsistent} moving={moving}")
 }
 
-/// `(timers, inconsistent)` of a `snapshot=ok ...` comment (profiles written before `moving`
-/// was counted included); `None` for any other comment.
-pub fn parse_snapshot_ok(comment: &str) -> Option<(u64, u64)> {
+/// What a `snapshot=ok ...` comment counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotOk {
+    pub timers: u64,
+    /// Timers or heaps left out because they changed while read.
+    pub inconsistent: u64,
+    /// Heaps kept as read while they changed; 0 in profiles written before it was counted.
+    pub moving: u64,
+}
+
+/// The counts of a `snapshot=ok ...` comment; `None` for any other comment.
+pub fn parse_snapshot_ok(comment: &str) -> Option<SnapshotOk> {
     let rest = comment
         .strip_prefix(CommentKey::Snapshot.as_str())?
         .strip_prefix("=ok ")?;
     let mut fields = rest.split_whitespace();
     let timers = fields.next()?.strip_prefix("timers=")?.parse().ok()?;
     let inconsistent = fields.next()?.strip_prefix("inconsistent=")?.parse().ok()?;
-    Some((timers, inconsistent))
+    let moving = match fields.next() {
+        Some(field) => field.strip_prefix("moving=")?.parse().ok()?,
+        None => 0,
+    };
+    Some(SnapshotOk {
+        timers,
+        inconsistent,
+        moving,
+    })
 }
 
 string_enum! {
@@ -602,10 +619,25 @@ mod tests {
         assert_eq!(CommentKey::Pid.comment(42), "pid=42");
         let snapshot = CommentKey::Snapshot.comment(snapshot_ok(12, 1, 2));
         assert_eq!(snapshot, "snapshot=ok timers=12 inconsistent=1 moving=2");
-        assert_eq!(parse_snapshot_ok(&snapshot), Some((12, 1)));
+        assert_eq!(
+            parse_snapshot_ok(&snapshot),
+            Some(SnapshotOk {
+                timers: 12,
+                inconsistent: 1,
+                moving: 2
+            })
+        );
         assert_eq!(
             parse_snapshot_ok("snapshot=ok timers=3 inconsistent=0"),
-            Some((3, 0))
+            Some(SnapshotOk {
+                timers: 3,
+                inconsistent: 0,
+                moving: 0
+            })
+        );
+        assert_eq!(
+            parse_snapshot_ok("snapshot=ok timers=3 inconsistent=0 moving=x"),
+            None
         );
         assert_eq!(parse_snapshot_ok("snapshot=refused: go1.11"), None);
     }

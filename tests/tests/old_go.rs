@@ -27,7 +27,7 @@ use gobinary::{
 };
 use pprof::{
     ResolvedProfile, SampleLabel,
-    vocabulary::{Events, TimerFamily, parse_snapshot_ok},
+    vocabulary::{Events, SnapshotOk, TimerFamily, parse_snapshot_ok},
 };
 use timerscope_tests::{OLD_GO_BINARIES, OldGoBinary, old_go_binary};
 
@@ -57,8 +57,9 @@ fn children(parent: u32) -> Vec<u32> {
 }
 
 /// `timerscope record --duration RECORDING -o OUT -- BIN ARGS` in `cwd`, calling `poke` every
-/// 300 ms for the first 2.5 s (the end of the recording stays quiet, so no timer fires while
-/// the probes are being detached). The program never exits by itself: once the profile is
+/// 300 ms for the first 1.5 s of the recording, counted from timerscope's `recording pid` line:
+/// attaching can take seconds on a loaded machine (the end of the recording stays quiet, so no
+/// timer fires while the probes are being detached). The program never exits by itself: once the profile is
 /// written it is sent SIGTERM (timerscope waits for it, and passes its exit status through).
 fn record(
     dir: &Path,
@@ -86,8 +87,8 @@ fn record(
         command.env("PATH", format!("{}:{path}", prefix.display()));
     }
     let mut recorder = command.spawn().expect("timerscope starts");
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(40);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut recording_since = None;
     while !output.exists() {
         if Instant::now() > deadline || recorder.try_wait().unwrap().is_some() {
             let _ = recorder.kill();
@@ -98,7 +99,13 @@ fn record(
                 fs::read_to_string(&stderr_path).unwrap_or_default()
             );
         }
-        if started.elapsed() < Duration::from_millis(2500) {
+        if recording_since.is_none()
+            && fs::read_to_string(&stderr_path)
+                .is_ok_and(|e| e.contains("timerscope: recording pid"))
+        {
+            recording_since = Some(Instant::now());
+        }
+        if recording_since.is_some_and(|since| since.elapsed() < Duration::from_millis(1500)) {
             poke();
         }
         std::thread::sleep(Duration::from_millis(300));
@@ -154,7 +161,11 @@ fn snapshot_agrees_with_the_probes(profile: &ResolvedProfile, stderr: &str, chur
         "snapshot={}",
         profile.comment_value("snapshot").unwrap_or("")
     );
-    let (timers, inconsistent) = parse_snapshot_ok(&comment)
+    let SnapshotOk {
+        timers,
+        inconsistent,
+        ..
+    } = parse_snapshot_ok(&comment)
         .unwrap_or_else(|| panic!("the snapshot was not read: {comment}; {stderr}"));
     let pending = timers_of(profile, "timers_pending");
     let live = timers_of(profile, "timers_live");

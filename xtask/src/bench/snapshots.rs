@@ -21,6 +21,7 @@ use gobinary::{
     layout::GoroutineLayout,
     runtime::{RuntimeImage, goroutines, timers::TimerReader},
 };
+use pprof::vocabulary::parse_snapshot_ok;
 use serde::Serialize;
 use timerscope_tests::{Variant, fixture_path, reference_go};
 
@@ -138,24 +139,19 @@ impl SnapshotCounts {
                 &pprof::read_file(&path)
                     .with_context(|| format!("bench: reading {}", path.display()))?,
             );
-            let field = |name: &str| {
-                profile
-                    .comment_value("snapshot")?
-                    .split_whitespace()
-                    .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))?
-                    .parse::<u64>()
-                    .ok()
-            };
-            match (field("timers"), field("inconsistent"), field("moving")) {
-                (Some(_), Some(n), _) if n > 0 => self.torn += 1,
-                (Some(timers), Some(0), Some(moving)) if moving > 0 => {
+            let snapshot = profile.comments.iter().find_map(|c| parse_snapshot_ok(c));
+            match snapshot {
+                Some(s) if s.inconsistent > 0 => self.torn += 1,
+                Some(s) if s.moving > 0 => {
                     self.moving += 1;
-                    self.moving_fewest = Some(self.moving_fewest.map_or(timers, |t| t.min(timers)));
+                    self.moving_fewest =
+                        Some(self.moving_fewest.map_or(s.timers, |t| t.min(s.timers)));
                 }
-                (Some(timers), Some(0), _) if timers >= PENDING => self.whole += 1,
-                (timers, _, _) => bail!(
-                    "bench: {} has a snapshot of {timers:?} timers, not the server's {PENDING}",
-                    path.display()
+                Some(s) if s.timers >= PENDING => self.whole += 1,
+                other => bail!(
+                    "bench: {} has a snapshot of {:?} timers, not the server's {PENDING}",
+                    path.display(),
+                    other.map(|s| s.timers)
                 ),
             }
         }
