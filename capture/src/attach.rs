@@ -575,6 +575,11 @@ impl crate::collect::Maps for ProbeMaps {
 }
 
 impl Probe {
+    /// Stops every program counting at once (`ARMED`); the links stay until [`Probe::detach`].
+    pub fn disarm(&mut self) -> Result<(), AttachError> {
+        set_armed(&mut self.ebpf, false)
+    }
+
     /// Detaches every uprobe and tracepoint; returns the maps and the mmap ring buffer.
     pub fn detach(mut self) -> (ProbeMaps, RingBuf<MapData>) {
         // Stop counting everywhere at once before the uprobes go away one by one. If the flag

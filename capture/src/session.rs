@@ -357,6 +357,21 @@ impl Session {
         Some((hits, collect::live_count(&probe.ebpf), drops))
     }
 
+    /// Stops every probe counting at once, links still attached: what [`Session::snapshot`] and
+    /// [`Session::read_pending`] read next is one moment's state. Closing the links
+    /// ([`Session::detach`]) takes about 0.1 s each (docs/toolchain.md), seconds in all, during
+    /// which the target's timers go on changing unseen: read before it, not after.
+    pub fn disarm(&mut self) {
+        if let ProbeState::Attached(probe) = &mut self.probe {
+            match probe.disarm() {
+                // A program that read ARMED just before it changed finishes within microseconds
+                // (BPF programs do not sleep here); give it a moment before the maps are read.
+                Ok(()) => std::thread::sleep(std::time::Duration::from_millis(5)),
+                Err(error) => tracing::warn!("detach: pid {}: {error}", self.pid),
+            }
+        }
+    }
+
     /// Detaches every probe: nothing is counted after this, and [`Session::snapshot`] then reads
     /// one consistent final state.
     pub fn detach(&mut self) {
