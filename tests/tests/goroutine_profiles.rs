@@ -69,6 +69,9 @@ fn goroutines_in_profiles_match_gos_own(go: &GoVersion) {
         let output = dir.path().join("record.pb.gz");
         let recording =
             PidRecording::start(fixture.pid(), &output, &["--events", "none", "--no-c-heap"]);
+        // record reads its end figures the moment it is stopped: give the leak (5 a second)
+        // time to add goroutines after the start figures were read.
+        std::thread::sleep(Duration::from_secs(1));
         let before_path = dir.path().join("before.pb.gz");
         let before_reply = snapshot(&mut fixture, &before_path);
         assert!(recording.stop_with(Signal::SIGINT).success());
