@@ -58,9 +58,10 @@ fn children(parent: u32) -> Vec<u32> {
 
 /// `timerscope record --duration RECORDING -o OUT -- BIN ARGS` in `cwd`, calling `poke` every
 /// 300 ms for the first 1.5 s of the recording, counted from timerscope's `recording pid` line:
-/// attaching can take seconds on a loaded machine (the end of the recording stays quiet, so no
-/// timer fires while the probes are being detached). The program never exits by itself: once the profile is
-/// written it is sent SIGTERM (timerscope waits for it, and passes its exit status through).
+/// attaching can take seconds on a loaded machine. The end of the recording stays quiet, so no
+/// timer changes between the probes' stop and the snapshot read just after it. The program never
+/// exits by itself: once the profile is written it is sent SIGTERM (timerscope waits for it, and
+/// passes its exit status through).
 fn record(
     dir: &Path,
     binary: &Path,
