@@ -18,6 +18,7 @@ mod servers;
 mod snapshots;
 mod startup;
 mod symbolization;
+mod uprobe_floor;
 mod watch_mode;
 
 use std::fs;

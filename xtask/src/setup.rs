@@ -24,6 +24,8 @@ const APT_PACKAGES: &[&str] = &[
     "libzstd-dev",
     "golang-1.19-go",
     "bpftrace",
+    // perf stat counts the bench's count-only uprobes (its floor under every-event probing).
+    "linux-perf",
     "strace",
     "caddy",
     "wrk",

@@ -14,21 +14,50 @@ pub const TIMERSCOPE_READY: &str = "timerscope: recording pid";
 /// What the bpftrace script's `BEGIN` probe prints; bpftrace runs it after attaching the rest.
 pub const BPFTRACE_READY: &str = "bench: probes attached";
 
-/// The hooked functions named in a timerscope profile's `hooks=SYMBOL+OFFSET,...` comment.
+/// The hooked timer functions named in a timerscope profile's `hooks=SYMBOL+OFFSET,...`
+/// comment.
 pub fn hooked_functions(profile: &Path) -> Result<Vec<String>> {
-    let profile = pprof::ResolvedProfile::new(
-        &pprof::read_file(profile)
-            .with_context(|| format!("bench: reading {}", profile.display()))?,
-    );
+    let profile = read(profile)?;
     let hooks = profile
         .comment_value("hooks")
         .context("bench: the profile has no hooks= comment")?;
-    Ok(hooks
-        .split(',')
-        .filter(|hook| !hook.is_empty())
-        .map(|hook| hook.rsplit_once('+').map_or(hook, |(symbol, _)| symbol))
-        .map(str::to_owned)
+    Ok(probe_points(hooks)
+        .map(|(symbol, _)| symbol.to_owned())
         .collect())
+}
+
+/// Every uprobe a timerscope profile says it placed, timer and goroutine hooks, as (function,
+/// offset into it).
+pub fn hook_points(profile: &Path) -> Result<Vec<(String, u64)>> {
+    let profile = read(profile)?;
+    let hooks = profile
+        .comment_value("hooks")
+        .context("bench: the profile has no hooks= comment")?;
+    let goroutine_hooks = profile.comment_value("goroutine_hooks").unwrap_or_default();
+    probe_points(hooks)
+        .chain(probe_points(goroutine_hooks))
+        .map(|(symbol, offset)| {
+            let offset = offset
+                .parse()
+                .with_context(|| format!("bench: hook {symbol}+{offset} has no numeric offset"))?;
+            Ok((symbol.to_owned(), offset))
+        })
+        .collect()
+}
+
+fn read(profile: &Path) -> Result<pprof::ResolvedProfile> {
+    Ok(pprof::ResolvedProfile::new(
+        &pprof::read_file(profile)
+            .with_context(|| format!("bench: reading {}", profile.display()))?,
+    ))
+}
+
+/// `SYMBOL+OFFSET,...` as (symbol, offset); a symbol may itself contain `+`, so the last one
+/// splits.
+fn probe_points(list: &str) -> impl Iterator<Item = (&str, &str)> {
+    list.split(',')
+        .filter(|hook| !hook.is_empty())
+        .map(|hook| hook.rsplit_once('+').unwrap_or((hook, "0")))
 }
 
 /// What bpftrace does with its count map when interrupted.
@@ -41,10 +70,41 @@ pub enum CountsAtExit {
 
 /// `@[ustack] = count()` at the entry of each function, the usual bpftrace way; prints
 /// [`BPFTRACE_READY`] once attached.
-pub fn bpftrace_script(binary: &Path, functions: &[String], at_exit: CountsAtExit) -> String {
-    let probes: Vec<String> = functions
+pub fn bpftrace_script(
+    binary: &Path,
+    functions: &[String],
+    at_exit: CountsAtExit,
+) -> Result<String> {
+    let go = open(binary)?;
+    let probes = functions
         .iter()
-        .map(|symbol| format!("uprobe:{}:\"{symbol}\"", binary.display()))
+        .map(|function| {
+            // bpftrace finds functions by name only in a `.symtab`; stripped Go binaries
+            // (Debian's caddy) have none, and a script whose uprobes resolve to nothing still
+            // runs its `BEGIN`, so there it probes the entry's file offset.
+            if go.elf.symbols.contains_key(function) {
+                Ok(BpftraceProbe::Function(function.clone()))
+            } else {
+                file_offset(&go, binary, function, 0).map(BpftraceProbe::FileOffset)
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(script_at(binary, &probes, at_exit))
+}
+
+/// Where a bpftrace uprobe goes.
+enum BpftraceProbe {
+    Function(String),
+    FileOffset(u64),
+}
+
+fn script_at(binary: &Path, probes: &[BpftraceProbe], at_exit: CountsAtExit) -> String {
+    let probes: Vec<String> = probes
+        .iter()
+        .map(|probe| match probe {
+            BpftraceProbe::Function(symbol) => format!("uprobe:{}:\"{symbol}\"", binary.display()),
+            BpftraceProbe::FileOffset(offset) => format!("uprobe:{}:{offset:#x}", binary.display()),
+        })
         .collect();
     let end = match at_exit {
         CountsAtExit::Print => "",
@@ -54,6 +114,29 @@ pub fn bpftrace_script(binary: &Path, functions: &[String], at_exit: CountsAtExi
         "BEGIN {{ printf(\"{BPFTRACE_READY}\\n\"); }} {} {{ @[ustack] = count(); }}{end}",
         probes.join(",")
     )
+}
+
+/// File offsets (what uprobes attach by) of `(function, offset into it)` in `binary`, the
+/// functions found as timerscope finds them (`.symtab`, else `.gopclntab`).
+pub fn file_offsets(binary: &Path, points: &[(String, u64)]) -> Result<Vec<u64>> {
+    let go = open(binary)?;
+    points
+        .iter()
+        .map(|(function, offset)| file_offset(&go, binary, function, *offset))
+        .collect()
+}
+
+fn open(binary: &Path) -> Result<gobinary::GoBinary> {
+    gobinary::GoBinary::open(binary).with_context(|| format!("bench: reading {}", binary.display()))
+}
+
+fn file_offset(go: &gobinary::GoBinary, binary: &Path, function: &str, offset: u64) -> Result<u64> {
+    let symbol = go
+        .function(function)
+        .with_context(|| format!("bench: {function} is not in {}", binary.display()))?;
+    go.elf
+        .file_offset(symbol.address + offset)
+        .with_context(|| format!("bench: {function}+{offset} is outside the file"))
 }
 
 /// Starts of bpftrace tried before a benchmark gives up: it now and then exits at start with
@@ -78,7 +161,17 @@ pub fn start_bpftrace(pid: u32, script: &str, log: &Path) -> Result<Bpftrace> {
         let started = Instant::now();
         let mut running = Running::spawn(
             Command::new("bpftrace")
-                .args(["-B", "line", "-p", &pid.to_string(), "-e", script])
+                // --unsafe: without a `.symtab` bpftrace cannot check that a file offset starts
+                // an instruction; the offsets are function entries from the binary's pclntab.
+                .args([
+                    "--unsafe",
+                    "-B",
+                    "line",
+                    "-p",
+                    &pid.to_string(),
+                    "-e",
+                    script,
+                ])
                 .stdout(Stdio::piped())
                 .stderr(
                     fs::File::create(log)
@@ -117,18 +210,18 @@ mod tests {
 
     #[test]
     fn the_script_probes_every_function() {
-        let script = bpftrace_script(
+        let script = script_at(
             Path::new("/bin/x"),
             &[
-                "runtime.(*timer).modify".into(),
-                "runtime.(*timer).stop".into(),
+                BpftraceProbe::Function("runtime.(*timer).modify".into()),
+                BpftraceProbe::FileOffset(0x60ce0),
             ],
             CountsAtExit::Discard,
         );
         assert_eq!(
             script,
             "BEGIN { printf(\"bench: probes attached\\n\"); } \
-             uprobe:/bin/x:\"runtime.(*timer).modify\",uprobe:/bin/x:\"runtime.(*timer).stop\" \
+             uprobe:/bin/x:\"runtime.(*timer).modify\",uprobe:/bin/x:0x60ce0 \
              { @[ustack] = count(); } END { clear(@); }"
         );
     }

@@ -348,7 +348,7 @@ fn churn(bench: &Bench, target: &Target, probing: Probing, run: usize) -> Result
             Some(Attached::Timerscope(recorder, stderr))
         }
         Probing::Bpftrace => {
-            let script = bpftrace_script(&target.binary, &target.hooks, CountsAtExit::Print);
+            let script = bpftrace_script(&target.binary, &target.hooks, CountsAtExit::Print)?;
             let tracer =
                 start_bpftrace(fixture.pid(), &script, &bench.out_dir.join("bpftrace.log"))?;
             Some(Attached::Bpftrace(tracer.running, tracer.stdout))

@@ -1,7 +1,9 @@
 //! Row 7, servers: real Go HTTP servers saturated by `wrk` on loopback, requests per second
 //! unprobed, under `timerscope watch` (its default: creation probes, 1% overhead budget), under
 //! `timerscope record` (every timer event) and under the bpftrace script of the probe-cost row
-//! (the same functions `record` hooks, `@[ustack] = count()`); and `watch` paired with the same
+//! (the same functions `record` hooks, `@[ustack] = count()`), and under count-only uprobes at
+//! `record`'s hook addresses with no BPF (`uprobe_floor`: what every-event uprobes cost however
+//! cheap the capture's own work); and `watch` paired with the same
 //! server unprobed before and after it. The servers: the bench's net/http
 //! server with read/write/idle timeouts (every request re-arms its connection's deadlines) built
 //! by Go 1.19 and Go 1.25, and Debian's caddy. Agents interleave, in a rotated order each run;
@@ -19,10 +21,11 @@ use serde::Serialize;
 use super::Bench;
 use super::go_programs;
 use super::hooks::{
-    CountsAtExit, TIMERSCOPE_READY, bpftrace_script, hooked_functions, start_bpftrace,
+    CountsAtExit, TIMERSCOPE_READY, bpftrace_script, hook_points, hooked_functions, start_bpftrace,
 };
 use super::measure::{Lines, Running, Spread, rotated};
 use super::report::{Check, Row, Section, rate};
+use super::uprobe_floor::UprobeFloor;
 
 pub(super) const WATCH_READY: &str = "timerscope: watching pid";
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -39,14 +42,16 @@ enum Agent {
     Watch,
     Record,
     Bpftrace,
+    UprobeFloor,
 }
 
 impl Agent {
-    const ALL: [Agent; 4] = [
+    const ALL: [Agent; 5] = [
         Agent::Unprobed,
         Agent::Watch,
         Agent::Record,
         Agent::Bpftrace,
+        Agent::UprobeFloor,
     ];
 
     fn label(self) -> &'static str {
@@ -55,6 +60,7 @@ impl Agent {
             Agent::Watch => "timerscope watch (default: --events create)",
             Agent::Record => "timerscope record (all events)",
             Agent::Bpftrace => "bpftrace, same functions as record",
+            Agent::UprobeFloor => "count-only uprobes at record's hooks (perf stat, no BPF)",
         }
     }
 }
@@ -82,6 +88,16 @@ struct ServerRun {
     agent: Agent,
     run: usize,
     requests_per_sec: f64,
+    /// Uprobe hits per request, counted by the count-only uprobes.
+    hits_per_request: Option<f64>,
+}
+
+/// What `record` hooks in one server.
+struct Hooks {
+    /// The timer functions, which the bpftrace script probes at entry.
+    functions: Vec<String>,
+    /// Every probe point, timer and goroutine hooks, (function, offset).
+    points: Vec<(String, u64)>,
 }
 
 pub fn run(bench: &Bench) -> Result<Section> {
@@ -140,19 +156,28 @@ pub fn run(bench: &Bench) -> Result<Section> {
     let mut paired_runs = Vec::new();
     let mut rows = Vec::new();
     let mut checks = Vec::new();
+    let mut floor_notes = Vec::new();
     for server in &servers {
         let hooks = record_hooks(bench, server, &dir)?;
+        let mut floor_hits = Vec::new();
         let mut by_agent: Vec<(Agent, Vec<f64>)> =
             Agent::ALL.iter().map(|&a| (a, Vec::new())).collect();
         for run in 0..bench.runs {
             for agent in rotated(&Agent::ALL, run) {
-                let rps = measure(bench, server, &hooks, agent, load, &dir)
+                let (rps, hits) = measure(bench, server, &hooks, agent, load, &dir)
                     .with_context(|| format!("bench: {} under {agent:?}", server.name))?;
+                let hits_per_request = hits.map(|hits| hits as f64 / (rps * load.as_secs_f64()));
                 println!(
-                    "bench: servers: {} run {run}, {}: {rps:.0} requests/s",
+                    "bench: servers: {} run {run}, {}: {rps:.0} requests/s{}",
                     server.name,
-                    agent.label()
+                    agent.label(),
+                    hits_per_request
+                        .map(|h| format!(", {h:.1} uprobe hits a request"))
+                        .unwrap_or_default()
                 );
+                if let Some(h) = hits_per_request {
+                    floor_hits.push(h);
+                }
                 by_agent
                     .iter_mut()
                     .find(|(a, _)| *a == agent)
@@ -164,6 +189,7 @@ pub fn run(bench: &Bench) -> Result<Section> {
                     agent,
                     run,
                     requests_per_sec: rps,
+                    hits_per_request,
                 });
             }
         }
@@ -215,11 +241,19 @@ pub fn run(bench: &Bench) -> Result<Section> {
             comparison: "watch / mean(before, after)".to_owned(),
         });
         let ratio = |agent| median(agent).median / unprobed;
-        let (watch, record, bpftrace) = (
+        let (watch, record, bpftrace, floor) = (
             ratio(Agent::Watch),
             ratio(Agent::Record),
             ratio(Agent::Bpftrace),
+            ratio(Agent::UprobeFloor),
         );
+        floor_notes.push(format!(
+            "{}: {:.1} uprobe hits a request at record's {} probe points; count-only uprobes \
+             there keep {floor:.3} of unprobed, record {record:.3}.",
+            server.name,
+            Spread::of(&floor_hits).median,
+            hooks.points.len()
+        ));
         checks.push(Check {
             target: format!("{}: watch >= 0.99 of unprobed", server.name),
             measured: format!("{watch:.3} ({:.3} paired)", paired.median),
@@ -248,7 +282,7 @@ pub fn run(bench: &Bench) -> Result<Section> {
         title: "7. Servers under wrk: requests/s with and without probes".to_owned(),
         rows,
         checks,
-        notes: vec![format!(
+        notes: std::iter::once(format!(
             "wrk -t1 -c{CONNECTIONS} for {} s per measurement on loopback; server and wrk share \
              the machine's cores. A fresh server per measurement; agents interleaved in a \
              rotated order per run; medians of {} runs. Paired: one server loaded {} s \
@@ -260,7 +294,9 @@ pub fn run(bench: &Bench) -> Result<Section> {
             bench.runs,
             PAIRED_WARM_UP.as_secs(),
             load.as_secs()
-        )],
+        ))
+        .chain(floor_notes)
+        .collect(),
         data: serde_json::json!({ "runs": runs, "paired": paired_runs }),
     })
 }
@@ -299,8 +335,8 @@ fn start(server: &Server) -> Result<(Running, u16)> {
     bail!("bench: {} never listened on port {port}", server.name)
 }
 
-/// The functions `record` hooks in this server, from a short unmeasured recording.
-fn record_hooks(bench: &Bench, server: &Server, dir: &Path) -> Result<Vec<String>> {
+/// What `record` hooks in this server, from a short unmeasured recording.
+fn record_hooks(bench: &Bench, server: &Server, dir: &Path) -> Result<Hooks> {
     let (mut target, _) = start(server)?;
     let profile = dir.join("hooks.pb.gz");
     let mut record = Running::spawn(
@@ -313,26 +349,38 @@ fn record_hooks(bench: &Bench, server: &Server, dir: &Path) -> Result<Vec<String
     )?;
     record.wait_success(STEP_TIMEOUT)?;
     target.interrupt_until_exit(STEP_TIMEOUT)?;
-    hooked_functions(&profile)
+    Ok(Hooks {
+        functions: hooked_functions(&profile)?,
+        points: hook_points(&profile)?,
+    })
 }
 
+/// Requests/s of a fresh server under `agent`; with the count-only uprobes, also their hits.
 fn measure(
     bench: &Bench,
     server: &Server,
-    hooks: &[String],
+    hooks: &Hooks,
     agent: Agent,
     load: Duration,
     dir: &Path,
-) -> Result<f64> {
+) -> Result<(f64, Option<u64>)> {
     let (mut target, port) = start(server)?;
-    let mut attached = attach(bench, server, hooks, agent, target.pid(), dir)?;
+    if agent == Agent::UprobeFloor {
+        let floor = UprobeFloor::attach(&server.binary, &hooks.points, &dir.join("perf-stat.csv"))?;
+        thread::sleep(SETTLE);
+        let rps = wrk(port, load)?;
+        let hits = floor.finish()?;
+        target.interrupt_until_exit(STEP_TIMEOUT)?;
+        return Ok((rps, Some(hits)));
+    }
+    let mut attached = attach(bench, server, &hooks.functions, agent, target.pid(), dir)?;
     thread::sleep(SETTLE);
     let rps = wrk(port, load)?;
     if let Some((running, _)) = &mut attached {
         running.interrupt_until_exit(STEP_TIMEOUT)?;
     }
     target.interrupt_until_exit(STEP_TIMEOUT)?;
-    Ok(rps)
+    Ok((rps, None))
 }
 
 /// One server, unprobed, then under `watch`, then unprobed again once `watch` has exited and
@@ -372,6 +420,7 @@ fn attach(
     let pid_arg = pid.to_string();
     Ok(match agent {
         Agent::Unprobed => None,
+        Agent::UprobeFloor => bail!("bench: measure attaches the count-only uprobes itself"),
         Agent::Watch | Agent::Record => {
             let (args, ready): (Vec<String>, _) = if agent == Agent::Watch {
                 let out = dir.join("watch");
@@ -405,7 +454,7 @@ fn attach(
             Some((running, stderr))
         }
         Agent::Bpftrace => {
-            let script = bpftrace_script(&server.binary, hooks, CountsAtExit::Discard);
+            let script = bpftrace_script(&server.binary, hooks, CountsAtExit::Discard)?;
             let tracer = start_bpftrace(pid, &script, &dir.join("bpftrace-servers.log"))?;
             Some((tracer.running, tracer.stdout))
         }

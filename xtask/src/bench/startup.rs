@@ -137,7 +137,7 @@ fn attach(bench: &Bench, tool: Tool, pid: u32, binary: &Path, hooks: &[String]) 
             (running, lines, start, attached)
         }
         Tool::Bpftrace => {
-            let script = bpftrace_script(binary, hooks, CountsAtExit::Discard);
+            let script = bpftrace_script(binary, hooks, CountsAtExit::Discard)?;
             let tracer = start_bpftrace(pid, &script, &bench.out_dir.join("bpftrace-startup.log"))?;
             (
                 tracer.running,

@@ -430,7 +430,7 @@ fn measure(
             Some((watch, stderr))
         }
         Agent::Bpftrace => {
-            let script = bpftrace_script(paced, hooks, CountsAtExit::Discard);
+            let script = bpftrace_script(paced, hooks, CountsAtExit::Discard)?;
             let tracer = start_bpftrace(pid, &script, &bench.out_dir.join("bpftrace-watch.log"))?;
             Some((tracer.running, tracer.stdout))
         }
