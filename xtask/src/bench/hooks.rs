@@ -17,32 +17,31 @@ pub const BPFTRACE_READY: &str = "bench: probes attached";
 /// The hooked timer functions named in a timerscope profile's `hooks=SYMBOL+OFFSET,...`
 /// comment.
 pub fn hooked_functions(profile: &Path) -> Result<Vec<String>> {
-    let profile = read(profile)?;
-    let hooks = profile
-        .comment_value("hooks")
-        .context("bench: the profile has no hooks= comment")?;
-    Ok(probe_points(hooks)
-        .map(|(symbol, _)| symbol.to_owned())
+    Ok(hook_points(profile)?
+        .timer
+        .into_iter()
+        .map(|(function, _)| function)
         .collect())
 }
 
-/// Every uprobe a timerscope profile says it placed, timer and goroutine hooks, as (function,
-/// offset into it).
-pub fn hook_points(profile: &Path) -> Result<Vec<(String, u64)>> {
+/// Every uprobe a timerscope profile says it placed, as (function, offset into it).
+pub struct HookPoints {
+    /// From the `hooks=` comment.
+    pub timer: Vec<(String, u64)>,
+    /// From the `goroutine_hooks=` comment; empty without goroutine probes.
+    pub goroutine: Vec<(String, u64)>,
+}
+
+pub fn hook_points(profile: &Path) -> Result<HookPoints> {
     let profile = read(profile)?;
     let hooks = profile
         .comment_value("hooks")
         .context("bench: the profile has no hooks= comment")?;
     let goroutine_hooks = profile.comment_value("goroutine_hooks").unwrap_or_default();
-    probe_points(hooks)
-        .chain(probe_points(goroutine_hooks))
-        .map(|(symbol, offset)| {
-            let offset = offset
-                .parse()
-                .with_context(|| format!("bench: hook {symbol}+{offset} has no numeric offset"))?;
-            Ok((symbol.to_owned(), offset))
-        })
-        .collect()
+    Ok(HookPoints {
+        timer: probe_points(hooks)?,
+        goroutine: probe_points(goroutine_hooks)?,
+    })
 }
 
 fn read(profile: &Path) -> Result<pprof::ResolvedProfile> {
@@ -54,10 +53,17 @@ fn read(profile: &Path) -> Result<pprof::ResolvedProfile> {
 
 /// `SYMBOL+OFFSET,...` as (symbol, offset); a symbol may itself contain `+`, so the last one
 /// splits.
-fn probe_points(list: &str) -> impl Iterator<Item = (&str, &str)> {
+fn probe_points(list: &str) -> Result<Vec<(String, u64)>> {
     list.split(',')
         .filter(|hook| !hook.is_empty())
-        .map(|hook| hook.rsplit_once('+').unwrap_or((hook, "0")))
+        .map(|hook| {
+            let (symbol, offset) = hook.rsplit_once('+').unwrap_or((hook, "0"));
+            let offset = offset
+                .parse()
+                .with_context(|| format!("bench: hook {hook} has no numeric offset"))?;
+            Ok((symbol.to_owned(), offset))
+        })
+        .collect()
 }
 
 /// What bpftrace does with its count map when interrupted.
@@ -207,6 +213,18 @@ pub fn start_bpftrace(pid: u32, script: &str, log: &Path) -> Result<Bpftrace> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probe_points_split_at_the_last_plus() {
+        assert_eq!(
+            probe_points("runtime.(*timer).modify+4,,runtime.newproc.func1+64").unwrap(),
+            [
+                ("runtime.(*timer).modify".to_owned(), 4),
+                ("runtime.newproc.func1".to_owned(), 64)
+            ]
+        );
+        assert!(probe_points("runtime.goexit1+x").is_err());
+    }
 
     #[test]
     fn the_script_probes_every_function() {

@@ -21,7 +21,7 @@ use serde::Serialize;
 use super::Bench;
 use super::go_programs;
 use super::hooks::{
-    CountsAtExit, TIMERSCOPE_READY, bpftrace_script, hook_points, hooked_functions, start_bpftrace,
+    CountsAtExit, HookPoints, TIMERSCOPE_READY, bpftrace_script, hook_points, start_bpftrace,
 };
 use super::measure::{Lines, Running, Spread, rotated};
 use super::report::{Check, Row, Section, rate};
@@ -90,14 +90,6 @@ struct ServerRun {
     requests_per_sec: f64,
     /// Uprobe hits per request, counted by the count-only uprobes.
     hits_per_request: Option<f64>,
-}
-
-/// What `record` hooks in one server.
-struct Hooks {
-    /// The timer functions, which the bpftrace script probes at entry.
-    functions: Vec<String>,
-    /// Every probe point, timer and goroutine hooks, (function, offset).
-    points: Vec<(String, u64)>,
 }
 
 pub fn run(bench: &Bench) -> Result<Section> {
@@ -252,7 +244,7 @@ pub fn run(bench: &Bench) -> Result<Section> {
              there keep {floor:.3} of unprobed, record {record:.3}.",
             server.name,
             Spread::of(&floor_hits).median,
-            hooks.points.len()
+            hooks.timer.len() + hooks.goroutine.len()
         ));
         checks.push(Check {
             target: format!("{}: watch >= 0.99 of unprobed", server.name),
@@ -336,7 +328,7 @@ fn start(server: &Server) -> Result<(Running, u16)> {
 }
 
 /// What `record` hooks in this server, from a short unmeasured recording.
-fn record_hooks(bench: &Bench, server: &Server, dir: &Path) -> Result<Hooks> {
+fn record_hooks(bench: &Bench, server: &Server, dir: &Path) -> Result<HookPoints> {
     let (mut target, _) = start(server)?;
     let profile = dir.join("hooks.pb.gz");
     let mut record = Running::spawn(
@@ -349,31 +341,35 @@ fn record_hooks(bench: &Bench, server: &Server, dir: &Path) -> Result<Hooks> {
     )?;
     record.wait_success(STEP_TIMEOUT)?;
     target.interrupt_until_exit(STEP_TIMEOUT)?;
-    Ok(Hooks {
-        functions: hooked_functions(&profile)?,
-        points: hook_points(&profile)?,
-    })
+    hook_points(&profile)
 }
 
 /// Requests/s of a fresh server under `agent`; with the count-only uprobes, also their hits.
 fn measure(
     bench: &Bench,
     server: &Server,
-    hooks: &Hooks,
+    hooks: &HookPoints,
     agent: Agent,
     load: Duration,
     dir: &Path,
 ) -> Result<(f64, Option<u64>)> {
     let (mut target, port) = start(server)?;
     if agent == Agent::UprobeFloor {
-        let floor = UprobeFloor::attach(&server.binary, &hooks.points, &dir.join("perf-stat.csv"))?;
+        let points: Vec<_> = hooks
+            .timer
+            .iter()
+            .chain(&hooks.goroutine)
+            .cloned()
+            .collect();
+        let floor = UprobeFloor::attach(&server.binary, &points, &dir.join("perf-stat.csv"))?;
         thread::sleep(SETTLE);
         let rps = wrk(port, load)?;
         let hits = floor.finish()?;
         target.interrupt_until_exit(STEP_TIMEOUT)?;
         return Ok((rps, Some(hits)));
     }
-    let mut attached = attach(bench, server, &hooks.functions, agent, target.pid(), dir)?;
+    let functions: Vec<String> = hooks.timer.iter().map(|(f, _)| f.clone()).collect();
+    let mut attached = attach(bench, server, &functions, agent, target.pid(), dir)?;
     thread::sleep(SETTLE);
     let rps = wrk(port, load)?;
     if let Some((running, _)) = &mut attached {
